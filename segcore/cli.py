@@ -1,0 +1,200 @@
+"""``segcore`` command line: ``segment`` a folder of frames, ``eval`` masks against labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+
+from . import __version__
+from .card import DEFAULT_MODEL
+from .errors import SegcoreError
+from .formats import WRITERS
+from .progress import Progress
+
+EPILOG = """examples:
+  segcore segment shoot/ -o out/              masks + RGBA cut-outs with the bundled model
+  segcore segment shoot/ -o out/ --formats mask,colmap --skip-existing
+  segcore eval out/masks labels/masks         P / R / F1 / IoU / boundary F at full resolution
+"""
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [n for n in names if n not in WRITERS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {', '.join(bad) or '(empty)'}; choose from {', '.join(WRITERS)}"
+        )
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segcore",
+        description="Cut the garment figure out of every frame of a photo sequence, at full "
+        "resolution, ready for photogrammetry.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"segcore {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser(
+        "segment",
+        help="segment a folder of frames (or one image)",
+        description="Segment every frame of INPUT. Writes OUT/masks/<stem>.png (255 = subject), "
+        "OUT/rgba/<stem>.png (the frame with the mask as alpha) and OUT/report.json. "
+        "Defaults come from the model card. Exit 0 when every frame was written.",
+    )
+    s.add_argument("input", metavar="INPUT", help="folder of frames (natural order) or an image")
+    s.add_argument("-o", "--output", metavar="OUT", required=True, help="output folder")
+    s.add_argument(
+        "--model",
+        metavar="PATH",
+        default=None,
+        help=f"model card (.json) or .onnx file, or a bundled name (default: {DEFAULT_MODEL})",
+    )
+    s.add_argument(
+        "--size",
+        type=int,
+        metavar="N",
+        help="network input long side, pixels (default: the model card's)",
+    )
+    s.add_argument(
+        "--threshold",
+        type=float,
+        metavar="T",
+        help="subject probability threshold in (0, 1) (default: the card's)",
+    )
+    s.add_argument(
+        "--refine",
+        dest="refine",
+        action="store_true",
+        default=None,
+        help="refine edges with the full-resolution photo (default: the card's)",
+    )
+    s.add_argument(
+        "--no-refine", dest="refine", action="store_false", help="plain spline-upsampled mask edges"
+    )
+    s.add_argument(
+        "--formats",
+        type=_formats,
+        default=("rgba", "mask"),
+        metavar="LIST",
+        help=f"comma-separated outputs: {','.join(WRITERS)} (default: rgba,mask)",
+    )
+    g = s.add_mutually_exclusive_group()
+    g.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep frames whose outputs already exist (resume an interrupted run)",
+    )
+    g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    s.add_argument(
+        "--workers", type=int, default=2, metavar="N", help="frames processed at once (default: 2)"
+    )
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
+
+    e = sub.add_parser(
+        "eval",
+        help="score predicted masks against ground-truth masks",
+        description="Compare PRED_DIR's masks with GT_DIR's (matched by file stem; a folder "
+        "with a masks/ subfolder means that subfolder). Prints precision, recall, F1, IoU "
+        "and boundary F at 1, 2 and 4 px, per frame and pooled, at full resolution.",
+    )
+    e.add_argument("pred", metavar="PRED_DIR")
+    e.add_argument("gt", metavar="GT_DIR")
+    e.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
+    e.add_argument("--markdown", action="store_true", help="print a markdown table")
+    e.add_argument("-q", "--quiet", action="store_true", help="print the pooled line only")
+    return p
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def cmd_segment(args) -> int:
+    from .pipeline import SegmentOptions, SequenceJob
+
+    opts = SegmentOptions(
+        model=args.model,
+        size=args.size,
+        threshold=args.threshold,
+        refine=args.refine,
+        formats=args.formats,
+        skip_existing=args.skip_existing,
+        overwrite=args.overwrite,
+        workers=args.workers,
+    )
+    job = SequenceJob(args.input, args.output, opts)
+    bar = Progress(len(job.frames), "Segmenting", enabled=not args.quiet)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        for r in job.run():
+            if r.status == "failed":
+                bar.write(f"error: {r.path}: {r.error}")
+            elif r.warnings and not args.quiet:
+                bar.write(f"warning: {r.path}: {'; '.join(r.warnings)}")
+            bar.update(note=f"{r.path.rsplit('/', 1)[-1]}")
+    except KeyboardInterrupt:
+        bar.close()
+        job.write_report()
+        s = job.summary()
+        print(
+            f"interrupted: {s['ok']} frames written, {s['not_run']} not run; "
+            "rerun with --skip-existing to finish",
+            file=sys.stderr,
+        )
+        return 130
+    bar.close()
+    job.write_report()
+    s = job.summary()
+    if not args.quiet:
+        print(
+            f"{s['ok']} written, {s['skipped']} skipped, {s['failed']} failed "
+            f"in {s['seconds']:.1f} s -> {job.output}",
+            file=sys.stderr,
+        )
+    return 1 if s["failed"] else 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate_folders, format_table
+
+    rows, pooled, missing = evaluate_folders(args.pred, args.gt)
+    if args.quiet:
+        print(" ".join(f"{k}={v:.4f}" for k, v in pooled.items()))
+    else:
+        print(format_table(rows, pooled, markdown=args.markdown))
+    if missing:
+        print(
+            f"warning: {len(missing)} ground-truth masks have no prediction (first: {missing[0]})",
+            file=sys.stderr,
+        )
+    if args.json:
+        from .io import atomic_write_bytes
+
+        data = {"frames": rows, "pooled": pooled, "missing": missing}
+        atomic_write_bytes(args.json, json.dumps(data, indent=2).encode())
+    return 1 if missing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return cmd_segment(args) if args.command == "segment" else cmd_eval(args)
+    except SegcoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

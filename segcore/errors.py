@@ -1,0 +1,32 @@
+"""Exceptions that carry a one-line, user-facing message.
+
+Every message names the file (or option) at fault and says what to do, so the CLI and the
+Blender add-on can show ``str(exc)`` as it is, without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SegcoreError(Exception):
+    """Base class: a user-facing problem, not a bug."""
+
+
+class InputError(SegcoreError):
+    """The input path or folder cannot be used (missing, empty, unreadable)."""
+
+
+class OutputError(SegcoreError):
+    """The output folder cannot be used (inside the input, not writable, disk full)."""
+
+
+class FrameError(SegcoreError):
+    """One frame could not be read or written; the others go on."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ModelError(SegcoreError):
+    """The model file or its card is missing, corrupt or inconsistent."""

@@ -1,0 +1,185 @@
+"""Frame discovery, decoding and atomic writing.
+
+- Frames are found in natural order (``f_2`` before ``f_10``); hidden files and macOS
+  resource forks (``.DS_Store``, ``._frame.jpg``) are ignored.
+- Decoding goes through ``cv2.imdecode`` on bytes read by Python, so unicode paths work on
+  every OS; EXIF orientation is honoured; 16-bit, grayscale and RGBA inputs become 8-bit BGR.
+- Every output is written atomically: a hidden temporary file in the target folder, then
+  ``os.replace``. A reader never sees a half-written file, and an interrupted run leaves
+  only finished outputs (plus, at worst, a hidden ``.*.tmp`` file that the next run removes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import FrameError, InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+TMP_PREFIX = ".segcore-"
+TMP_SUFFIX = ".tmp"
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders embedded numbers by value: ``f_2`` < ``f_10``."""
+    parts = _DIGITS.split(name)
+    return tuple((0, int(p), p) if p.isdigit() else (1, 0, p.lower()) for p in parts)
+
+
+def is_hidden(path: Path) -> bool:
+    return path.name.startswith(".")
+
+
+def discover_frames(path: str | os.PathLike) -> list[Path]:
+    """The image files of ``path`` (a folder, or one image), in natural order."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder; check the path")
+    if path.is_file():
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise InputError(
+                f"{path}: not an image file (expected one of {', '.join(IMAGE_EXTENSIONS)})"
+            )
+        return [path]
+    try:
+        entries = list(path.iterdir())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot list the folder ({exc.strerror})") from exc
+    frames = [
+        p
+        for p in entries
+        if not is_hidden(p) and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    ]
+    if not frames:
+        others = [p for p in entries if not is_hidden(p)]
+        what = "is empty" if not others else f"has {len(others)} files but no images"
+        raise InputError(
+            f"{path}: the folder {what}; point INPUT at a folder of "
+            f"{'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS[:3])} frames"
+        )
+    frames.sort(key=lambda p: natural_key(p.name))
+    return frames
+
+
+def _png_has_alpha(data: bytes) -> bool:
+    # PNG IHDR colour type at byte 25: 4 = grey + alpha, 6 = RGB + alpha.
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[25] in (4, 6)
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise FrameError(path, f"cannot read the file ({exc.strerror})") from exc
+
+
+def decode_image(data: bytes, path: str | os.PathLike = "<bytes>", reduce: int = 1) -> np.ndarray:
+    """Decode image bytes to an 8-bit BGR array (H, W, 3), EXIF orientation applied.
+
+    ``reduce`` in (1, 2, 4, 8) uses the JPEG decoder's reduced-size path (much faster).
+    """
+    if not data:
+        raise FrameError(path, "the file is empty (0 bytes); re-export or remove it")
+    flags = {
+        1: cv2.IMREAD_COLOR,
+        2: cv2.IMREAD_REDUCED_COLOR_2,
+        4: cv2.IMREAD_REDUCED_COLOR_4,
+        8: cv2.IMREAD_REDUCED_COLOR_8,
+    }[reduce]
+    buf = np.frombuffer(data, dtype=np.uint8)
+    try:
+        img = cv2.imdecode(buf, flags)
+    except cv2.error as exc:  # pragma: no cover - OpenCV usually returns None instead
+        raise FrameError(path, f"cannot decode the image ({exc.msg.strip()})") from exc
+    if img is None or img.size == 0:
+        raise FrameError(
+            path, "cannot decode the image (corrupt, truncated or not an image); re-export it"
+        )
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    return img
+
+
+def read_image(path: str | os.PathLike, warnings: list[str] | None = None) -> np.ndarray:
+    """Read a frame as 8-bit BGR (H, W, 3). Notes about the input go to ``warnings``."""
+    data = read_bytes(path)
+    img = decode_image(data, path)
+    if warnings is not None and _png_has_alpha(data):
+        warnings.append("the input has an alpha channel; it was ignored")
+    return img
+
+
+def read_label(path: str | os.PathLike) -> np.ndarray:
+    """Read a label as a bool mask: a mask PNG (> 127 = subject) or an alpha cut-out.
+
+    An image editor's alpha-cut PNG counts as a label too: alpha > 0.5 is the subject.
+    """
+    data = read_bytes(path)
+    if not data:
+        raise FrameError(path, "the label file is empty (0 bytes)")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise FrameError(path, "cannot decode the label image; re-export it as PNG")
+    if img.ndim == 3 and img.shape[2] == 4:
+        chan = img[:, :, 3]
+    elif img.ndim == 3:
+        chan = img.max(axis=2)
+    else:
+        chan = img
+    half = 0.5 * (np.iinfo(chan.dtype).max if chan.dtype.kind in "ui" else 1.0)
+    return chan > half
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a hidden temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}{TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:  # pragma: no cover
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Encode ``img`` as PNG and write it atomically."""
+    atomic_write_bytes(path, encode_png(img))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete temporary files an interrupted run left in ``folder``; returns how many."""
+    n = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for p in folder.iterdir():
+        if p.name.startswith(TMP_PREFIX) and p.name.endswith(TMP_SUFFIX):
+            try:
+                p.unlink()
+                n += 1
+            except OSError:
+                pass
+    return n

@@ -1,0 +1,297 @@
+"""Segment one frame, or a whole sequence in bounded memory: the function every front end calls.
+
+The CLI, the Blender add-on's operator and its batch script all run :class:`SequenceJob`.
+Frames are processed by a small thread pool (OpenCV and numpy release the GIL, so decode,
+inference, upsampling and encode of neighbouring frames overlap on the cores), at most
+``workers`` frames in flight, results handed back in input order. Each output is written
+atomically; a frame that fails is reported and skipped; an interrupted run can resume with
+``skip_existing``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import formats as fmt
+from .card import PostprocessParams
+from .errors import InputError, OutputError, SegcoreError
+from .infer import Segmenter
+from .io import atomic_write_bytes, discover_frames, read_image, remove_stale_temporaries
+from .mask import clean_mask, foreground_share, threshold
+from .refine import refine_probability
+from .upsample import spline_upsample
+
+log = logging.getLogger(__name__)
+
+REPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """What a user can choose; ``None`` means "as the model card says"."""
+
+    model: str | None = None  # bundled model name, or a .json/.onnx path
+    size: int | None = None  # network input long side
+    threshold: float | None = None
+    refine: bool | None = None
+    formats: tuple[str, ...] = ("rgba", "mask")
+    skip_existing: bool = False  # keep frames whose outputs all exist (resume)
+    overwrite: bool = False  # replace existing outputs
+    workers: int = 2  # frames in flight
+
+
+@dataclass
+class FrameResult:
+    index: int
+    path: str
+    status: str  # "ok", "skipped" or "failed"
+    seconds: float = 0.0
+    foreground_share: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FrameMasks:
+    """The result of :func:`segment_frame` for one frame."""
+
+    prob: np.ndarray  # float32 (H, W) subject probability at full resolution
+    mask: np.ndarray  # uint8 (H, W), 255 = subject, cleaned
+    timings: dict[str, float]
+
+
+def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams) -> FrameMasks:
+    """Full-resolution BGR frame -> probability and binary mask at full resolution."""
+    t = {}
+    t0 = time.perf_counter()
+    small, geo = segmenter.probability(bgr)
+    t1 = time.perf_counter()
+    t["inference"] = t1 - t0
+    prob = spline_upsample(small, geo.frame_hw)
+    np.clip(prob, 0.0, 1.0, out=prob)
+    t2 = time.perf_counter()
+    t["upsample"] = t2 - t1
+    if post.refine:
+        scale = geo.frame_hw[0] / geo.scaled_hw[0]
+        prob = refine_probability(bgr, prob, scale)
+    t3 = time.perf_counter()
+    t["refine"] = t3 - t2
+    mask = clean_mask(threshold(prob, post.threshold), post.min_blob_share, post.max_hole_share)
+    t["mask"] = time.perf_counter() - t3
+    return FrameMasks(prob, mask, t)
+
+
+def load_segmenter(options: SegmentOptions) -> tuple[Segmenter, PostprocessParams]:
+    """The segmenter and post-processing for ``options`` (card defaults, user overrides)."""
+    seg = Segmenter.load(options.model)
+    if options.size is not None:
+        if options.size < 32:
+            raise InputError(f"--size {options.size} is too small; use 32 or more")
+        pre = replace(seg.card.preprocess, input_size=int(options.size))
+        seg.card = replace(seg.card, preprocess=pre)
+    post = seg.card.postprocess
+    if options.threshold is not None:
+        if not 0.0 < options.threshold < 1.0:
+            raise InputError(f"--threshold {options.threshold} must be between 0 and 1")
+        post = replace(post, threshold=float(options.threshold))
+    if options.refine is not None:
+        post = replace(post, refine=bool(options.refine))
+    return seg, post
+
+
+def _check_output(input_path: Path, out: Path) -> None:
+    in_dir = input_path if input_path.is_dir() else input_path.parent
+    in_dir, out_r = in_dir.resolve(), out.resolve()
+    if out_r == in_dir or in_dir in out_r.parents:
+        raise OutputError(
+            f"{out}: the output folder is the input folder or inside it; "
+            "choose an output folder outside the frames' folder"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".segcore-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"{out}: cannot write to the output folder ({exc.strerror}); choose a writable folder"
+        ) from exc
+
+
+class SequenceJob:
+    """Segment every frame of ``input_path`` into ``output``; iterate :meth:`run` for results.
+
+    Everything that can be checked before a frame is touched is checked in the constructor
+    (paths, model, formats), which raises :class:`SegcoreError` with a one-line message.
+    """
+
+    def __init__(self, input_path, output, options: SegmentOptions = SegmentOptions()):
+        self.input = Path(input_path)
+        self.output = Path(output)
+        self.options = options
+        unknown = [f for f in options.formats if f not in fmt.WRITERS]
+        if unknown or not options.formats:
+            raise InputError(
+                f"unknown output format(s) {', '.join(unknown) or '(none)'}; "
+                f"choose from {', '.join(fmt.WRITERS)}"
+            )
+        if options.skip_existing and options.overwrite:
+            raise InputError("--skip-existing and --overwrite exclude each other; pick one")
+        self.frames = discover_frames(self.input)
+        self.writers = [fmt.WRITERS[name] for name in options.formats]
+        self._check_stems()
+        _check_output(self.input, self.output)
+        self.segmenter, self.post = load_segmenter(options)
+        for w in self.writers:
+            (self.output / w.folder).mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.output / w.folder)
+        self.existing = [i for i, p in enumerate(self.frames) if self._outputs_exist(p)]
+        partial = [i for i, p in enumerate(self.frames) if self._any_output_exists(p)]
+        if partial and not (options.skip_existing or options.overwrite):
+            raise OutputError(
+                f"{self.output}: already holds outputs for {len(partial)} of "
+                f"{len(self.frames)} frames; pass --skip-existing to resume or --overwrite "
+                "to replace them"
+            )
+        self.results: list[FrameResult] = []
+        self.started = time.time()
+        self.interrupted = False
+
+    def _check_stems(self) -> None:
+        seen: dict[str, Path] = {}
+        for p in self.frames:
+            if p.stem in seen:
+                raise InputError(
+                    f"{p}: has the same name stem as {seen[p.stem].name}, so their masks "
+                    "would overwrite each other; rename one of them"
+                )
+            seen[p.stem] = p
+
+    def output_paths(self, frame: Path) -> list[Path]:
+        return [self.output / w.folder / w.filename(frame) for w in self.writers]
+
+    def _outputs_exist(self, frame: Path) -> bool:
+        return all(p.exists() for p in self.output_paths(frame))
+
+    def _any_output_exists(self, frame: Path) -> bool:
+        return any(p.exists() for p in self.output_paths(frame))
+
+    def process(self, index: int) -> FrameResult:
+        """Segment and write one frame; never raises for a bad frame."""
+        path = self.frames[index]
+        res = FrameResult(index, str(path), "ok")
+        t0 = time.perf_counter()
+        try:
+            if self.options.skip_existing and self._outputs_exist(path):
+                res.status = "skipped"
+                return res
+            ta = time.perf_counter()
+            bgr = read_image(path, res.warnings)
+            res.timings["decode"] = time.perf_counter() - ta
+            fm = segment_frame(bgr, self.segmenter, self.post)
+            res.timings.update(fm.timings)
+            tb = time.perf_counter()
+            for w in self.writers:
+                target = self.output / w.folder / w.filename(path)
+                w.write(target, bgr, fm.mask, fm.prob)
+                res.outputs.append(str(target))
+            res.timings["encode"] = time.perf_counter() - tb
+            res.foreground_share = foreground_share(fm.mask)
+            if res.foreground_share == 0.0:
+                res.warnings.append("no subject found: the mask is empty")
+            elif res.foreground_share > 0.95:
+                res.warnings.append("the mask covers almost the whole frame")
+        except SegcoreError as exc:
+            res.status, res.error = "failed", getattr(exc, "reason", str(exc))
+        except OSError as exc:
+            res.status = "failed"
+            res.error = f"cannot write an output ({exc.strerror or exc})"
+        except MemoryError:
+            res.status, res.error = "failed", "not enough memory for this frame"
+        except Exception as exc:  # a bug, but one frame must not stop the others
+            log.exception("unexpected error on %s", path)
+            res.status, res.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    def run(self, should_stop: Callable[[], bool] | None = None) -> Iterator[FrameResult]:
+        """Yield one :class:`FrameResult` per frame, in order. ``should_stop`` cancels."""
+        workers = max(1, int(self.options.workers))
+        n = len(self.frames)
+        stop = threading.Event()
+        with ThreadPoolExecutor(workers, thread_name_prefix="segcore") as pool:
+            pending: dict[int, Future] = {}
+            nxt = 0
+            try:
+                for i in range(n):
+                    while nxt < n and len(pending) < workers and not stop.is_set():
+                        pending[nxt] = pool.submit(self.process, nxt)
+                        nxt += 1
+                    if i not in pending:
+                        break
+                    res = pending.pop(i).result()
+                    self.results.append(res)
+                    yield res
+                    if should_stop is not None and should_stop():
+                        stop.set()
+                        self.interrupted = True
+                        # let frames in flight finish (their writes are atomic), start no more
+                        for j in sorted(pending):
+                            self.results.append(pending.pop(j).result())
+                        break
+            except BaseException:
+                self.interrupted = True
+                for f in pending.values():
+                    f.cancel()
+                raise
+
+    def summary(self) -> dict:
+        by = {s: sum(r.status == s for r in self.results) for s in ("ok", "skipped", "failed")}
+        done = [r for r in self.results if r.status == "ok"]
+        return {
+            "frames": len(self.frames),
+            "processed": len(self.results),
+            **by,
+            "not_run": len(self.frames) - len(self.results),
+            "interrupted": self.interrupted,
+            "seconds": round(time.time() - self.started, 3),
+            "seconds_per_frame": round(sum(r.seconds for r in done) / len(done), 4)
+            if done
+            else None,
+        }
+
+    def report(self) -> dict:
+        return {
+            "version": REPORT_VERSION,
+            "input": str(self.input),
+            "output": str(self.output),
+            "model": self.segmenter.card.name,
+            "options": {
+                **asdict(self.options),
+                "formats": list(self.options.formats),
+                "input_size": self.segmenter.card.preprocess.input_size,
+                **self.post.to_dict(),
+            },
+            "summary": self.summary(),
+            "frames": [asdict(r) for r in self.results],
+        }
+
+    def write_report(self) -> Path:
+        path = self.output / "report.json"
+        atomic_write_bytes(path, (json.dumps(self.report(), indent=2) + "\n").encode("utf-8"))
+        return path
+
+    def failures(self) -> list[FrameResult]:
+        return [r for r in self.results if r.status == "failed"]

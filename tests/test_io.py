@@ -1,0 +1,101 @@
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from segcore.errors import FrameError, InputError
+from segcore.io import (
+    atomic_write_bytes,
+    decode_image,
+    discover_frames,
+    natural_key,
+    read_image,
+    read_label,
+    remove_stale_temporaries,
+)
+
+
+def _png(path, img):
+    ok, buf = cv2.imencode(".png", img)
+    path.write_bytes(buf.tobytes())
+
+
+def test_natural_order_and_hidden_files(tmp_path):
+    img = np.zeros((4, 4, 3), np.uint8)
+    for n in ["f_10.png", "f_2.png", "f_1.jpg", ".DS_Store", "._f_3.jpg", "notes.txt"]:
+        _png(tmp_path / n, img)
+    names = [p.name for p in discover_frames(tmp_path)]
+    assert names == ["f_1.jpg", "f_2.png", "f_10.png"]
+    assert natural_key("a2") < natural_key("a10")
+
+
+def test_empty_and_imageless_folders_are_named(tmp_path):
+    with pytest.raises(InputError, match="empty"):
+        discover_frames(tmp_path)
+    (tmp_path / "readme.txt").write_text("x")
+    with pytest.raises(InputError, match="no images"):
+        discover_frames(tmp_path)
+    with pytest.raises(InputError, match="no such"):
+        discover_frames(tmp_path / "missing")
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    # a 2x4 landscape JPEG tagged "rotate 90 CW" (orientation 6) must come back 4x2 portrait
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, :20] = 255
+    ok, buf = cv2.imencode(".jpg", img)
+    data = buf.tobytes()
+    # build an APP1 EXIF segment with Orientation = 6
+    tiff = (
+        b"MM\x00\x2a\x00\x00\x00\x08"
+        + b"\x00\x01"
+        + b"\x01\x12\x00\x03\x00\x00\x00\x01"
+        + b"\x00\x06\x00\x00"
+        + b"\x00\x00\x00\x00"
+    )
+    app1 = b"\xff\xe1" + (len(tiff) + 8).to_bytes(2, "big") + b"Exif\x00\x00" + tiff
+    (tmp_path / "r.jpg").write_bytes(data[:2] + app1 + data[2:])
+    out = read_image(tmp_path / "r.jpg")
+    assert out.shape[:2] == (40, 20)
+
+
+def test_16bit_gray_and_rgba_become_8bit_bgr(tmp_path):
+    g16 = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
+    _png(tmp_path / "g16.png", g16)
+    out = read_image(tmp_path / "g16.png")
+    assert out.shape == (8, 8, 3) and out.dtype == np.uint8
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 3] = 128
+    _png(tmp_path / "rgba.png", rgba)
+    warns = []
+    assert read_image(tmp_path / "rgba.png", warns).shape == (8, 8, 3)
+    assert warns and "alpha" in warns[0]
+
+
+def test_corrupt_and_empty_files_raise_frame_error(tmp_path):
+    (tmp_path / "z.jpg").write_bytes(b"")
+    with pytest.raises(FrameError, match="empty"):
+        read_image(tmp_path / "z.jpg")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(FrameError, match="decode"):
+        read_image(tmp_path / "bad.jpg")
+    with pytest.raises(FrameError):
+        decode_image(os.urandom(100))
+
+
+def test_label_from_alpha_cutout(tmp_path):
+    rgba = np.zeros((6, 6, 4), np.uint8)
+    rgba[2:4, 2:4, 3] = 200
+    _png(tmp_path / "cut.png", rgba)
+    lab = read_label(tmp_path / "cut.png")
+    assert lab.dtype == bool and lab.sum() == 4
+
+
+def test_atomic_write_leaves_no_temporaries(tmp_path):
+    atomic_write_bytes(tmp_path / "a.bin", b"hello")
+    assert (tmp_path / "a.bin").read_bytes() == b"hello"
+    assert os.listdir(tmp_path) == ["a.bin"]
+    (tmp_path / ".segcore-dead-a.bin.tmp").write_bytes(b"partial")
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert os.listdir(tmp_path) == ["a.bin"]

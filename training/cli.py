@@ -1,0 +1,309 @@
+"""``python -m training``: prepare data, render synthetic captures, train, evaluate, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+EPILOG = """typical session:
+  python -m training synth --out data/synth --sequences 200 --frames 6 --seed 1
+  python -m training train --data data/synth --out runs/garment --steps 6000
+  python -m training eval --model runs/garment/best.pt --data data/heldout
+  python -m training export runs/garment/best.pt --name garment
+fine-tune the shipped model on your own labelled photos:
+  python -m training finetune PHOTOS LABELS --name my-garments
+"""
+
+
+def _add_train_args(t: argparse.ArgumentParser) -> None:
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    t.add_argument("--config", metavar="JSON", help="training config file (flags override it)")
+    t.add_argument("--data", nargs="+", metavar="DIR", help="data set root(s)")
+    t.add_argument("--out", metavar="DIR", help=f"run folder (default {d.out})")
+    t.add_argument("--steps", type=int, help=f"optimisation steps (default {d.steps})")
+    t.add_argument("--epoch-steps", type=int, help="steps between validations/checkpoints")
+    t.add_argument("--batch", type=int, help=f"batch size (default {d.batch})")
+    t.add_argument("--crop", type=int, help=f"training crop side (default {d.crop})")
+    t.add_argument("--input-size", type=int, help=f"inference long side (default {d.input_size})")
+    t.add_argument("--optimizer", choices=["adamw", "sgd"], help=f"default {d.optimizer}")
+    t.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr})")
+    t.add_argument("--widths", help="branch widths, e.g. 8,16,24")
+    t.add_argument("--depths", help="branch depths, e.g. 1,3,3")
+    t.add_argument("--no-multiscale", action="store_true", help="single-scale network")
+    t.add_argument("--no-residual", action="store_true", help="no residual shortcuts")
+    t.add_argument(
+        "--baseline",
+        action="store_true",
+        help="the paper's FCN-style baseline (single scale, no residuals)",
+    )
+    t.add_argument("--val-sequences", nargs="+", metavar="NAME", help="explicit held-out set")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--threads", type=int, help="torch threads (default 2)")
+    t.add_argument("--init", metavar="PT", help="start from these weights (fine-tuning)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("-q", "--quiet", action="store_true")
+
+
+def config_from_args(args):
+    from dataclasses import replace
+
+    from .train import TrainConfig
+
+    cfg = TrainConfig()
+    if args.config:
+        cfg = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+    elif args.resume and args.out and (Path(args.out) / "config.json").exists():
+        cfg = TrainConfig.from_dict(json.loads((Path(args.out) / "config.json").read_text()))
+    flags = {
+        "data": args.data,
+        "out": args.out,
+        "steps": args.steps,
+        "epoch_steps": args.epoch_steps,
+        "batch": args.batch,
+        "crop": args.crop,
+        "input_size": args.input_size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "seed": args.seed,
+        "threads": args.threads,
+        "init": args.init,
+        "val_sequences": args.val_sequences,
+    }
+    cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
+    arch = cfg.arch
+    if args.widths:
+        arch = replace(arch, widths=tuple(int(v) for v in args.widths.split(",")))
+    if args.depths:
+        arch = replace(arch, depths=tuple(int(v) for v in args.depths.split(",")))
+    if args.no_multiscale or args.baseline:
+        arch = replace(arch, multiscale=False)
+    if args.no_residual or args.baseline:
+        arch = replace(arch, residual=False)
+    cfg = replace(cfg, arch=arch)
+    if not cfg.data:
+        raise SystemExit("error: no training data; pass --data DIR (see --help)")
+    return cfg
+
+
+def cmd_train(args) -> int:
+    from .train import train
+
+    cfg = config_from_args(args)
+    scores = train(cfg, resume=args.resume, progress=not args.quiet)
+    print(json.dumps(scores, indent=1))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from segcore.io import atomic_write_bytes
+
+    from .evaluate import (
+        MARKDOWN_HEAD,
+        evaluate,
+        grabcut_predictor,
+        markdown_row,
+        otsu_predictor,
+        samples_of,
+        segcore_predictor,
+        worst_sheet,
+    )
+
+    samples = samples_of(args.data, args.sequences)
+    if args.model in ("grabcut", "otsu"):
+        predict = grabcut_predictor() if args.model == "grabcut" else otsu_predictor()
+    else:
+        model = args.model
+        if model and model.endswith(".pt"):
+            model = _export_temp(model)
+        predict = segcore_predictor(model, args.refine)
+    rows, pooled = evaluate(predict, samples)
+    table = MARKDOWN_HEAD + "\n" + markdown_row(args.name or str(args.model), pooled)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "results.md", (table + "\n").encode())
+        atomic_write_bytes(
+            out / "frames.json", json.dumps({"pooled": pooled, "frames": rows}, indent=1).encode()
+        )
+        worst_sheet(predict, rows, samples, out / "worst.png")
+        print(f"wrote {out}/results.md, frames.json, worst.png", file=sys.stderr)
+    return 0
+
+
+def _export_temp(pt: str) -> str:
+    import tempfile
+
+    from .export import export_checkpoint
+
+    d = tempfile.mkdtemp(prefix="segcore-eval-")
+    return str(export_checkpoint(pt, "candidate", d))
+
+
+def cmd_export(args) -> int:
+    from .export import export_checkpoint
+
+    extra = json.loads(Path(args.card_extra).read_text()) if args.card_extra else None
+    path = export_checkpoint(args.checkpoint, args.name, args.out_dir, args.threshold, extra)
+    print(f"wrote {path} and {path.with_suffix('.onnx')}")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from tqdm import tqdm
+
+    from .prepare import pair_files, prepare
+
+    n = len(pair_files(Path(args.photos), Path(args.labels)))
+    with tqdm(total=n, desc="preparing", disable=args.quiet) as bar:
+        done, errors = prepare(
+            args.photos, args.labels, args.out, args.size, args.margin, args.sigma, args.name, bar
+        )
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    print(f"{done} photos -> {8 * done} training frames in {args.out}")
+    return 1 if errors else 0
+
+
+def cmd_finetune(args) -> int:
+    """prepare + train from the shipped model + export, in one command."""
+    from dataclasses import replace
+
+    from segcore.card import MODELS_DIR
+
+    from .prepare import prepare
+    from .train import TrainConfig, train
+
+    work = Path(args.work or f"runs/finetune-{args.name}")
+    data = work / "data"
+    done, errors = prepare(args.photos, args.labels, data, name="photos")
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    if not done:
+        return 1
+    base = MODELS_DIR / f"{args.base}.pt"
+    ck = __import__("torch").load(base, map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict(ck["config"])
+    cfg = replace(
+        cfg,
+        data=[str(data)],
+        out=str(work / "run"),
+        init=str(base),
+        steps=args.steps,
+        epoch_steps=max(25, args.steps // 4),
+        lr=args.lr,
+        warmup=min(50, args.steps // 10),
+        val_share=0.0,
+        val_sequences=[],
+    )
+    train(cfg)
+    from .export import export_checkpoint
+
+    path = export_checkpoint(work / "run" / "last.pt", args.name, args.out_dir)
+    print(f"fine-tuned model: {path} (use it with: segcore segment FRAMES -o OUT --model {path})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Make data sets, train, evaluate and export garment segmentation models.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pr = sub.add_parser("prepare", help="the paper's data-set steps on your labelled photos")
+    pr.add_argument("photos", metavar="PHOTOS", help="folder of photos")
+    pr.add_argument("labels", metavar="LABELS", help="folder of mask PNGs or alpha cut-outs")
+    pr.add_argument("-o", "--out", required=True, help="data set root to write")
+    pr.add_argument("--size", type=int, default=320, help="long side after normalisation")
+    pr.add_argument("--margin", type=float, default=0.15, help="margin around the subject")
+    pr.add_argument("--sigma", type=float, default=0.5, help="V-channel denoise sigma; 0 = off")
+    pr.add_argument("--name", help="sequence name (default: the photos folder's name)")
+    pr.add_argument("-q", "--quiet", action="store_true")
+
+    sy = sub.add_parser("synth", help="render synthetic garment captures with Blender")
+    try:
+        from .synth.cli import add_arguments
+
+        add_arguments(sy)
+    except ImportError as exc:  # bpy missing
+        sy.set_defaults(_synth_error=str(exc))
+
+    t = sub.add_parser(
+        "train",
+        help="train a model",
+        description="Train on data sets in the "
+        "DESIGN.md layout; validation on held-out sequences every epoch.",
+    )
+    _add_train_args(t)
+
+    e = sub.add_parser("eval", help="score a model on a data set (markdown + worst frames)")
+    e.add_argument(
+        "--model",
+        default=None,
+        help="bundled name, .json/.onnx card, a training "
+        ".pt checkpoint, or 'grabcut' / 'otsu' for the classical baselines",
+    )
+    e.add_argument("--data", required=True, help="data set root")
+    e.add_argument("--sequences", nargs="+", help="only these sequences")
+    e.add_argument("--refine", dest="refine", action="store_true", default=None)
+    e.add_argument("--no-refine", dest="refine", action="store_false")
+    e.add_argument("--name", help="row name in the table")
+    e.add_argument("--out", help="folder for results.md, frames.json and worst.png")
+
+    x = sub.add_parser("export", help="checkpoint -> segcore/models/<name>.onnx + card")
+    x.add_argument("checkpoint", help="training checkpoint (.pt)")
+    x.add_argument("--name", default="garment")
+    x.add_argument("--out-dir", default=None, help="default: segcore/models")
+    x.add_argument("--threshold", type=float, default=0.5)
+    x.add_argument("--card-extra", help="JSON file merged into the card (metrics, commands)")
+
+    f = sub.add_parser("finetune", help="fine-tune the shipped model on your labelled photos")
+    f.add_argument("photos", metavar="PHOTOS")
+    f.add_argument("labels", metavar="LABELS")
+    f.add_argument("--name", required=True, help="name of the new model")
+    f.add_argument("--base", default="garment", help="bundled model to start from")
+    f.add_argument("--steps", type=int, default=600)
+    f.add_argument("--lr", type=float, default=5e-4)
+    f.add_argument("--work", help="work folder (default runs/finetune-<name>)")
+    f.add_argument("--out-dir", default=None, help="where the model goes (default segcore/models)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "synth":
+        if getattr(args, "_synth_error", None):
+            print(f"error: the synth generator needs bpy ({args._synth_error})", file=sys.stderr)
+            return 2
+        from .synth.cli import run
+
+        return run(args)
+    if getattr(args, "out_dir", "unset") is None:
+        from segcore.card import MODELS_DIR
+
+        args.out_dir = MODELS_DIR
+    cmd = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "export": cmd_export,
+        "prepare": cmd_prepare,
+        "finetune": cmd_finetune,
+    }[args.command]
+    try:
+        return cmd(args)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Score any model (or classical baseline) on a data set: a markdown table and a contact sheet
+of the worst frames, all at the frames' full resolution."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segcore.io import read_image, read_label, write_png
+from segcore.metrics import Scores, boundary_counts, confusion, summarize
+from segcore.sheet import grid, overlay
+
+from .data import Sample, find_sequences
+
+Predictor = Callable[[np.ndarray], np.ndarray]  # BGR frame -> uint8 mask (255 = subject)
+
+
+def segcore_predictor(model: str | None, refine: bool | None = None) -> Predictor:
+    from dataclasses import replace
+
+    from segcore.infer import Segmenter
+    from segcore.pipeline import segment_frame
+
+    seg = Segmenter.load(model)
+    post = seg.card.postprocess if refine is None else replace(seg.card.postprocess, refine=refine)
+    return lambda bgr: segment_frame(bgr, seg, post).mask
+
+
+def grabcut_predictor(margin: float = 0.05, iters: int = 3) -> Predictor:
+    """OpenCV GrabCut from a rectangle (the frame minus a margin), run at <= 640 px."""
+
+    def predict(bgr: np.ndarray) -> np.ndarray:
+        H, W = bgr.shape[:2]
+        k = min(1.0, 640 / max(H, W))
+        small = cv2.resize(bgr, (round(W * k), round(H * k)), interpolation=cv2.INTER_AREA)
+        h, w = small.shape[:2]
+        rect = (
+            int(w * margin),
+            int(h * margin),
+            int(w * (1 - 2 * margin)),
+            int(h * (1 - 2 * margin)),
+        )
+        m = np.zeros((h, w), np.uint8)
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.grabCut(small, m, rect, bgd, fgd, iters, cv2.GC_INIT_WITH_RECT)
+        fg = np.where((m == cv2.GC_FGD) | (m == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
+        return cv2.resize(fg, (W, H), interpolation=cv2.INTER_NEAREST)
+
+    return predict
+
+
+def otsu_predictor() -> Predictor:
+    """Background keying: Otsu on the distance to the border colour (studio sweep style)."""
+
+    def predict(bgr: np.ndarray) -> np.ndarray:
+        lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
+        border = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
+        d = np.linalg.norm(lab - np.median(border, axis=0), axis=2)
+        d8 = cv2.normalize(d, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        _, m = cv2.threshold(d8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        return m
+
+    return predict
+
+
+def samples_of(root: str | Path, sequences: list[str] | None = None) -> list[Sample]:
+    seqs = find_sequences(root)
+    names = [n for n in seqs if not sequences or n in sequences]
+    return [s for n in names for s in seqs[n]]
+
+
+def evaluate(predict: Predictor, samples: list[Sample]) -> tuple[list[dict], dict]:
+    """Per-frame rows (with seconds per frame) and pooled scores."""
+    scores = Scores()
+    rows = []
+    for s in samples:
+        bgr = read_image(s.image)
+        gt = read_label(s.mask)
+        t0 = time.perf_counter()
+        pred = predict(bgr)
+        dt = time.perf_counter() - t0
+        r = scores.add(pred, gt)
+        rows.append({"sequence": s.sequence, "frame": s.image.name, "seconds": dt, **r})
+    pooled = scores.pooled()
+    pooled["seconds"] = float(np.mean([r["seconds"] for r in rows])) if rows else 0.0
+    return rows, pooled
+
+
+def frame_scores(pred, gt) -> dict:
+    return summarize(confusion(pred, gt), boundary_counts(pred, gt))
+
+
+def markdown_row(name: str, pooled: dict) -> str:
+    keys = ("precision", "recall", "f1", "iou", "bf1", "bf2", "bf4")
+    return (
+        f"| {name} | "
+        + " | ".join(f"{pooled[k]:.4f}" for k in keys)
+        + f" | {1000 * pooled['seconds']:.0f} |"
+    )
+
+
+MARKDOWN_HEAD = (
+    "| model | P | R | F1 | IoU | BF@1px | BF@2px | BF@4px | ms/frame |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def worst_sheet(
+    predict: Predictor, rows: list[dict], samples: list[Sample], path: Path, n: int = 12
+) -> None:
+    """Contact sheet of the ``n`` frames with the lowest F1 (prediction green, truth magenta)."""
+    by = {(s.sequence, s.image.name): s for s in samples}
+    worst = sorted(rows, key=lambda r: r["f1"])[:n]
+    tiles, labels = [], []
+    for r in worst:
+        s = by[(r["sequence"], r["frame"])]
+        bgr = read_image(s.image)
+        tiles.append(overlay(bgr, predict(bgr), read_label(s.mask).astype(np.uint8) * 255))
+        labels.append(f"{r['sequence'][:18]}/{r['frame']} F1 {r['f1']:.3f}")
+    if tiles:
+        write_png(path, grid(tiles, cols=4, tile_w=320, labels=labels))

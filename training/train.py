@@ -1,0 +1,369 @@
+"""Training loop: BCE + Dice, SGD-momentum (the paper) or AdamW, cosine schedule, validation on
+held-out sequences at full resolution each epoch, checkpoints and ``--resume``.
+
+Everything a run needs is in :class:`TrainConfig`; a run folder holds ``config.json``,
+``last.pt`` / ``best.pt``, ``log.csv`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from segcore.card import PostprocessParams
+from segcore.config import NetConfig
+from segcore.infer import Segmenter, TorchBackend
+from segcore.preprocess import PreprocessParams, denoise_v
+
+from .augment import augment
+from .data import find_sequences, load_all, split_sequences
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data: list[str] = field(default_factory=list)  # data set roots (DESIGN.md layout)
+    out: str = "runs/garment"  # run folder: checkpoints, log.csv, curves.png
+    arch: NetConfig = NetConfig()  # network architecture
+    input_size: int = 320  # inference long side; training frames are loaded at this scale
+    crop: int = 256  # square training crop, pixels
+    batch: int = 8
+    steps: int = 4000  # optimisation steps in total
+    epoch_steps: int = 250  # steps between validations / checkpoints
+    optimizer: str = "adamw"  # "adamw" or "sgd" (momentum 0.9, as in the paper)
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: int = 100  # linear warm-up steps, then cosine decay to 2 % of lr
+    dice_weight: float = 1.0  # loss = BCE + dice_weight * Dice
+    bg_swap: float = 0.35  # share of crops whose background is swapped
+    val_share: float = 0.15  # share of sequences held out (split by sequence name)
+    val_frames: int = 48  # at most this many validation frames (evenly spread)
+    val_sequences: list[str] = field(default_factory=list)  # explicit held-out sequences
+    seed: int = 0
+    threads: int = 2  # torch intra-op threads
+    init: str = ""  # checkpoint to start from (fine-tuning); "" = random init
+    photos: bool = True  # use photos shipped with installed packages as swap backgrounds
+    denoise_sigma: float = 0.5  # the paper's HSV V-channel Gaussian denoise (network pixels)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["arch"] = self.arch.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        d = dict(d)
+        if "arch" in d and isinstance(d["arch"], dict):
+            d["arch"] = NetConfig.from_dict(d["arch"])
+        return cls(**d)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum(dim=(1, 2, 3))
+    denom = p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
+    return (1 - (2 * inter + eps) / (denom + eps)).mean()
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def package_photos() -> list[np.ndarray]:
+    """Real photos that ship with installed packages (backgrounds for swaps)."""
+    import cv2
+
+    paths = []
+    try:
+        import skimage
+
+        d = Path(skimage.__file__).parent / "data"
+        paths += [
+            d / n
+            for n in (
+                "brick.png",
+                "coffee.png",
+                "chelsea.png",
+                "grass.png",
+                "gravel.png",
+                "rocket.jpg",
+                "motorcycle_left.png",
+                "hubble_deep_field.jpg",
+                "retina.jpg",
+                "color.png",
+            )
+        ]
+    except ImportError:
+        pass
+    try:
+        import matplotlib
+
+        d = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data"
+        paths += [d / "grace_hopper.jpg", d / "Minduka_Present_Blue_Pack.png"]
+    except ImportError:
+        pass
+    photos = []
+    for p in paths:
+        if p.exists():
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is not None and min(img.shape[:2]) >= 64:
+                photos.append(img)
+    return photos
+
+
+def make_model(cfg: TrainConfig) -> nn.Module:
+    from segcore.model import GarmentNet
+
+    return GarmentNet(cfg.arch)
+
+
+def card_for(cfg: TrainConfig, name: str = "candidate", threshold: float = 0.5):
+    from segcore.card import ModelCard
+
+    return ModelCard(
+        name=name,
+        arch=cfg.arch,
+        preprocess=PreprocessParams(
+            input_size=cfg.input_size,
+            pad_multiple=max(32, cfg.arch.stride),
+            denoise_sigma=cfg.denoise_sigma,
+        ),
+        postprocess=PostprocessParams(threshold=threshold),
+    )
+
+
+def validate(model: nn.Module, cfg: TrainConfig, samples, refine: bool = False) -> dict:
+    """Scores on held-out frames at their full resolution, through segcore's own pipeline."""
+    from segcore.io import read_image, read_label
+    from segcore.metrics import Scores
+    from segcore.pipeline import segment_frame
+
+    card = card_for(cfg)
+    seg = Segmenter(card, backend=TorchBackend(model))
+    post = PostprocessParams(refine=refine)
+    scores = Scores()
+    model.eval()
+    for s in samples:
+        bgr = read_image(s.image)
+        gt = read_label(s.mask)
+        scores.add(segment_frame(bgr, seg, post).mask, gt)
+    model.train()
+    return scores.pooled()
+
+
+def spread(items: list, n: int) -> list:
+    if len(items) <= n:
+        return items
+    idx = np.linspace(0, len(items) - 1, n).round().astype(int)
+    return [items[i] for i in idx]
+
+
+def save_checkpoint(path: Path, model, opt, step: int, cfg: TrainConfig, best: float) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "config": cfg.to_dict(),
+            "best": best,
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def load_weights(model: nn.Module, path: str) -> None:
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(ck.get("model", ck))
+
+
+def plot_curves(csv_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    step = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax[0].plot(step, [float(r["train_loss"]) for r in rows], label="train loss (BCE + Dice)")
+    ax[0].set_xlabel("step")
+    ax[0].set_yscale("log")
+    ax[0].legend()
+    for key, lab in (("val_f1", "F1"), ("val_iou", "IoU"), ("val_bf2", "BF@2px")):
+        ax[1].plot(step, [float(r[key]) for r in rows], label=lab)
+    ax[1].set_xlabel("step")
+    ax[1].set_title("held-out sequences, full resolution")
+    ax[1].legend()
+    ax[1].grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = png_path.with_name(".tmp-" + png_path.name)
+    fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train; returns the final validation scores. Safe to interrupt and ``resume``."""
+    from tqdm import tqdm
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    seqs: dict = {}
+    for root in cfg.data:
+        for name, s in find_sequences(root).items():
+            seqs[f"{Path(root).name}/{name}"] = s
+    names = sorted(seqs)
+    if cfg.val_sequences:
+        val_names = [
+            n for n in names if n.split("/", 1)[1] in cfg.val_sequences or n in cfg.val_sequences
+        ]
+        train_names = [n for n in names if n not in val_names]
+    else:
+        train_names, val_names = split_sequences(names, cfg.val_share, cfg.seed)
+    train_samples = [s for n in train_names for s in seqs[n]]
+    val_samples = spread([s for n in val_names for s in seqs[n]], cfg.val_frames)
+    log.info(
+        "%d training frames from %d sequences; %d validation frames from %d sequences",
+        len(train_samples),
+        len(train_names),
+        len(val_samples),
+        len(val_names),
+    )
+    (out / "split.json").write_text(json.dumps({"train": train_names, "val": val_names}, indent=1))
+
+    # frames are kept in memory at up to 1.5x the training scale (scale augmentation range)
+    bar = tqdm(total=len(train_samples), desc="loading", disable=not progress, leave=False)
+    imgs, masks = load_all(train_samples, round(cfg.input_size * 1.25), bar)
+    bar.close()
+    photos = package_photos() if cfg.photos else []
+
+    model = make_model(cfg).to(memory_format=torch.channels_last)
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(
+            model.parameters(),
+            lr=cfg.lr,
+            momentum=0.9,
+            weight_decay=cfg.weight_decay,
+            nesterov=True,
+        )
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
+    step, best = 0, -1.0
+    last = out / "last.pt"
+    if resume and last.exists():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, best = int(ck["step"]), float(ck.get("best", -1))
+        log.info("resumed from %s at step %d", last, step)
+    elif cfg.init:
+        load_weights(model, cfg.init)
+        log.info("initialised from %s", cfg.init)
+    csv_path = out / "log.csv"
+    cols = [
+        "step",
+        "epoch",
+        "train_loss",
+        "lr",
+        "val_precision",
+        "val_recall",
+        "val_f1",
+        "val_iou",
+        "val_bf1",
+        "val_bf2",
+        "val_bf4",
+        "seconds",
+    ]
+    if not (resume and csv_path.exists()):
+        with open(csv_path, "w", newline="") as f:
+            csv.writer(f).writerow(cols)
+
+    bce = nn.BCEWithLogitsLoss()
+    rng = np.random.default_rng([cfg.seed, step])
+    model.train()
+    t_start = time.time()
+    scores: dict = {}
+    losses: list[float] = []
+    bar = tqdm(total=cfg.steps, initial=step, desc="training", disable=not progress)
+    while step < cfg.steps:
+        xb = np.empty((cfg.batch, cfg.crop, cfg.crop, 3), np.uint8)
+        yb = np.empty((cfg.batch, cfg.crop, cfg.crop), np.uint8)
+        for b in range(cfg.batch):
+            i = int(rng.integers(len(imgs)))
+            # frames are stored at 1.25x; scale range covers 0.6x..1.4x of the inference scale
+            img, m = augment(imgs[i], masks[i], cfg.crop, rng, photos, cfg.bg_swap, (0.5, 1.1))
+            xb[b], yb[b] = denoise_v(img, cfg.denoise_sigma), m
+        x = torch.from_numpy(xb[..., ::-1].astype(np.float32) / 255.0)
+        mean = torch.tensor(PreprocessParams().mean)
+        std = torch.tensor(PreprocessParams().std)
+        x = ((x - mean) / std).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        y = torch.from_numpy((yb > 127).astype(np.float32))[:, None]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        logits = model(x)
+        loss = bce(logits, y) + cfg.dice_weight * dice_loss(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        bar.update()
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if step % cfg.epoch_steps == 0 or step == cfg.steps:
+            scores = validate(model, cfg, val_samples) if val_samples else {}
+            f1 = scores.get("f1", 0.0)
+            row = (
+                [
+                    step,
+                    step // cfg.epoch_steps,
+                    np.mean(losses[-cfg.epoch_steps :]),
+                    lr_at(step - 1, cfg),
+                ]
+                + [
+                    scores.get(k, float("nan"))
+                    for k in ("precision", "recall", "f1", "iou", "bf1", "bf2", "bf4")
+                ]
+                + [round(time.time() - t_start, 1)]
+            )
+            with open(csv_path, "a", newline="") as f:
+                csv.writer(f).writerow([f"{v:.5f}" if isinstance(v, float) else v for v in row])
+            if f1 > best:
+                best = f1
+                save_checkpoint(out / "best.pt", model, opt, step, cfg, best)
+            save_checkpoint(last, model, opt, step, cfg, best)
+            plot_curves(csv_path, out / "curves.png")
+            bar.write(
+                f"step {step}: loss {row[2]:.4f} val F1 {f1:.4f} IoU "
+                f"{scores.get('iou', 0):.4f} BF@2px {scores.get('bf2', 0):.4f}"
+            )
+    bar.close()
+    return scores
