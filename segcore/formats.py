@@ -22,16 +22,16 @@ class Writer:
     name: str
     folder: str
     filename: Callable[[Path], str]  # input frame path -> output file name
-    write: Callable[[Path, np.ndarray, np.ndarray, np.ndarray], None]  # (path, bgr, mask, prob)
+    write: Callable[[Path, np.ndarray, np.ndarray, np.ndarray], None]  # (path, bgr, mask, alpha)
     doc: str
 
 
-def _write_mask(path: Path, bgr, mask, prob) -> None:
+def _write_mask(path: Path, bgr, mask, alpha) -> None:
     write_png(path, mask)
 
 
-def _write_rgba(path: Path, bgr, mask, prob) -> None:
-    write_png(path, cutout(bgr, mask))
+def _write_rgba(path: Path, bgr, mask, alpha) -> None:
+    write_png(path, cutout(bgr, alpha))
 
 
 WRITERS: dict[str, Writer] = {

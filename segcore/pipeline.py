@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from . import formats as fmt
@@ -28,8 +29,8 @@ from .errors import InputError, OutputError, SegcoreError
 from .infer import Segmenter
 from .io import atomic_write_bytes, discover_frames, read_image, remove_stale_temporaries
 from .mask import clean_mask, foreground_share, threshold
-from .refine import refine_probability
-from .upsample import spline_upsample
+from .refine import refine_params, refine_region
+from .upsample import SplineField
 
 log = logging.getLogger(__name__)
 
@@ -67,30 +68,77 @@ class FrameResult:
 class FrameMasks:
     """The result of :func:`segment_frame` for one frame."""
 
-    prob: np.ndarray  # float32 (H, W) subject probability at full resolution
-    mask: np.ndarray  # uint8 (H, W), 255 = subject, cleaned
+    mask: np.ndarray  # uint8 (H, W), 255 = subject: the binary mask for photogrammetry
+    alpha: np.ndarray  # uint8 (H, W): the same, with soft values along the boundary
+    small: np.ndarray  # float32 (h, w): subject probability at network scale
     timings: dict[str, float]
 
 
+TILE = 16  # boundary tiles, in network pixels
+
+
 def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams) -> FrameMasks:
-    """Full-resolution BGR frame -> probability and binary mask at full resolution."""
+    """Full-resolution BGR frame -> binary mask and soft alpha at full resolution.
+
+    1. the network's probability at network scale; threshold and clean-up there (area limits
+       are shares of the frame, so they mean the same at any scale);
+    2. the mask is decided away from the boundary by that coarse mask;
+    3. in a band of two network pixels around the boundary, tile by tile, the cubic B-spline
+       upsampled probability (optionally refined by a colour guided filter on the photo)
+       decides each full-resolution pixel.
+    """
     t = {}
     t0 = time.perf_counter()
     small, geo = segmenter.probability(bgr)
     t1 = time.perf_counter()
     t["inference"] = t1 - t0
-    prob = spline_upsample(small, geo.frame_hw)
-    np.clip(prob, 0.0, 1.0, out=prob)
+    thr = post.threshold
+    coarse = clean_mask(threshold(small, thr), post.min_blob_share, post.max_hole_share)
+    p = small.copy()
+    p[(coarse > 0) & (small <= thr)] = 1.0  # filled holes
+    p[(coarse == 0) & (small > thr)] = 0.0  # removed specks
+    H, W = geo.frame_hw
+    h, w = small.shape
+    rows = np.minimum(((np.arange(H) + 0.5) * (h / H)).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(W) + 0.5) * (w / W)).astype(np.int64), w - 1)
+    mask = cv2.resize(coarse, (W, H), interpolation=cv2.INTER_NEAREST)
+    alpha = mask.copy()
+    k3 = np.ones((3, 3), np.uint8)
+    band = cv2.dilate(cv2.morphologyEx(coarse, cv2.MORPH_GRADIENT, k3), k3) > 0
+    field = SplineField(p, (H, W))
+    scale = max(H / h, W / w)
+    margin = refine_params(scale)[0] * 2 if post.refine else 0
     t2 = time.perf_counter()
-    t["upsample"] = t2 - t1
-    if post.refine:
-        scale = geo.frame_hw[0] / geo.scaled_hw[0]
-        prob = refine_probability(bgr, prob, scale)
-    t3 = time.perf_counter()
-    t["refine"] = t3 - t2
-    mask = clean_mask(threshold(prob, post.threshold), post.min_blob_share, post.max_hole_share)
-    t["mask"] = time.perf_counter() - t3
-    return FrameMasks(prob, mask, t)
+    t["mask"] = t2 - t1
+    t_up = t_ref = 0.0
+    nty, ntx = -(-h // TILE), -(-w // TILE)
+    padded = np.zeros((nty * TILE, ntx * TILE), bool)
+    padded[:h, :w] = band
+    ty, tx = np.nonzero(padded.reshape(nty, TILE, ntx, TILE).any(axis=(1, 3)))
+    # tile bounds in frame pixels: the frame rows whose nearest network row is in the tile
+    ybounds = np.searchsorted(rows, np.arange(0, h + TILE, TILE))
+    xbounds = np.searchsorted(cols, np.arange(0, w + TILE, TILE))
+    for i, j in zip(ty, tx):
+        y0, y1 = int(ybounds[i]), int(ybounds[min(i + 1, len(ybounds) - 1)])
+        x0, x1 = int(xbounds[j]), int(xbounds[min(j + 1, len(xbounds) - 1)])
+        if y1 <= y0 or x1 <= x0:
+            continue
+        ya, yb = max(0, y0 - margin), min(H, y1 + margin)
+        xa, xb = max(0, x0 - margin), min(W, x1 + margin)
+        ta = time.perf_counter()
+        q = field.region(ya, yb, xa, xb)
+        tb = time.perf_counter()
+        if post.refine:
+            q = refine_region(bgr[ya:yb, xa:xb], q, scale)
+        t_up += tb - ta
+        t_ref += time.perf_counter() - tb
+        q = q[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+        sel = band[rows[y0:y1]][:, cols[x0:x1]]
+        mask[y0:y1, x0:x1][sel] = np.where(q[sel] > thr, 255, 0).astype(np.uint8)
+        alpha[y0:y1, x0:x1][sel] = np.clip(q[sel] * 255 + 0.5, 0, 255).astype(np.uint8)
+    t["upsample"] = t_up
+    t["refine"] = t_ref
+    return FrameMasks(mask, alpha, small, t)
 
 
 def load_segmenter(options: SegmentOptions) -> tuple[Segmenter, PostprocessParams]:
@@ -205,7 +253,7 @@ class SequenceJob:
             tb = time.perf_counter()
             for w in self.writers:
                 target = self.output / w.folder / w.filename(path)
-                w.write(target, bgr, fm.mask, fm.prob)
+                w.write(target, bgr, fm.mask, fm.alpha)
                 res.outputs.append(str(target))
             res.timings["encode"] = time.perf_counter() - tb
             res.foreground_share = foreground_share(fm.mask)

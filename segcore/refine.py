@@ -1,10 +1,10 @@
 """Edge refinement guided by the full-resolution photo.
 
 The network sees a compressed frame; after spline upsampling its boundary is smooth but can
-be a few pixels off the real edge. A fast guided filter (He and Sun, 2015: the linear
-coefficients are computed on a subsampled grid and upsampled) pulls the probability map onto
-the photo's edges. It is applied in a band around the boundary only; elsewhere the upsampled
-probability is kept.
+be a few pixels off the photo's real edge. A colour guided filter (He, Sun and Tang; the fast
+variant computes the linear coefficients on a subsampled grid and upsamples them) pulls the
+probability onto the photo's edges. It only runs on tiles of the boundary band: elsewhere the
+mask is already decided, which keeps a 24 MP frame cheap.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ def _box(x: np.ndarray, r: int) -> np.ndarray:
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float, sub: int = 1):
-    """Fast guided filter with a gray guide. ``guide`` and ``src`` float32 (H, W) in [0, 1]."""
+    """Fast guided filter. ``guide`` float32 (H, W, 3) or (H, W) in [0, 1], ``src`` (H, W).
+
+    Returns float32 (H, W): locally ``a . guide + b``, the least-squares fit of ``src``.
+    """
     H, W = src.shape
     if sub > 1:
         hs, ws = max(1, H // sub), max(1, W // sub)
@@ -27,34 +30,63 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float, s
         r = max(1, round(radius / sub))
     else:
         g, p, r = guide, src, radius
-    mean_g = _box(g, r)
-    mean_p = _box(p, r)
-    cov_gp = _box(g * p, r) - mean_g * mean_p
-    var_g = _box(g * g, r) - mean_g * mean_g
-    a = cov_gp / (var_g + eps)
-    b = mean_p - a * mean_g
-    mean_a = _box(a, r)
-    mean_b = _box(b, r)
+    if g.ndim == 2:
+        mg, mp = _box(g, r), _box(p, r)
+        a = (_box(g * p, r) - mg * mp) / (_box(g * g, r) - mg * mg + eps)
+        b = mp - a * mg
+        ma, mb = _box(a, r), _box(b, r)
+        if sub > 1:
+            ma = cv2.resize(ma, (W, H), interpolation=cv2.INTER_LINEAR)
+            mb = cv2.resize(mb, (W, H), interpolation=cv2.INTER_LINEAR)
+        return ma * guide + mb
+    mp = _box(p, r)
+    mg = _box(g, r)  # (h, w, 3)
+    cov_gp = _box(g * p[:, :, None], r) - mg * mp[:, :, None]
+    # 3x3 covariance of the guide per pixel (+ eps on the diagonal), inverted in closed form
+    c = {}
+    for i in range(3):
+        for j in range(i, 3):
+            c[i, j] = _box(g[:, :, i] * g[:, :, j], r) - mg[:, :, i] * mg[:, :, j]
+    for i in range(3):
+        c[i, i] = c[i, i] + eps
+    rr, rg, rb, gg, gb, bb = c[0, 0], c[0, 1], c[0, 2], c[1, 1], c[1, 2], c[2, 2]
+    i_rr, i_rg, i_rb = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
+    i_gg, i_gb, i_bb = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
+    det = rr * i_rr + rg * i_rg + rb * i_rb
+    v0, v1, v2 = cov_gp[:, :, 0], cov_gp[:, :, 1], cov_gp[:, :, 2]
+    a = (
+        np.stack(
+            [
+                i_rr * v0 + i_rg * v1 + i_rb * v2,
+                i_rg * v0 + i_gg * v1 + i_gb * v2,
+                i_rb * v0 + i_gb * v1 + i_bb * v2,
+            ],
+            axis=2,
+        )
+        / det[:, :, None]
+    )
+    b = mp - (a * mg).sum(axis=2)
+    ma, mb = _box(a, r), _box(b, r)
     if sub > 1:
-        mean_a = cv2.resize(mean_a, (W, H), interpolation=cv2.INTER_LINEAR)
-        mean_b = cv2.resize(mean_b, (W, H), interpolation=cv2.INTER_LINEAR)
-    return mean_a * guide + mean_b
+        ma = cv2.resize(ma, (W, H), interpolation=cv2.INTER_LINEAR)
+        mb = cv2.resize(mb, (W, H), interpolation=cv2.INTER_LINEAR)
+    return (ma * guide).sum(axis=2) + mb
 
 
-def refine_probability(
-    bgr: np.ndarray, prob: np.ndarray, scale: float, eps: float = 1e-3
-) -> np.ndarray:
-    """Refine an upsampled probability map (H, W) with the frame (H, W, 3) as guide.
+def refine_params(scale: float) -> tuple[int, int]:
+    """(radius, subsampling) in frame pixels for ``scale`` frame pixels per network pixel.
 
-    ``scale`` is frame pixels per network pixel: the filter radius and the band width follow
-    it, so the network's uncertainty band (about two network pixels) is what gets refined.
+    The window spans about two network pixels each side: the width of the network's
+    uncertainty band after upsampling.
     """
     radius = max(2, round(2.0 * scale))
     sub = max(1, round(scale / 2))
-    guide = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) * (1.0 / 255.0)
+    return radius, sub
+
+
+def refine_region(bgr: np.ndarray, prob: np.ndarray, scale: float, eps: float = 2e-3):
+    """Refine a region's upsampled probability (H, W) with the frame region (H, W, 3)."""
+    radius, sub = refine_params(scale)
+    guide = bgr.astype(np.float32) * (1.0 / 255.0)
     q = guided_filter(guide, prob, radius, eps, sub)
-    band = (prob > 0.02) & (prob < 0.98)
-    band = cv2.dilate(band.astype(np.uint8), None, iterations=max(1, radius)).astype(bool)
-    out = prob.copy()
-    out[band] = np.clip(q[band], 0.0, 1.0)
-    return out
+    return np.clip(q, 0.0, 1.0, out=q)

@@ -85,3 +85,38 @@ def spline_upsample(
     for r0, r1, c0, c1, a in _row_blocks(h, H):
         np.matmul(a, t[c0:c1], out=out[r0:r1])
     return out
+
+
+@lru_cache(maxsize=32)
+def _support(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each output index, the first and one-past-last input index with non-zero weight."""
+    nz = interpolation_matrix(n_in, n_out) != 0
+    lo = nz.argmax(axis=1)
+    hi = n_in - nz[:, ::-1].argmax(axis=1)
+    return lo, hi
+
+
+class SplineField:
+    """The spline-upsampled map of ``p`` at ``out_shape``, evaluated on demand for regions.
+
+    ``field.region(y0, y1, x0, x1)`` equals ``spline_upsample(p, out_shape)[y0:y1, x0:x1]``
+    but costs only the region: a frame's boundary band is a small part of a 24 MP frame.
+    """
+
+    def __init__(self, p: np.ndarray, out_shape: tuple[int, int]):
+        p = np.asarray(p)
+        if p.ndim != 2:
+            raise ValueError(f"SplineField expects a 2-D map, got shape {p.shape}")
+        self.shape = (int(out_shape[0]), int(out_shape[1]))
+        h, w = p.shape
+        self.coef = spline_coefficients(p)
+        self.ay = interpolation_matrix(h, self.shape[0])
+        self.ax = interpolation_matrix(w, self.shape[1])
+        self.sy = _support(h, self.shape[0])
+        self.sx = _support(w, self.shape[1])
+
+    def region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        ya, yb = int(self.sy[0][y0:y1].min()), int(self.sy[1][y0:y1].max())
+        xa, xb = int(self.sx[0][x0:x1].min()), int(self.sx[1][x0:x1].max())
+        c = self.coef[ya:yb, xa:xb]
+        return self.ay[y0:y1, ya:yb] @ (c @ self.ax[x0:x1, xa:xb].T)

@@ -41,7 +41,7 @@ def test_segment_writes_good_frames_and_names_the_bad_one(frames, tmp_path, rand
         assert set(np.unique(m)) <= {0, 255}
         rgba = cv2.imread(str(out / "rgba" / f"f_{i}.png"), cv2.IMREAD_UNCHANGED)
         assert rgba.shape == (96, 128, 4)
-        assert (rgba[:, :, 3] == m).all()
+        assert ((rgba[:, :, 3] > 127) == (m > 0)).mean() > 0.99  # soft alpha on the rim
     assert not (out / "masks" / "f_10.png").exists()
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["ok"] == 3 and report["summary"]["failed"] == 1

@@ -1,0 +1,294 @@
+"""``python build.py bench``: speed and memory of the whole pipeline on this machine.
+
+Prints, and writes to ``docs/benchmarks.md``:
+- a per-stage breakdown (median of several frames) at 1280x960, 4000x3000 and 6000x4000;
+- end-to-end throughput of ``SequenceJob`` on a 60-frame sequence, masks only and masks + RGBA;
+- peak resident memory of a 10-frame and a 300-frame run (must not grow with length);
+- GrabCut (rectangle init) and the FCN-style baseline network side by side, as ratios.
+
+Frames are synthesised from the bundled example (upscaled, with sensor-like noise, JPEG q92)
+so the benchmark needs nothing but the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = ((1280, 960), (4000, 3000), (6000, 4000))
+
+
+def make_frames(folder: Path, size: tuple[int, int], n: int, seed: int = 0) -> list[Path]:
+    """``n`` JPEG frames of ``size`` (W, H) made from the bundled example images."""
+    from .io import discover_frames
+
+    folder.mkdir(parents=True, exist_ok=True)
+    src_dir = ROOT / "examples" / "garment_ring" / "images"
+    sources = [cv2.imread(str(p)) for p in discover_frames(src_dir)] if src_dir.exists() else []
+    rng = np.random.default_rng(seed)
+    W, H = size
+    paths = []
+    base = []
+    for s in sources or [None]:
+        if s is None:
+            s = np.full((480, 640, 3), 200, np.uint8)
+            cv2.ellipse(s, (320, 240), (90, 180), 0, 0, 360, (40, 60, 150), -1)
+        big = cv2.resize(s, (W, H), interpolation=cv2.INTER_CUBIC)
+        noise = rng.normal(0, 3, (H // 4, W // 4, 3)).astype(np.float32)
+        big = np.clip(big + cv2.resize(noise, (W, H)), 0, 255).astype(np.uint8)
+        base.append(cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes())
+    for i in range(n):
+        p = folder / f"frame_{i:04d}.jpg"
+        if not p.exists():
+            p.write_bytes(base[i % len(base)])
+        paths.append(p)
+    return paths
+
+
+def stage_breakdown(seg, post, paths: list[Path]) -> dict[str, float]:
+    """Median seconds per stage over ``paths`` (one thread, as in one worker)."""
+    from .io import decode_image, encode_png, read_bytes
+    from .mask import cutout
+    from .pipeline import segment_frame
+
+    rows = []
+    for p in paths:
+        t = {}
+        data = read_bytes(p)
+        t0 = time.perf_counter()
+        bgr = decode_image(data, p)
+        t["decode"] = time.perf_counter() - t0
+        fm = segment_frame(bgr, seg, post)
+        t.update(fm.timings)
+        t0 = time.perf_counter()
+        rgba = cutout(bgr, fm.mask)
+        t["mask op"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        encode_png(fm.mask)
+        t["encode mask"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        encode_png(rgba)
+        t["encode rgba"] = time.perf_counter() - t0
+        rows.append(t)
+    keys = list(rows[0])
+    return {k: statistics.median(r[k] for r in rows) for k in keys}
+
+
+def run_job(frames_dir: Path, formats: str, workers: int, model: str | None) -> dict:
+    """One ``segcore segment`` run in a fresh process: seconds, frames/s and peak RSS (MB)."""
+    out = Path(tempfile.mkdtemp(prefix="segcore-bench-out-"))
+    code = (
+        "import resource, sys, time\n"
+        "from segcore.pipeline import SegmentOptions, SequenceJob\n"
+        f"job = SequenceJob({str(frames_dir)!r}, {str(out)!r}, SegmentOptions(model={model!r}, "
+        f"formats={tuple(formats.split(','))!r}, workers={workers}, overwrite=True))\n"
+        "t = time.perf_counter()\n"
+        "n = sum(r.status == 'ok' for r in job.run())\n"
+        "dt = time.perf_counter() - t\n"
+        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(n, dt, rss)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if r.returncode:
+        raise RuntimeError(r.stderr[-2000:])
+    n, dt, rss = r.stdout.split()[-3:]
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "frames": int(n),
+        "seconds": float(dt),
+        "fps": int(n) / float(dt),
+        "peak_mb": float(rss),
+    }
+
+
+def compare_baselines(seg, post, paths: list[Path]) -> dict:
+    """Seconds per frame of our pipeline, GrabCut (rect init) and the FCN-style baseline."""
+    from dataclasses import replace
+
+    from .config import BASELINE
+    from .infer import Segmenter
+    from .io import read_image
+    from .pipeline import segment_frame
+
+    imgs = [read_image(p) for p in paths]
+
+    def timed(f):
+        ts = []
+        for im in imgs:
+            t0 = time.perf_counter()
+            f(im)
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    ours = timed(lambda im: segment_frame(im, seg, post))
+
+    def grabcut(im):
+        h, w = im.shape[:2]
+        k = min(1.0, 640 / max(h, w))
+        small = cv2.resize(im, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
+        m = np.zeros(small.shape[:2], np.uint8)
+        r = (
+            small.shape[1] // 20,
+            small.shape[0] // 20,
+            small.shape[1] * 9 // 10,
+            small.shape[0] * 9 // 10,
+        )
+        cv2.grabCut(small, m, r, np.zeros((1, 65)), np.zeros((1, 65)), 3, cv2.GC_INIT_WITH_RECT)
+        return cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+
+    out = {"ours": ours, "grabcut": timed(grabcut)}
+    try:
+        import torch  # noqa: F401
+
+        from .export import export_onnx
+        from .model import GarmentNet
+
+        d = Path(tempfile.mkdtemp(prefix="segcore-bench-fcn-"))
+        export_onnx(GarmentNet(BASELINE).eval(), d / "fcn.onnx")
+        card = replace(seg.card, arch=BASELINE, onnx_path=d / "fcn.onnx", name="fcn")
+        fcn = Segmenter(card)
+        out["fcn baseline"] = timed(lambda im: segment_frame(im, fcn, post))
+    except ImportError:
+        pass
+    return out
+
+
+def fmt_ms(s: float) -> str:
+    return f"{1000 * s:.0f}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="segcore.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", default=None)
+    p.add_argument("--repeat", type=int, default=5, help="frames per size for the breakdown")
+    p.add_argument("--quick", action="store_true", help="small runs only (smoke test)")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segcore-bench")
+    args = p.parse_args(argv)
+
+    from .pipeline import SegmentOptions, load_segmenter
+
+    seg, post = load_segmenter(SegmentOptions(model=args.model))
+    lines = [
+        f"# Benchmarks\n\nMachine: {os.cpu_count()} CPU cores, "
+        f"{platform_line()}; model `{seg.card.name}` (input "
+        f"{seg.card.preprocess.input_size} px), refinement "
+        f"{'on' if post.refine else 'off'}. Command: `python build.py bench`.\n"
+    ]
+    print(lines[0])
+    sizes = SIZES[:1] if args.quick else SIZES
+    # 1. per-stage breakdown
+    table = [
+        "| stage (ms, median) | " + " | ".join(f"{w}x{h}" for w, h in sizes) + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
+    results = {}
+    for w, h in sizes:
+        paths = make_frames(args.workdir / f"{w}x{h}", (w, h), args.repeat)
+        results[(w, h)] = stage_breakdown(seg, post, paths)
+    for k in results[sizes[0]]:
+        table.append(f"| {k} | " + " | ".join(fmt_ms(results[s][k]) for s in sizes) + " |")
+    tot_mask = {
+        s: sum(v for k, v in results[s].items() if k not in ("mask op", "encode rgba"))
+        for s in sizes
+    }
+    tot_all = {s: sum(results[s].values()) for s in sizes}
+    table.append(
+        "| **total, masks only** | " + " | ".join(fmt_ms(tot_mask[s]) for s in sizes) + " |"
+    )
+    table.append(
+        "| **total, masks + RGBA** | " + " | ".join(fmt_ms(tot_all[s]) for s in sizes) + " |"
+    )
+    section = "## Per-stage time, one frame, one worker\n\n" + "\n".join(table) + "\n"
+    print(section)
+    lines.append(section)
+    # 2. end-to-end throughput
+    n = 12 if args.quick else 60
+    seq_rows = [
+        "| sequence | outputs | frames | seconds | frames/s | peak RSS (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for w, h in sizes:
+        k = n if (w, h) == (1280, 960) else max(6, n // 6)
+        d = args.workdir / f"{w}x{h}"
+        make_frames(d, (w, h), k)
+        _trim(d, k)
+        for formats in ("mask", "mask,rgba"):
+            r = run_job(d, formats, 2, args.model)
+            seq_rows.append(
+                f"| {w}x{h} x{k} | {formats} | {r['frames']} | {r['seconds']:.1f} | "
+                f"{r['fps']:.2f} | {r['peak_mb']:.0f} |"
+            )
+            print(seq_rows[-1])
+    section = (
+        "## End to end (`SequenceJob`, 2 workers, decode to encode)\n\n"
+        + "\n".join(seq_rows)
+        + "\n"
+    )
+    lines.append(section)
+    # 3. memory does not grow with length
+    mem_rows = ["| run | frames | peak RSS (MB) |", "|---|---|---|"]
+    for k in (10, 40) if args.quick else (10, 300):
+        d = args.workdir / f"len{k}"
+        make_frames(d, (1280, 960), k)
+        r = run_job(d, "mask,rgba", 2, args.model)
+        mem_rows.append(f"| 1280x960, masks + RGBA | {k} | {r['peak_mb']:.0f} |")
+        print(mem_rows[-1])
+    lines.append("## Peak memory against sequence length\n\n" + "\n".join(mem_rows) + "\n")
+    # 4. baselines
+    paths = make_frames(args.workdir / "1280x960", (1280, 960), args.repeat)
+    b = compare_baselines(seg, post, paths[: args.repeat])
+    rows = ["| method | ms/frame (1280x960) | time vs ours |", "|---|---|---|"]
+    for name, s in b.items():
+        rows.append(f"| {name} | {fmt_ms(s)} | {s / b['ours']:.2f}x |")
+    section = "## Side by side\n\n" + "\n".join(rows) + "\n"
+    print(section)
+    lines.append(section)
+    if not args.quick:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines))
+        print(f"wrote {args.out}")
+    print(
+        json.dumps(
+            {
+                f"{w}x{h}": {k: round(v * 1000, 1) for k, v in results[(w, h)].items()}
+                for w, h in sizes
+            }
+        )
+    )
+    return 0
+
+
+def _trim(folder: Path, k: int) -> None:
+    for p in sorted(folder.glob("frame_*.jpg"))[k:]:
+        p.unlink()
+
+
+def platform_line() -> str:
+    import platform
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    del rss
+    return f"{platform.processor() or platform.machine()}, OpenCV {cv2.__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
