@@ -105,8 +105,11 @@ class Segmenter:
                 f"{tuple(blob.shape)}; expected (1, 1, H, W): the card and ONNX do not match"
             )
 
-    def probability(self, bgr: np.ndarray) -> tuple[np.ndarray, Geometry]:
-        """(H, W, 3) uint8 BGR frame -> (probability at network scale (h, w), geometry)."""
-        blob, geo = prepare(bgr, self.card.preprocess)
+    def probability(self, bgr: np.ndarray, source: np.ndarray | None = None):
+        """(H, W, 3) uint8 BGR frame -> (probability at network scale (h, w), geometry).
+
+        ``source``, if given, is the same frame already reduced (faster to compress).
+        """
+        blob, geo = prepare(bgr, self.card.preprocess, source)
         logits = self.backend.logits(blob)[0, 0]
         return sigmoid(geo.crop(logits)), geo

@@ -29,8 +29,9 @@ from .errors import InputError, OutputError, SegcoreError
 from .infer import Segmenter
 from .io import atomic_write_bytes, discover_frames, read_image, remove_stale_temporaries
 from .mask import clean_mask, foreground_share, threshold
-from .refine import refine_params, refine_region
-from .upsample import SplineField
+from .preprocess import fit_size
+from .refine import GuidedCoefficients, refine_params
+from .upsample import SplineField, spline_upsample
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +90,24 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
     """
     t = {}
     t0 = time.perf_counter()
-    small, geo = segmenter.probability(bgr)
+    H, W = bgr.shape[:2]
+    geo = fit_size((H, W), segmenter.card.preprocess.input_size)
+    scale = max(H / geo.scaled_hw[0], W / geo.scaled_hw[1])
+    radius, sub = refine_params(scale)
+    source = bgr
+    if post.refine and sub > 1:  # one area-resize pass feeds both the guide and the network
+        source = cv2.resize(
+            bgr, (max(1, round(W / sub)), max(1, round(H / sub))), interpolation=cv2.INTER_AREA
+        )
+    t["preprocess"] = time.perf_counter() - t0
+    small, geo = segmenter.probability(bgr, source=source)
     t1 = time.perf_counter()
-    t["inference"] = t1 - t0
+    t["inference"] = t1 - t0 - t["preprocess"]
     thr = post.threshold
     coarse = clean_mask(threshold(small, thr), post.min_blob_share, post.max_hole_share)
     p = small.copy()
     p[(coarse > 0) & (small <= thr)] = 1.0  # filled holes
     p[(coarse == 0) & (small > thr)] = 0.0  # removed specks
-    H, W = geo.frame_hw
     h, w = small.shape
     rows = np.minimum(((np.arange(H) + 0.5) * (h / H)).astype(np.int64), h - 1)
     cols = np.minimum(((np.arange(W) + 0.5) * (w / W)).astype(np.int64), w - 1)
@@ -106,11 +116,16 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
     k3 = np.ones((3, 3), np.uint8)
     band = cv2.dilate(cv2.morphologyEx(coarse, cv2.MORPH_GRADIENT, k3), k3) > 0
     field = SplineField(p, (H, W))
-    scale = max(H / h, W / w)
-    margin = refine_params(scale)[0] * 2 if post.refine else 0
+    guided = None
+    t1b = time.perf_counter()
+    if post.refine and band.any():
+        hs, ws = source.shape[:2]
+        guided = GuidedCoefficients(
+            source, spline_upsample(p, (hs, ws)), (H, W), round(radius * hs / H)
+        )
     t2 = time.perf_counter()
-    t["mask"] = t2 - t1
-    t_up = t_ref = 0.0
+    t["mask"] = t1b - t1
+    t_up, t_ref = 0.0, (time.perf_counter() - t1b) if guided is not None else 0.0
     nty, ntx = -(-h // TILE), -(-w // TILE)
     padded = np.zeros((nty * TILE, ntx * TILE), bool)
     padded[:h, :w] = band
@@ -123,16 +138,13 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
         x0, x1 = int(xbounds[j]), int(xbounds[min(j + 1, len(xbounds) - 1)])
         if y1 <= y0 or x1 <= x0:
             continue
-        ya, yb = max(0, y0 - margin), min(H, y1 + margin)
-        xa, xb = max(0, x0 - margin), min(W, x1 + margin)
         ta = time.perf_counter()
-        q = field.region(ya, yb, xa, xb)
-        tb = time.perf_counter()
-        if post.refine:
-            q = refine_region(bgr[ya:yb, xa:xb], q, scale)
-        t_up += tb - ta
-        t_ref += time.perf_counter() - tb
-        q = q[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+        if guided is not None:
+            q = guided.apply(bgr[y0:y1, x0:x1], y0, x0)
+            t_ref += time.perf_counter() - ta
+        else:
+            q = field.region(y0, y1, x0, x1)
+            t_up += time.perf_counter() - ta
         sel = band[rows[y0:y1]][:, cols[x0:x1]]
         mask[y0:y1, x0:x1][sel] = np.where(q[sel] > thr, 255, 0).astype(np.uint8)
         alpha[y0:y1, x0:x1][sel] = np.clip(q[sel] * 255 + 0.5, 0, 255).astype(np.uint8)

@@ -108,14 +108,17 @@ def compress(bgr: np.ndarray, geometry: Geometry) -> np.ndarray:
     return cv2.resize(bgr, (w, h), interpolation=interp)
 
 
-def prepare(bgr: np.ndarray, params: PreprocessParams) -> tuple[np.ndarray, Geometry]:
+def prepare(
+    bgr: np.ndarray, params: PreprocessParams, source: np.ndarray | None = None
+) -> tuple[np.ndarray, Geometry]:
     """Full-resolution BGR frame -> (network blob, geometry).
 
     The frame is compressed first and denoised at network scale (sigma is in network-input
-    pixels, so it means the same whatever the camera's resolution).
+    pixels, so it means the same whatever the camera's resolution). ``source`` is an optional
+    reduced copy of the frame to compress from (cheaper than the full frame).
     """
     if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 BGR frame, got {bgr.shape} {bgr.dtype}")
     geo = fit_size(bgr.shape[:2], params.input_size, params.pad_multiple)
-    small = denoise_v(compress(bgr, geo), params.denoise_sigma)
+    small = denoise_v(compress(bgr if source is None else source, geo), params.denoise_sigma)
     return to_blob(small, params, geo.padded_hw), geo

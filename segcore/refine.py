@@ -42,29 +42,7 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float, s
     mp = _box(p, r)
     mg = _box(g, r)  # (h, w, 3)
     cov_gp = _box(g * p[:, :, None], r) - mg * mp[:, :, None]
-    # 3x3 covariance of the guide per pixel (+ eps on the diagonal), inverted in closed form
-    c = {}
-    for i in range(3):
-        for j in range(i, 3):
-            c[i, j] = _box(g[:, :, i] * g[:, :, j], r) - mg[:, :, i] * mg[:, :, j]
-    for i in range(3):
-        c[i, i] = c[i, i] + eps
-    rr, rg, rb, gg, gb, bb = c[0, 0], c[0, 1], c[0, 2], c[1, 1], c[1, 2], c[2, 2]
-    i_rr, i_rg, i_rb = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
-    i_gg, i_gb, i_bb = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
-    det = rr * i_rr + rg * i_rg + rb * i_rb
-    v0, v1, v2 = cov_gp[:, :, 0], cov_gp[:, :, 1], cov_gp[:, :, 2]
-    a = (
-        np.stack(
-            [
-                i_rr * v0 + i_rg * v1 + i_rb * v2,
-                i_rg * v0 + i_gg * v1 + i_gb * v2,
-                i_rb * v0 + i_gb * v1 + i_bb * v2,
-            ],
-            axis=2,
-        )
-        / det[:, :, None]
-    )
+    a = _solve3(g, mg, cov_gp, r, eps)
     b = mp - (a * mg).sum(axis=2)
     ma, mb = _box(a, r), _box(b, r)
     if sub > 1:
@@ -77,16 +55,78 @@ def refine_params(scale: float) -> tuple[int, int]:
     """(radius, subsampling) in frame pixels for ``scale`` frame pixels per network pixel.
 
     The window spans about two network pixels each side: the width of the network's
-    uncertainty band after upsampling.
+    uncertainty band after upsampling. Coefficients are computed at twice the network's
+    resolution, which is fine enough for them (they vary slowly) and cheap at 24 MP.
     """
     radius = max(2, round(2.0 * scale))
     sub = max(1, round(scale / 2))
     return radius, sub
 
 
-def refine_region(bgr: np.ndarray, prob: np.ndarray, scale: float, eps: float = 2e-3):
-    """Refine a region's upsampled probability (H, W) with the frame region (H, W, 3)."""
-    radius, sub = refine_params(scale)
-    guide = bgr.astype(np.float32) * (1.0 / 255.0)
-    q = guided_filter(guide, prob, radius, eps, sub)
-    return np.clip(q, 0.0, 1.0, out=q)
+class GuidedCoefficients:
+    """Colour guided filter coefficients for a whole frame, computed on a subsampled grid.
+
+    ``apply(bgr_region, y0, x0)`` evaluates the filter output ``a . I + b`` on a
+    full-resolution region, interpolating the coefficients bilinearly. Only the boundary
+    band's tiles ever pay the full-resolution cost.
+    """
+
+    def __init__(
+        self,
+        guide_small: np.ndarray,
+        prob_small: np.ndarray,
+        frame_hw,
+        radius_small,
+        eps: float = 2e-3,
+    ):
+        hs, ws = prob_small.shape
+        H, W = frame_hw
+        self.sy, self.sx = H / hs, W / ws
+        g = guide_small.astype(np.float32) * (1.0 / 255.0)
+        r = max(1, int(radius_small))
+        mp = _box(prob_small, r)
+        mg = _box(g, r)
+        cov_gp = _box(g * prob_small[:, :, None], r) - mg * mp[:, :, None]
+        a = _solve3(g, mg, cov_gp, r, eps)
+        b = mp - (a * mg).sum(axis=2)
+        self.a, self.b = _box(a, r), _box(b, r)
+
+    def apply(self, bgr: np.ndarray, y0: int, x0: int) -> np.ndarray:
+        h, w = bgr.shape[:2]
+        m = np.array(
+            [
+                [1 / self.sx, 0, (x0 + 0.5) / self.sx - 0.5],
+                [0, 1 / self.sy, (y0 + 0.5) / self.sy - 0.5],
+            ],
+            np.float64,
+        )
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        a = cv2.warpAffine(self.a, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        b = cv2.warpAffine(self.b, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        guide = bgr.astype(np.float32) * (1.0 / 255.0)
+        q = (a * guide).sum(axis=2) + b
+        return np.clip(q, 0.0, 1.0, out=q)
+
+
+def _solve3(g, mg, cov_gp, r, eps):
+    """Per-pixel (cov(g) + eps I)^-1 cov(g, p) for a 3-channel guide, closed form."""
+    c = {}
+    for i in range(3):
+        for j in range(i, 3):
+            c[i, j] = _box(g[:, :, i] * g[:, :, j], r) - mg[:, :, i] * mg[:, :, j]
+    for i in range(3):
+        c[i, i] = c[i, i] + eps
+    rr, rg, rb, gg, gb, bb = c[0, 0], c[0, 1], c[0, 2], c[1, 1], c[1, 2], c[2, 2]
+    i_rr, i_rg, i_rb = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
+    i_gg, i_gb, i_bb = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
+    det = rr * i_rr + rg * i_rg + rb * i_rb
+    v0, v1, v2 = cov_gp[:, :, 0], cov_gp[:, :, 1], cov_gp[:, :, 2]
+    a = np.stack(
+        [
+            i_rr * v0 + i_rg * v1 + i_rb * v2,
+            i_rg * v0 + i_gg * v1 + i_gb * v2,
+            i_rb * v0 + i_gb * v1 + i_bb * v2,
+        ],
+        axis=2,
+    )
+    return a / det[:, :, None]
