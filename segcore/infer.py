@@ -15,7 +15,7 @@ import numpy as np
 
 from .card import ModelCard, load_card
 from .errors import ModelError
-from .preprocess import Geometry, fit_size, prepare
+from .preprocess import fit_size, prepare
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

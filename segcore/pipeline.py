@@ -123,7 +123,7 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
         guided = GuidedCoefficients(
             source, spline_upsample(p, (hs, ws)), (H, W), round(radius * hs / H)
         )
-    t2 = time.perf_counter()
+    time.perf_counter()
     t["mask"] = t1b - t1
     t_up, t_ref = 0.0, (time.perf_counter() - t1b) if guided is not None else 0.0
     nty, ntx = -(-h // TILE), -(-w // TILE)
