@@ -42,9 +42,35 @@ WRITERS: dict[str, Writer] = {
         "rgba", "rgba", lambda p: f"{p.stem}.png", _write_rgba, "the frame, mask as alpha"
     ),
     # COLMAP / pycolmap: ImageReaderOptions.mask_path holds "<image file name>.png" for each
-    # image (e.g. "frame_001.jpg.png"); features are not extracted where the mask is 0
-    # (COLMAP docs, "Feature extraction: mask_path"; src/colmap/feature/extraction.cc).
+    # image (e.g. "frame_001.jpg.png"); no features are extracted where the mask is 0
+    # (COLMAP FAQ "Mask image regions"; colmap/src/colmap/feature/extraction.cc).
     "colmap": Writer(
         "colmap", "colmap_masks", lambda p: f"{p.name}.png", _write_mask, "0 = ignore"
+    ),
+    # Meshroom / AliceVision: a masks folder given to PrepareDenseScene / the masking nodes;
+    # a mask is found by the image's name stem (or view id) + ".png"; black = ignored
+    # (AliceVision PR #1878 "masksFolders"; Meshroom issue #702: "masks ... black").
+    "meshroom": Writer(
+        "meshroom", "meshroom_masks", lambda p: f"{p.stem}.png", _write_mask, "0 = ignore"
+    ),
+    # RealityCapture: a mask layer is a file named "<image file name>.mask.png" beside the
+    # image, e.g. "DSC_0001.jpg.mask.png"; white = use, black = masked out
+    # (RealityCapture help, "Image Layers" and "Alpha Channel Masks").
+    "realitycapture": Writer(
+        "realitycapture", "realitycapture_masks", lambda p: f"{p.name}.mask.png", _write_mask,
+        "255 = keep, 0 = ignore",
+    ),
+    # Agisoft Metashape: File > Import > Import Masks, method "From File", filename template
+    # "{filename}_mask.png" where {filename} is the image name without extension;
+    # white = keep, black = masked (Metashape user manual, "Masks"; Agisoft KB 31000162414).
+    "metashape": Writer(
+        "metashape", "metashape_masks", lambda p: f"{p.stem}_mask.png", _write_mask,
+        "255 = keep, 0 = masked",
+    ),
+    # OpenMVS DensifyPointCloud: "<image stem>.mask.png" next to each image, pixels equal to
+    # --ignore-mask-label (pass 0) are ignored (openMVS issue #918, cdcseacave's answer).
+    "openmvs": Writer(
+        "openmvs", "openmvs_masks", lambda p: f"{p.stem}.mask.png", _write_mask,
+        "0 = ignore (--ignore-mask-label 0)",
     ),
 }
