@@ -209,6 +209,14 @@ def cmd_finetune(args) -> int:
     return 0
 
 
+def cmd_table1(args) -> int:
+    from .table1 import run_table1
+
+    cfg = config_from_args(args)
+    print(run_table1(cfg, Path(args.out or "runs/table1")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m training",
@@ -264,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out-dir", default=None, help="default: segcore/models")
     x.add_argument("--threshold", type=float, default=0.5)
     x.add_argument("--card-extra", help="JSON file merged into the card (metrics, commands)")
+
+    t1 = sub.add_parser("table1", help="the paper's Table I: variants with the same budget")
+    _add_train_args(t1)
 
     f = sub.add_parser("finetune", help="fine-tune the shipped model on your labelled photos")
     f.add_argument("photos", metavar="PHOTOS")
