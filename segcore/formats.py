@@ -1,7 +1,8 @@
 """Output writers: each format is a folder, a file-naming rule and a pixel convention.
 
 ``mask``: ``masks/<stem>.png``, uint8 one channel, 255 = subject, 0 = background.
-``rgba``: ``rgba/<stem>.png``, the frame with the mask as alpha (the mask operation).
+``rgba``: ``rgba/<stem>.png``, the frame with the mask as alpha (the mask operation); the
+alpha is soft along the rim and the rim's colours are defringed.
 The photogrammetry conventions live beside these (see :data:`WRITERS`).
 """
 
@@ -10,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .io import write_png
-from .mask import cutout
+
+if TYPE_CHECKING:
+    from .pipeline import FrameMasks
 
 
 @dataclass(frozen=True)
@@ -22,16 +26,16 @@ class Writer:
     name: str
     folder: str
     filename: Callable[[Path], str]  # input frame path -> output file name
-    write: Callable[[Path, np.ndarray, np.ndarray, np.ndarray], None]  # (path, bgr, mask, alpha)
+    write: Callable[[Path, np.ndarray, FrameMasks], None]  # (path, frame BGR, masks)
     doc: str
 
 
-def _write_mask(path: Path, bgr, mask, alpha) -> None:
-    write_png(path, mask)
+def _write_mask(path: Path, bgr, fm) -> None:
+    write_png(path, fm.mask)
 
 
-def _write_rgba(path: Path, bgr, mask, alpha) -> None:
-    write_png(path, cutout(bgr, alpha))
+def _write_rgba(path: Path, bgr, fm) -> None:
+    write_png(path, fm.rgba(bgr))
 
 
 WRITERS: dict[str, Writer] = {
@@ -57,20 +61,29 @@ WRITERS: dict[str, Writer] = {
     # image, e.g. "DSC_0001.jpg.mask.png"; white = use, black = masked out
     # (RealityCapture help, "Image Layers" and "Alpha Channel Masks").
     "realitycapture": Writer(
-        "realitycapture", "realitycapture_masks", lambda p: f"{p.name}.mask.png", _write_mask,
+        "realitycapture",
+        "realitycapture_masks",
+        lambda p: f"{p.name}.mask.png",
+        _write_mask,
         "255 = keep, 0 = ignore",
     ),
     # Agisoft Metashape: File > Import > Import Masks, method "From File", filename template
     # "{filename}_mask.png" where {filename} is the image name without extension;
     # white = keep, black = masked (Metashape user manual, "Masks"; Agisoft KB 31000162414).
     "metashape": Writer(
-        "metashape", "metashape_masks", lambda p: f"{p.stem}_mask.png", _write_mask,
+        "metashape",
+        "metashape_masks",
+        lambda p: f"{p.stem}_mask.png",
+        _write_mask,
         "255 = keep, 0 = masked",
     ),
     # OpenMVS DensifyPointCloud: "<image stem>.mask.png" next to each image, pixels equal to
     # --ignore-mask-label (pass 0) are ignored (openMVS issue #918, cdcseacave's answer).
     "openmvs": Writer(
-        "openmvs", "openmvs_masks", lambda p: f"{p.stem}.mask.png", _write_mask,
+        "openmvs",
+        "openmvs_masks",
+        lambda p: f"{p.stem}.mask.png",
+        _write_mask,
         "0 = ignore (--ignore-mask-label 0)",
     ),
 }

@@ -28,7 +28,7 @@ from .card import PostprocessParams
 from .errors import InputError, OutputError, SegcoreError
 from .infer import Segmenter
 from .io import atomic_write_bytes, discover_frames, read_image, remove_stale_temporaries
-from .mask import clean_mask, foreground_share, threshold
+from .mask import clean_mask, cutout, foreground_share, threshold
 from .preprocess import fit_size
 from .refine import GuidedCoefficients, refine_params
 from .upsample import SplineField, spline_upsample
@@ -73,6 +73,16 @@ class FrameMasks:
     alpha: np.ndarray  # uint8 (H, W): the same, with soft values along the boundary
     small: np.ndarray  # float32 (h, w): subject probability at network scale
     timings: dict[str, float]
+    # defringed subject colours on the soft rim: (y0, x0, selection, BGR uint8 (n, 3)) tiles
+    rim: list = field(default_factory=list)
+
+    def rgba(self, bgr: np.ndarray) -> np.ndarray:
+        """The mask operation: the frame with soft alpha, rim colours defringed."""
+        out = cutout(bgr, self.alpha)
+        for y0, x0, sel, colours in self.rim:
+            h, w = sel.shape
+            out[y0 : y0 + h, x0 : x0 + w, :3][sel] = colours
+        return out
 
 
 TILE = 16  # boundary tiles, in network pixels
@@ -115,7 +125,7 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
     alpha = mask.copy()
     k3 = np.ones((3, 3), np.uint8)
     band = cv2.dilate(cv2.morphologyEx(coarse, cv2.MORPH_GRADIENT, k3), k3) > 0
-    field = SplineField(p, (H, W))
+    spline = SplineField(p, (H, W))
     guided = None
     t1b = time.perf_counter()
     if post.refine and band.any():
@@ -123,9 +133,9 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
         guided = GuidedCoefficients(
             source, spline_upsample(p, (hs, ws)), (H, W), round(radius * hs / H)
         )
-    time.perf_counter()
     t["mask"] = t1b - t1
     t_up, t_ref = 0.0, (time.perf_counter() - t1b) if guided is not None else 0.0
+    rim: list = []
     nty, ntx = -(-h // TILE), -(-w // TILE)
     padded = np.zeros((nty * TILE, ntx * TILE), bool)
     padded[:h, :w] = band
@@ -140,17 +150,23 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
             continue
         ta = time.perf_counter()
         if guided is not None:
-            q = guided.apply(bgr[y0:y1, x0:x1], y0, x0)
+            tile = bgr[y0:y1, x0:x1]
+            q, back = guided.apply(tile, y0, x0)
+            sel = band[rows[y0:y1]][:, cols[x0:x1]] & (q > 0.02) & (q < 0.98)
+            if sel.any():  # subject colour F from I = a F + (1 - a) B, B the local background
+                a = q[sel][:, None]
+                fg = (tile[sel].astype(np.float32) - (1 - a) * back[sel]) / np.maximum(a, 0.2)
+                rim.append((y0, x0, sel, np.clip(fg + 0.5, 0, 255).astype(np.uint8)))
             t_ref += time.perf_counter() - ta
         else:
-            q = field.region(y0, y1, x0, x1)
+            q = spline.region(y0, y1, x0, x1)
             t_up += time.perf_counter() - ta
         sel = band[rows[y0:y1]][:, cols[x0:x1]]
         mask[y0:y1, x0:x1][sel] = np.where(q[sel] > thr, 255, 0).astype(np.uint8)
         alpha[y0:y1, x0:x1][sel] = np.clip(q[sel] * 255 + 0.5, 0, 255).astype(np.uint8)
     t["upsample"] = t_up
     t["refine"] = t_ref
-    return FrameMasks(mask, alpha, small, t)
+    return FrameMasks(mask, alpha, small, t, rim)
 
 
 def load_segmenter(options: SegmentOptions) -> tuple[Segmenter, PostprocessParams]:
@@ -265,7 +281,7 @@ class SequenceJob:
             tb = time.perf_counter()
             for w in self.writers:
                 target = self.output / w.folder / w.filename(path)
-                w.write(target, bgr, fm.mask, fm.alpha)
+                w.write(target, bgr, fm)
                 res.outputs.append(str(target))
             res.timings["encode"] = time.perf_counter() - tb
             res.foreground_share = foreground_share(fm.mask)

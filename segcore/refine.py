@@ -90,8 +90,14 @@ class GuidedCoefficients:
         a = _solve3(g, mg, cov_gp, r, eps)
         b = mp - (a * mg).sum(axis=2)
         self.a, self.b = _box(a, r), _box(b, r)
+        # local background colour (for defringing): mean of the guide where p is low
+        wb = np.clip(1.0 - 2.0 * prob_small, 0.0, 1.0)
+        self.back = _box(guide_small.astype(np.float32) * wb[:, :, None], 2 * r) / (
+            _box(wb, 2 * r)[:, :, None] + 1e-3
+        )
 
-    def apply(self, bgr: np.ndarray, y0: int, x0: int) -> np.ndarray:
+    def apply(self, bgr: np.ndarray, y0: int, x0: int) -> tuple[np.ndarray, np.ndarray]:
+        """(filtered probability (h, w), local background colour (h, w, 3)) on a region."""
         h, w = bgr.shape[:2]
         m = np.array(
             [
@@ -103,9 +109,10 @@ class GuidedCoefficients:
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         a = cv2.warpAffine(self.a, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
         b = cv2.warpAffine(self.b, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        back = cv2.warpAffine(self.back, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
         guide = bgr.astype(np.float32) * (1.0 / 255.0)
         q = (a * guide).sum(axis=2) + b
-        return np.clip(q, 0.0, 1.0, out=q)
+        return np.clip(q, 0.0, 1.0, out=q), back
 
 
 def _solve3(g, mg, cov_gp, r, eps):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from segcore.formats import WRITERS
+from segcore.pipeline import FrameMasks
 
 EXPECTED = {
     "mask": ("masks", "frame_001.png"),
@@ -28,7 +29,8 @@ def test_naming_and_polarity(name, tmp_path):
     bgr = np.full((6, 8, 3), 90, np.uint8)
     mask = np.zeros((6, 8), np.uint8)
     mask[2:4, 3:6] = 255  # the subject
-    w.write(tmp_path / fname, bgr, mask, mask)
+    fm = FrameMasks(mask, mask, np.zeros((1, 1), np.float32), {})
+    w.write(tmp_path / fname, bgr, fm)
     out = cv2.imread(str(tmp_path / fname), cv2.IMREAD_UNCHANGED)
     assert out.shape[:2] == (6, 8)
     keep = out[:, :, 3] if out.ndim == 3 else out

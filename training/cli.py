@@ -217,6 +217,13 @@ def cmd_table1(args) -> int:
     return 0
 
 
+def cmd_realphotos(args) -> int:
+    from .realphotos import real_photo_sheet
+
+    print(f"wrote {real_photo_sheet(args.model, Path(args.out))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m training",
@@ -275,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     t1 = sub.add_parser("table1", help="the paper's Table I: variants with the same budget")
     _add_train_args(t1)
+
+    rp = sub.add_parser("realphotos", help="masks on real photos shipped with packages")
+    rp.add_argument("--model", default=None)
+    rp.add_argument("--out", default="docs/real_photos.png")
 
     f = sub.add_parser("finetune", help="fine-tune the shipped model on your labelled photos")
     f.add_argument("photos", metavar="PHOTOS")

@@ -1,0 +1,59 @@
+"""Garment Segmentation: cut the garment out of every frame of a photo sequence, in Blender.
+
+A thin layer over segcore: the sidebar tab "Garment" (3D Viewport and Image Editor) reads
+its settings into a plain dataclass and runs segcore's SequenceJob through ``runner``, the
+same function the headless ``batch.py`` calls. segcore, numpy and OpenCV are imported only
+when an operator runs, so enabling the add-on is instant.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import operators, panels, preferences, properties
+
+# Read by Blender's legacy add-on installer; 4.2+ extensions read blender_manifest.toml.
+bl_info = {
+    "name": "Garment Segmentation",
+    "author": "Garment Segmentation developers",
+    "version": (0, 1, 0),
+    "blender": (4, 2, 0),
+    "location": "3D Viewport / Image Editor › Sidebar › Garment",
+    "description": "Cut the garment out of every frame of a photo sequence for photogrammetry",
+    "category": "Import-Export",
+}
+
+classes = (
+    properties.GarmentSegFormats,
+    properties.GarmentSegSettings,
+    *preferences.classes,
+    *operators.classes,
+    *panels.classes,
+)
+
+
+@bpy.app.handlers.persistent
+def _stop_before_load(*_args):
+    """A file load removes modal handlers: finish the run in progress cleanly first."""
+    operators.stop_active_run()
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.garment_seg = bpy.props.PointerProperty(type=properties.GarmentSegSettings)
+    bpy.app.handlers.load_pre.append(_stop_before_load)
+    preferences.add_dependency_path()
+
+
+def unregister():
+    operators.stop_active_run()
+    for handler in list(bpy.app.handlers.load_pre):
+        if getattr(handler, "__name__", "") == _stop_before_load.__name__ and (
+            getattr(handler, "__module__", "") == __name__
+        ):
+            bpy.app.handlers.load_pre.remove(handler)
+    del bpy.types.Scene.garment_seg
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
+    preferences.remove_dependency_path()

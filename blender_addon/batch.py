@@ -1,0 +1,140 @@
+"""Segment a frame folder headless, with the add-on's own runner (the button's code path).
+
+    blender -b -P blender_addon/batch.py -- --input DIR --output DIR [--model PATH]
+        [--size N] [--threshold T] [--refine | --no-refine] [--formats rgba,mask]
+        [--skip-existing | --overwrite] [--workers N]
+
+Also runs under plain Python with the bpy wheel (``python blender_addon/batch.py -- ...``).
+Prints one progress line per frame; exits 0 when every frame was written, 1 with one
+``error: <file>: <reason>`` line per failed frame, 2 for a usage or setup error (bad folder,
+model, missing dependency) and 130 when interrupted (SIGINT/SIGTERM: frames in flight
+finish, the report is written, rerun with --skip-existing to finish).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+from pathlib import Path
+
+
+def _import_runner():
+    """The add-on's runner, whether this file runs from a checkout or an installed add-on."""
+    here = Path(__file__).resolve().parent
+    if __package__:
+        return importlib.import_module(f"{__package__}.runner")
+    if str(here.parent) not in sys.path:
+        sys.path.insert(0, str(here.parent))  # makes the add-on's folder importable by name
+    return importlib.import_module(f"{here.name}.runner")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="blender -b -P batch.py --",
+        description="Segment every frame of a folder into masks and RGBA cut-outs.",
+    )
+    p.add_argument("--input", required=True, metavar="DIR", help="folder of frames")
+    p.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--model", metavar="PATH", help="model card (.json) or .onnx (default: bundled)")
+    p.add_argument("--size", type=int, default=0, metavar="N", help="network input long side")
+    p.add_argument("--threshold", type=float, default=0.0, metavar="T", help="in (0, 1)")
+    p.add_argument("--refine", dest="refine", action="store_true", default=None)
+    p.add_argument("--no-refine", dest="refine", action="store_false")
+    p.add_argument(
+        "--formats", default="rgba,mask", metavar="LIST", help="comma-separated output formats"
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--skip-existing", action="store_true", help="resume: keep finished frames")
+    g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="frames at once")
+    return p
+
+
+def script_args(argv: list[str]) -> list[str]:
+    return argv[argv.index("--") + 1 :] if "--" in argv else argv[1:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(script_args(sys.argv if argv is None else argv))
+    try:
+        try:
+            runner = _import_runner()
+        except ImportError as exc:  # e.g. plain Python without the bpy wheel
+            print(f"error: cannot load the add-on ({exc}); run it with Blender", file=sys.stderr)
+            return 2
+        _add_blender_dependency_path(runner)
+        settings = runner.Settings(
+            input_dir=args.input,
+            output_dir=args.output,
+            model=args.model,
+            size=args.size,
+            threshold=args.threshold,
+            refine=args.refine,
+            formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
+            skip_existing=args.skip_existing,
+            overwrite=args.overwrite,
+            workers=args.workers,
+        )
+        try:
+            job = runner.create_job(settings)
+        except ImportError as exc:
+            print(
+                f"error: missing dependency ({exc.name or exc}); install opencv-python-headless "
+                "and scipy into Blender's Python, or use the add-on's Install Dependencies",
+                file=sys.stderr,
+            )
+            return 2
+        except Exception as exc:
+            from segcore.errors import SegcoreError
+
+            if not isinstance(exc, SegcoreError):
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+        stop = {"requested": False}
+
+        def on_signal(signum, frame):
+            stop["requested"] = True
+            print("stopping after the frames in flight…", file=sys.stderr, flush=True)
+            signal.signal(signum, signal.default_int_handler)  # a second one stops hard
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+        print(f"Segmenting {len(job.frames)} frames from {job.input} into {job.output}")
+        outcome = runner.run_job(
+            job,
+            should_stop=lambda: stop["requested"],
+            on_result=lambda res, done, total: print(
+                runner.progress_line(res, done, total), flush=True
+            ),
+        )
+        for path, why in outcome.failures:
+            print(f"error: {path}: {why}", file=sys.stderr)
+        print(outcome.message, file=sys.stderr if outcome.failures else sys.stdout, flush=True)
+        if outcome.cancelled:
+            return 130
+        return 1 if outcome.failures else 0
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _add_blender_dependency_path(runner) -> None:
+    """Under Blender, also find what the add-on's Install Dependencies put in place."""
+    try:
+        import bpy  # noqa: F401
+
+        prefs = importlib.import_module(runner.__name__.rpartition(".")[0] + ".preferences")
+        prefs.add_dependency_path()
+    except Exception:  # plain Python without bpy, or an unusual install: not needed then
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The thin glue between Blender and segcore, shared by the operators and the batch script.
+
+No bpy here: :class:`Settings` is a plain dataclass the operator fills from the scene's
+properties and the batch script from its arguments; :func:`create_job` validates it by
+building a ``segcore.pipeline.SequenceJob`` (raising ``SegcoreError`` with a one-line
+message), and :func:`run_job` iterates it, calls back once per frame, writes the report and
+returns an :class:`Outcome` with the user-facing summary. segcore is imported lazily, from
+the copy vendored into the extension zip (``vendor/segcore``) when there is one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VENDOR_DIR = HERE / "vendor"
+FALLBACK_FORMATS = ("rgba", "mask", "colmap")
+
+
+def ensure_segcore_path() -> None:
+    """Make ``import segcore`` find the vendored copy first, else the installed or repo one."""
+    if (VENDOR_DIR / "segcore" / "__init__.py").exists():
+        if str(VENDOR_DIR) not in sys.path:
+            sys.path.insert(0, str(VENDOR_DIR))
+        return
+    import importlib.util
+
+    if "segcore" in sys.modules or importlib.util.find_spec("segcore") is not None:
+        return
+    repo = HERE.parent  # running from a checkout: blender_addon/ beside segcore/
+    if (repo / "segcore" / "__init__.py").exists() and str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+
+
+def format_names() -> tuple[str, ...]:
+    """Names of segcore's output formats (``segcore.formats.WRITERS``), without importing it.
+
+    Importing segcore pulls in numpy, scipy and OpenCV (about half a second), too slow for
+    enabling the add-on, and impossible before the dependencies are installed; so the keys
+    of the ``WRITERS`` literal are read from the source. The tests hold this to the real
+    ``WRITERS``.
+    """
+    mod = sys.modules.get("segcore.formats")
+    if mod is not None:
+        return tuple(mod.WRITERS)
+    import ast
+    import importlib.util
+
+    ensure_segcore_path()
+    try:
+        spec = importlib.util.find_spec("segcore")
+        if spec is None or not spec.submodule_search_locations:
+            return FALLBACK_FORMATS
+        src = Path(list(spec.submodule_search_locations)[0]) / "formats.py"
+        tree = ast.parse(src.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, ImportError):
+        return FALLBACK_FORMATS
+    names: list[str] = []
+    for node in tree.body:  # WRITERS = {"name": ...} and WRITERS["name"] = ...
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)):
+            continue
+        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
+        if getattr(target, "id", None) == "WRITERS" and isinstance(node.value, ast.Dict):
+            names = [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
+        elif (
+            isinstance(target, ast.Subscript)
+            and getattr(target.value, "id", None) == "WRITERS"
+            and isinstance(target.slice, ast.Constant)
+            and target.slice.value not in names
+        ):
+            names.append(target.slice.value)
+    if names and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return FALLBACK_FORMATS
+
+
+@dataclass
+class Settings:
+    """What the panel (or the batch script's arguments) asks for."""
+
+    input_dir: str
+    output_dir: str
+    model: str | None = None  # model card / .onnx path or bundled name; None = bundled default
+    size: int = 0  # network input long side; 0 = the model card's
+    threshold: float = 0.0  # subject probability threshold; 0 = the model card's
+    refine: bool | None = None  # edge refinement; None = the model card's
+    formats: tuple[str, ...] = ("rgba", "mask")
+    skip_existing: bool = False
+    overwrite: bool = False
+    workers: int = 2
+
+    def options(self):
+        from segcore.pipeline import SegmentOptions
+
+        return SegmentOptions(
+            model=self.model or None,
+            size=self.size or None,
+            threshold=self.threshold or None,
+            refine=self.refine,
+            formats=tuple(self.formats),
+            skip_existing=self.skip_existing,
+            overwrite=self.overwrite,
+            workers=max(1, int(self.workers)),
+        )
+
+
+@dataclass
+class Outcome:
+    """How a run ended, ready to show: ``message`` is one line, ``level`` INFO or WARNING."""
+
+    summary: dict
+    message: str
+    level: str
+    cancelled: bool
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (frame path, reason)
+    report_path: Path | None = None
+    rgba_frames: list[str] = field(default_factory=list)  # RGBA outputs, in frame order
+
+
+def import_segcore():
+    """``segcore.pipeline``; raises ImportError naming the missing dependency."""
+    ensure_segcore_path()
+    import segcore.pipeline
+
+    return segcore.pipeline
+
+
+def create_job(settings: Settings):
+    """A validated ``SequenceJob`` (raises ``SegcoreError`` with a one-line message)."""
+    pipeline = import_segcore()
+    if not settings.input_dir.strip():
+        from segcore.errors import InputError
+
+        raise InputError("no input folder set; choose the folder that holds the frames")
+    if not settings.output_dir.strip():
+        from segcore.errors import OutputError
+
+        raise OutputError("no output folder set; choose where the masks should go")
+    return pipeline.SequenceJob(settings.input_dir, settings.output_dir, settings.options())
+
+
+def run_job(
+    job,
+    should_stop: Callable[[], bool] | None = None,
+    on_result: Callable[[object, int, int], None] | None = None,
+) -> Outcome:
+    """Segment every frame of ``job``; ``on_result(result, done, total)`` after each one.
+
+    ``should_stop`` is polled after each frame: frames in flight then finish (their writes
+    are atomic) and no more start. The report is written however the run ends.
+    """
+    total = len(job.frames)
+    done = 0
+    try:
+        for res in job.run(should_stop=should_stop):
+            done += 1
+            if on_result is not None:
+                on_result(res, done, total)
+    finally:
+        report = job.write_report()
+    return _outcome(job, report)
+
+
+def _outcome(job, report: Path) -> Outcome:
+    s = job.summary()
+    failures = [(r.path, r.error or "unknown error") for r in job.failures()]
+    rgba: list[str] = []
+    if "rgba" in job.options.formats:
+        w = job.writers[list(job.options.formats).index("rgba")]
+        for r in sorted(job.results, key=lambda r: r.index):
+            if r.status in ("ok", "skipped"):
+                rgba.append(str(job.output / w.folder / w.filename(Path(r.path))))
+    written = s["ok"] + s["skipped"]
+    if job.interrupted:
+        msg = (
+            f"Cancelled: {s['ok']} of {s['frames']} frames written"
+            + (f" ({s['skipped']} already there)" if s["skipped"] else "")
+            + "; run again with Skip existing to finish"
+        )
+        level = "WARNING" if failures else "INFO"
+    elif failures:
+        names = ", ".join(f"{Path(p).name} ({why})" for p, why in failures[:3])
+        more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
+        msg = (
+            f"{written} of {s['frames']} frames written in {s['seconds']:.1f} s; "
+            f"{len(failures)} failed: {names}{more}; see {report}"
+        )
+        level = "WARNING"
+    else:
+        per = f", {s['seconds_per_frame']:.2f} s per frame" if s["seconds_per_frame"] else ""
+        skipped = f" ({s['skipped']} skipped, already done)" if s["skipped"] else ""
+        msg = (
+            f"Segmented {s['frames']} frames{skipped} in {s['seconds']:.1f} s{per} "
+            f"into {job.output}"
+        )
+        level = "INFO"
+    return Outcome(s, msg, level, bool(job.interrupted), failures, report, rgba)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_text(done: int, total: int, elapsed: float) -> str:
+    """``Frame 3 of 8, 0:12 left`` for the panel's progress bar and the status bar."""
+    if done <= 0:
+        return f"Frame 0 of {total}"
+    left = elapsed / done * (total - done)
+    return f"Frame {done} of {total}, {format_duration(left)} left"
+
+
+def progress_line(res, done: int, total: int) -> str:
+    """``Segmenting 3/8 frame_0003.jpg 0.21 s`` for consoles and logs."""
+    name = os.path.basename(res.path)
+    if res.status == "skipped":
+        return f"Skipped {done}/{total} {name} (outputs exist)"
+    if res.status == "failed":
+        return f"Failed {done}/{total} {name}: {res.error}"
+    warn = f" (warning: {'; '.join(res.warnings)})" if res.warnings else ""
+    return f"Segmenting {done}/{total} {name} {res.seconds:.2f} s{warn}"
+
+
+def preview_frame(settings: Settings, index: int):
+    """Segment frame ``index`` of the input folder: ``(overlay_bgr, frame_path)``.
+
+    The overlay is the frame with the mask edge drawn on it (``segcore.sheet.overlay``).
+    """
+    pipeline = import_segcore()
+    from segcore.errors import InputError
+    from segcore.io import discover_frames, read_image
+    from segcore.sheet import overlay
+
+    if not settings.input_dir.strip():
+        raise InputError("no input folder set; choose the folder that holds the frames")
+    frames = discover_frames(settings.input_dir)
+    if not 0 <= index < len(frames):
+        raise InputError(
+            f"preview frame {index} does not exist: the folder has {len(frames)} frames "
+            f"(0 to {len(frames) - 1})"
+        )
+    seg, post = pipeline.load_segmenter(settings.options())
+    bgr = read_image(frames[index])
+    fm = pipeline.segment_frame(bgr, seg, post)
+    return overlay(bgr, fm.mask), frames[index]
+
+
+def blender_pixels(bgr):
+    """A BGR uint8 image as Blender's ``Image.pixels``: float RGBA, bottom row first, flat."""
+    import cv2
+    import numpy as np
+
+    rgba = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA)[::-1]
+    return np.ascontiguousarray(rgba, dtype=np.float32).ravel() / np.float32(255.0)
