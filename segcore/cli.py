@@ -153,6 +153,12 @@ def cmd_segment(args) -> int:
     bar.close()
     job.write_report()
     s = job.summary()
+    if job.fatal:
+        print(
+            f"error: {job.fatal} ({s['ok']} frames written, {s['not_run']} not run)",
+            file=sys.stderr,
+        )
+        return 1
     if not args.quiet:
         print(
             f"{s['ok']} written, {s['skipped']} skipped, {s['failed']} failed "

@@ -86,6 +86,32 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise FrameError(path, f"cannot read the file ({exc.strerror})") from exc
 
 
+def is_truncated_jpeg(data: bytes) -> bool:
+    """A JPEG whose main image lacks its end-of-image marker (an interrupted copy).
+
+    The marker segments are walked (skipping APPn payloads, which may hold a thumbnail with
+    its own markers) to the main image's start of scan; in entropy-coded data 0xFF is always
+    escaped, so the first FFD9 after it is the image's end.
+    """
+    if data[:3] != b"\xff\xd8\xff":
+        return False
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return False  # malformed: leave it to the decoder
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker == 0xDA:
+            return data.find(b"\xff\xd9", i) < 0
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return True  # ended before any image data
+
+
 def decode_image(data: bytes, path: str | os.PathLike = "<bytes>", reduce: int = 1) -> np.ndarray:
     """Decode image bytes to an 8-bit BGR array (H, W, 3), EXIF orientation applied.
 
@@ -93,6 +119,8 @@ def decode_image(data: bytes, path: str | os.PathLike = "<bytes>", reduce: int =
     """
     if not data:
         raise FrameError(path, "the file is empty (0 bytes); re-export or remove it")
+    if is_truncated_jpeg(data):
+        raise FrameError(path, "the JPEG is truncated (an incomplete copy?); copy it again")
     flags = {
         1: cv2.IMREAD_COLOR,
         2: cv2.IMREAD_REDUCED_COLOR_2,
@@ -146,7 +174,9 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a hidden temporary file and a rename."""
     path = Path(path)
-    tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}{TMP_SUFFIX}")
+    tmp = path.with_name(
+        f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}{TMP_SUFFIX}"
+    )
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -169,15 +199,42 @@ def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
     atomic_write_bytes(path, encode_png(img))
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete temporary files an interrupted run left in ``folder``; returns how many."""
+def _owner_alive(name: str) -> bool:
+    """Whether the process that made temporary file ``name`` (pid in its name) still runs."""
+    try:
+        pid = int(name[len(TMP_PREFIX) :].split("-", 1)[0])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, max_age_s: float = 6 * 3600) -> int:
+    """Delete temporary files that interrupted runs left in ``folder``; returns how many.
+
+    A temporary file of a run that is still going (another process writing to the same
+    folder) is left alone, unless it is older than ``max_age_s`` (a pid reused, or a run on
+    another machine sharing the folder that died).
+    """
+    import time
+
     n = 0
     folder = Path(folder)
     if not folder.is_dir():
         return 0
+    now = time.time()
     for p in folder.iterdir():
         if p.name.startswith(TMP_PREFIX) and p.name.endswith(TMP_SUFFIX):
             try:
+                if _owner_alive(p.name) and now - p.stat().st_mtime < max_age_s:
+                    continue
                 p.unlink()
                 n += 1
             except OSError:

@@ -10,6 +10,7 @@ atomically; a frame that fails is reported and skipped; an interrupted run can r
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -244,6 +245,7 @@ class SequenceJob:
         self.results: list[FrameResult] = []
         self.started = time.time()
         self.interrupted = False
+        self.fatal: str | None = None  # a fault that stops the whole run (disk full)
 
     def _check_stems(self) -> None:
         seen: dict[str, Path] = {}
@@ -294,6 +296,12 @@ class SequenceJob:
         except OSError as exc:
             res.status = "failed"
             res.error = f"cannot write an output ({exc.strerror or exc})"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                # every later frame would fail the same way: stop the run
+                self.fatal = (
+                    f"{self.output}: {exc.strerror}; free space (or fix the folder) and rerun "
+                    "with --skip-existing"
+                )
         except MemoryError:
             res.status, res.error = "failed", "not enough memory for this frame"
         except Exception as exc:  # a bug, but one frame must not stop the others
@@ -320,7 +328,7 @@ class SequenceJob:
                     res = pending.pop(i).result()
                     self.results.append(res)
                     yield res
-                    if should_stop is not None and should_stop():
+                    if self.fatal or (should_stop is not None and should_stop()):
                         stop.set()
                         self.interrupted = True
                         # let frames in flight finish (their writes are atomic), start no more
@@ -342,6 +350,7 @@ class SequenceJob:
             **by,
             "not_run": len(self.frames) - len(self.results),
             "interrupted": self.interrupted,
+            "stopped_by": self.fatal,
             "seconds": round(time.time() - self.started, 3),
             "seconds_per_frame": round(sum(r.seconds for r in done) / len(done), 4)
             if done
