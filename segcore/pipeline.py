@@ -296,10 +296,11 @@ class SequenceJob:
         except OSError as exc:
             res.status = "failed"
             res.error = f"cannot write an output ({exc.strerror or exc})"
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) or not self.output.is_dir():
                 # every later frame would fail the same way: stop the run
+                what = exc.strerror if self.output.is_dir() else "the output folder disappeared"
                 self.fatal = (
-                    f"{self.output}: {exc.strerror}; free space (or fix the folder) and rerun "
+                    f"{self.output}: {what}; free space (or fix the folder) and rerun "
                     "with --skip-existing"
                 )
         except MemoryError:

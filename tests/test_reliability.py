@@ -191,6 +191,38 @@ def frames(tmp_path):
     return d
 
 
+def test_folders_deleted_mid_run(random_model, frames, tmp_path):
+    import shutil
+
+    from segcore.pipeline import SegmentOptions, SequenceJob
+
+    # the output folder vanishes (a network drive unmounted): the run stops, it does not
+    # fail every remaining frame one by one
+    out = tmp_path / "gone"
+    job = SequenceJob(frames, out, SegmentOptions(model=str(random_model["card"]), workers=1))
+    results = []
+    for r in job.run():
+        results.append(r)
+        if len(results) == 2:
+            shutil.rmtree(out)
+    assert job.fatal and "disappeared" in job.fatal
+    assert results[0].status == "ok" and results[2].status == "failed"
+    assert len(results) < len(job.frames)
+    # the input folder vanishes: each remaining frame is named as unreadable
+    src = tmp_path / "src"
+    shutil.copytree(frames, src)
+    job = SequenceJob(
+        src, tmp_path / "o2", SegmentOptions(model=str(random_model["card"]), workers=1)
+    )
+    results = []
+    for r in job.run():
+        results.append(r)
+        if len(results) == 1:
+            shutil.rmtree(src)
+    assert [r.status for r in results] == ["ok"] + ["failed"] * (len(job.frames) - 1)
+    assert "cannot read" in results[1].error
+
+
 def test_unwritable_output_is_refused_before_any_frame(seg, frames, capsys):
     code, err, _ = seg(frames, out=Path("/proc/segcore-cannot-write-here"), capsys=capsys)
     assert code == 2 and "cannot write" in err
