@@ -127,7 +127,12 @@ def main() -> int:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("rest", nargs=argparse.REMAINDER)
     add_addon_arguments(sub.add_parser("addon", help="build the Blender extension zip"))
-    args = p.parse_args()
+    argv = sys.argv[1:]
+    if argv and argv[0] in ("demo", "test", "bench"):
+        # everything after the command goes through untouched (e.g. `test -k upsample -x`)
+        args = argparse.Namespace(cmd=argv[0], rest=argv[1:])
+    else:
+        args = p.parse_args(argv)
     return {
         "setup": cmd_setup,
         "demo": cmd_demo,
