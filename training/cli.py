@@ -319,6 +319,8 @@ def main(argv=None) -> int:
         "export": cmd_export,
         "prepare": cmd_prepare,
         "finetune": cmd_finetune,
+        "table1": cmd_table1,
+        "realphotos": cmd_realphotos,
     }[args.command]
     try:
         return cmd(args)

@@ -1,0 +1,59 @@
+"""The shipped model: loads from its card, matches its torch weights, and segments the bundled
+example capture (a held-out sequence: its seed was never used for training data)."""
+
+import numpy as np
+import pytest
+
+from segcore.card import MODELS_DIR, load_card
+from segcore.infer import Segmenter
+from segcore.io import discover_frames, read_image, read_label
+from segcore.metrics import Scores
+from segcore.pipeline import segment_frame
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.skipif(
+    not (MODELS_DIR / "garment.json").exists(), reason="no bundled model yet"
+)
+
+EXAMPLE = ROOT / "examples" / "garment_ring"
+
+
+def test_card_is_complete():
+    card = load_card()
+    assert card.name == "garment"
+    assert card.onnx_path.exists()
+    for key in ("training", "metrics"):
+        assert key in card.extra, key
+    assert card.extra["metrics"]["heldout"]["f1"] > 0.5
+    assert card.extra["parameters"] <= 3_000_000
+
+
+def test_example_capture_scores_above_the_bar():
+    seg = Segmenter.load()
+    scores = Scores()
+    for f in discover_frames(EXAMPLE / "images"):
+        fm = segment_frame(read_image(f), seg, seg.card.postprocess)
+        scores.add(fm.mask, read_label(EXAMPLE / "masks" / f"{f.stem}.png"))
+    pooled = scores.pooled()
+    # measured when the model was exported; a regression in preprocessing, export or
+    # post-processing drops it well below this bar
+    assert pooled["f1"] > BAR_F1, pooled
+
+
+def test_onnx_matches_torch_weights_on_a_real_frame():
+    torch = pytest.importorskip("torch")
+    from segcore.infer import TorchBackend
+    from training.train import TrainConfig, make_model
+
+    ck = torch.load(MODELS_DIR / "garment.pt", map_location="cpu", weights_only=False)
+    model = make_model(TrainConfig.from_dict(ck["config"]))
+    model.load_state_dict(ck["model"])
+    card = load_card()
+    img = read_image(discover_frames(EXAMPLE / "images")[0])
+    p1, _ = Segmenter(card).probability(img)
+    p2, _ = Segmenter(card, backend=TorchBackend(model)).probability(img)
+    assert np.abs(p1 - p2).max() < 1e-4
+
+
+BAR_F1 = 0.9  # measured 0.946 at export (pooled over the 8 frames)
