@@ -86,7 +86,7 @@ class FrameMasks:
         return out
 
 
-TILE = 16  # boundary tiles, in network pixels
+TILE = 16  # boundary tiles, in network pixels (fewer where a network pixel is very large)
 
 
 def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams) -> FrameMasks:
@@ -137,13 +137,15 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
     t["mask"] = t1b - t1
     t_up, t_ref = 0.0, (time.perf_counter() - t1b) if guided is not None else 0.0
     rim: list = []
-    nty, ntx = -(-h // TILE), -(-w // TILE)
-    padded = np.zeros((nty * TILE, ntx * TILE), bool)
+    # tiles of at most ~512 frame pixels a side keep the per-tile buffers small at any scale
+    tile = max(2, min(TILE, int(512 / scale)))
+    nty, ntx = -(-h // tile), -(-w // tile)
+    padded = np.zeros((nty * tile, ntx * tile), bool)
     padded[:h, :w] = band
-    ty, tx = np.nonzero(padded.reshape(nty, TILE, ntx, TILE).any(axis=(1, 3)))
+    ty, tx = np.nonzero(padded.reshape(nty, tile, ntx, tile).any(axis=(1, 3)))
     # tile bounds in frame pixels: the frame rows whose nearest network row is in the tile
-    ybounds = np.searchsorted(rows, np.arange(0, h + TILE, TILE))
-    xbounds = np.searchsorted(cols, np.arange(0, w + TILE, TILE))
+    ybounds = np.searchsorted(rows, np.arange(0, h + tile, tile))
+    xbounds = np.searchsorted(cols, np.arange(0, w + tile, tile))
     for i, j in zip(ty, tx):
         y0, y1 = int(ybounds[i]), int(ybounds[min(i + 1, len(ybounds) - 1)])
         x0, x1 = int(xbounds[j]), int(xbounds[min(j + 1, len(xbounds) - 1)])

@@ -34,7 +34,7 @@ def test_segment_writes_good_frames_and_names_the_bad_one(frames, tmp_path, rand
     )
     assert code == 1
     err = capsys.readouterr().err
-    assert "f_10.jpg" in err and "decode" in err
+    assert "f_10.jpg" in err and ("decode" in err or "truncated" in err)
     for i in (1, 2, 3):
         m = cv2.imread(str(out / "masks" / f"f_{i}.png"), cv2.IMREAD_UNCHANGED)
         assert m.shape == (96, 128) and m.dtype == np.uint8
@@ -46,7 +46,8 @@ def test_segment_writes_good_frames_and_names_the_bad_one(frames, tmp_path, rand
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["ok"] == 3 and report["summary"]["failed"] == 1
     bad = [f for f in report["frames"] if f["status"] == "failed"]
-    assert len(bad) == 1 and bad[0]["path"].endswith("f_10.jpg") and "decode" in bad[0]["error"]
+    assert len(bad) == 1 and bad[0]["path"].endswith("f_10.jpg")
+    assert "decode" in bad[0]["error"] or "truncated" in bad[0]["error"]
     assert [os.path.basename(f["path"]) for f in report["frames"]] == [
         "f_1.jpg",
         "f_2.jpg",

@@ -78,7 +78,7 @@ def test_corrupt_and_empty_files_raise_frame_error(tmp_path):
     with pytest.raises(FrameError, match="empty"):
         read_image(tmp_path / "z.jpg")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    with pytest.raises(FrameError, match="decode"):
+    with pytest.raises(FrameError, match="decode|truncated"):
         read_image(tmp_path / "bad.jpg")
     with pytest.raises(FrameError):
         decode_image(os.urandom(100))
