@@ -27,6 +27,8 @@ class PostprocessParams:
     min_blob_share: float = 0.0005  # foreground specks smaller than this share of the frame go
     max_hole_share: float = 0.0002  # enclosed background holes smaller than this are filled
     refine: bool = True  # guided-filter edge refinement at full resolution
+    refine_radius: float = 8.0  # guided-filter window radius, in network pixels
+    refine_eps: float = 1e-4  # guided-filter regularisation (colours in 0..1)
 
     @classmethod
     def from_dict(cls, d: dict) -> PostprocessParams:
@@ -38,6 +40,8 @@ class PostprocessParams:
             "min_blob_share": self.min_blob_share,
             "max_hole_share": self.max_hole_share,
             "refine": self.refine,
+            "refine_radius": self.refine_radius,
+            "refine_eps": self.refine_eps,
         }
 
 

@@ -104,7 +104,7 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
     H, W = bgr.shape[:2]
     geo = fit_size((H, W), segmenter.card.preprocess.input_size)
     scale = max(H / geo.scaled_hw[0], W / geo.scaled_hw[1])
-    radius, sub = refine_params(scale)
+    radius, sub = refine_params(scale, post.refine_radius)
     source = bgr
     if post.refine and sub > 1:  # one area-resize pass feeds both the guide and the network
         source = cv2.resize(
@@ -132,7 +132,7 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
     if post.refine and band.any():
         hs, ws = source.shape[:2]
         guided = GuidedCoefficients(
-            source, spline_upsample(p, (hs, ws)), (H, W), round(radius * hs / H)
+            source, spline_upsample(p, (hs, ws)), (H, W), round(radius * hs / H), post.refine_eps
         )
     t["mask"] = t1b - t1
     t_up, t_ref = 0.0, (time.perf_counter() - t1b) if guided is not None else 0.0
