@@ -3,6 +3,12 @@
     blender -b -P blender_addon/batch.py -- --input DIR --output DIR [--model PATH]
         [--size N] [--threshold T] [--refine | --no-refine] [--formats rgba,mask]
         [--skip-existing | --overwrite] [--workers N]
+        [--reconstruct [--workspace DIR] [--voxels N] [--no-hull] [--save FILE.blend]]
+
+``--reconstruct``: after segmenting, run SfM + visual hull on the input frames and the
+written masks (into ``--workspace``, default ``OUTPUT/reconstruction``), import cameras,
+points and garment mesh into the scene (the Reconstruct button's code path), and with
+``--save`` save the scene as a .blend file.
 
 Also runs under plain Python with the bpy wheel (``python blender_addon/batch.py -- ...``).
 Prints one progress line per frame; exits 0 when every frame was written, 1 with one
@@ -49,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--skip-existing", action="store_true", help="resume: keep finished frames")
     g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="frames at once")
+    r = p.add_argument_group("reconstruction")
+    r.add_argument(
+        "--reconstruct",
+        action="store_true",
+        help="then reconstruct cameras, points and garment mesh and import them",
+    )
+    r.add_argument("--workspace", metavar="DIR", help="default: OUTPUT/reconstruction")
+    r.add_argument("--voxels", type=int, default=128, metavar="N", help="visual hull grid")
+    r.add_argument("--no-hull", dest="hull", action="store_false", help="no garment mesh")
+    r.add_argument("--matcher", default="auto", choices=("auto", "exhaustive", "sequential"))
+    r.add_argument("--mapper", default="incremental", choices=("incremental", "global"))
+    r.add_argument("--quality", default="high", choices=("high", "fast"), help="features")
+    r.add_argument("--save", metavar="FILE.blend", help="save the scene after the import")
     return p
 
 
@@ -57,7 +76,13 @@ def script_args(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(script_args(sys.argv if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(script_args(sys.argv if argv is None else argv))
+    formats = [f.strip() for f in args.formats.split(",")]
+    if args.reconstruct and "mask" not in formats:
+        parser.error("--reconstruct needs the mask format (add mask to --formats)")
+    if args.save and not args.reconstruct:
+        parser.error("--save needs --reconstruct")
     try:
         try:
             runner = _import_runner()
@@ -116,13 +141,54 @@ def main(argv: list[str] | None = None) -> int:
         print(outcome.message, file=sys.stderr if outcome.failures else sys.stdout, flush=True)
         if outcome.cancelled:
             return 130
-        return 1 if outcome.failures else 0
+        if outcome.failures:
+            return 1
+        if args.reconstruct:
+            return _reconstruct(runner, args, stop)
+        return 0
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+
+
+def _reconstruct(runner, args, stop) -> int:
+    """SfM + hull on the input frames and the masks just written, imported into the scene."""
+    import bpy
+
+    importer = importlib.import_module(runner.__name__.rpartition(".")[0] + ".importer")
+    from segcore.errors import SegcoreError
+
+    out = Path(args.output)
+    rgba = out / "rgba"
+    settings = importer.ReconSettings(
+        frames_dir=args.input,
+        masks_dir=str(out / "masks"),
+        workspace=args.workspace or str(out / "reconstruction"),
+        backgrounds_dir=str(rgba) if rgba.is_dir() else None,
+        **{k: getattr(args, k) for k in ("matcher", "mapper", "hull", "voxels", "quality")},
+    )
+    print(f"Reconstructing into {settings.workspace}", flush=True)
+    try:
+        result, mesh = importer.run_reconstruction(
+            settings,
+            progress=lambda stage, done, total: print(
+                importer.progress_text(stage, done, total), flush=True
+            ),
+            should_stop=lambda: stop["requested"],
+        )
+    except SegcoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 130 if stop["requested"] else 1
+    made = importer.import_reconstruction(bpy.context, result, mesh, settings)
+    print(importer.summary_line(result, mesh, made, settings), flush=True)
+    if args.save:
+        path = str(Path(args.save).resolve())
+        bpy.ops.wm.save_as_mainfile(filepath=path)
+        print(f"Saved {path}", flush=True)
+    return 0
 
 
 def _add_blender_dependency_path(runner) -> None:

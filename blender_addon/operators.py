@@ -1,10 +1,13 @@
-"""Operators: Segment Sequence (modal in the UI, a plain loop in background mode), Preview
-Frame and Cancel.
+"""Operators: Segment Sequence and Reconstruct (modal in the UI, a plain loop in background
+mode), Preview Frame and Cancel.
 
-The modal path keeps Blender responsive: a worker thread iterates the segcore job and puts
-each result on a queue; a window-manager timer drains the queue on the main thread, which is
-the only thread that touches bpy. Esc (or the Cancel button) asks the job to stop: frames in
-flight finish, their atomic writes leave no partial files, and the report is still written.
+Segment Sequence and Reconstruct share one pattern (:class:`_WorkerOperator`). The modal path
+keeps Blender responsive: a worker thread runs the segcore work and puts its progress on a
+queue; a window-manager timer drains the queue on the main thread, which is the only thread
+that touches bpy (the reconstruction's import into the scene happens there, at the end).
+Esc (or the Cancel button) asks the work to stop: frames in flight finish, their atomic
+writes leave no partial files, and the report is still written; a reconstruction stops at
+pycolmap's next cancellation check and imports nothing.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import bpy
 from bpy.props import IntProperty
 from bpy.types import Operator
 
-from . import runner
-from .properties import read_settings
+from . import importer, runner
+from .properties import read_recon_settings, read_settings
 
 log = logging.getLogger(__name__)
 
@@ -30,36 +33,73 @@ PREVIEW_IMAGE = "Garment preview"
 REDRAW_AREAS = {"VIEW_3D", "IMAGE_EDITOR"}
 
 
-class _Run:
-    """The one segmentation run in progress (module level: one at a time per Blender)."""
+class _Worker:
+    """The one run in progress (module level: one at a time per Blender). :meth:`work` does
+    it, sending progress items through :attr:`emit`: onto the queue when it runs in the
+    worker thread, or straight to the operator in the foreground."""
 
-    def __init__(self, job):
-        self.job = job
-        self.total = len(job.frames)
+    thread_name = "garment-worker"
+
+    def __init__(self):
         self.stop = threading.Event()
         self.queue: queue.Queue = queue.Queue()
+        self.emit = self.queue.put
         self.started = time.monotonic()
         self.thread: threading.Thread | None = None
         self.timer = None
         self.window_manager = None
 
+    def work(self):
+        raise NotImplementedError
+
     def start_thread(self) -> None:
-        self.thread = threading.Thread(target=self._work, name="garment-seg", daemon=True)
+        self.thread = threading.Thread(target=self._work, name=self.thread_name, daemon=True)
         self.thread.start()
 
     def _work(self) -> None:  # worker thread: no bpy here
         try:
-            outcome = runner.run_job(
-                self.job,
-                should_stop=self.stop.is_set,
-                on_result=lambda res, done, total: self.queue.put(("frame", res, done, total)),
-            )
-            self.queue.put(("done", outcome))
+            self.queue.put(("done", self.work()))
         except BaseException as exc:  # reported on the main thread
             self.queue.put(("error", exc))
 
 
-_active: _Run | None = None
+class _Run(_Worker):
+    """A segmentation run: emits ``("frame", result, done, total)``."""
+
+    thread_name = "garment-seg"
+
+    def __init__(self, job):
+        super().__init__()
+        self.job = job
+        self.total = len(job.frames)
+
+    def work(self):
+        return runner.run_job(
+            self.job,
+            should_stop=self.stop.is_set,
+            on_result=lambda res, done, total: self.emit(("frame", res, done, total)),
+        )
+
+
+class _ReconRun(_Worker):
+    """A reconstruction run: emits ``("progress", stage, done, total)``; returns
+    ``(ReconResult, Mesh or None)``."""
+
+    thread_name = "garment-recon"
+
+    def __init__(self, settings: importer.ReconSettings):
+        super().__init__()
+        self.settings = settings
+
+    def work(self):
+        return importer.run_reconstruction(
+            self.settings,
+            progress=lambda stage, done, total: self.emit(("progress", stage, done, total)),
+            should_stop=self.stop.is_set,
+        )
+
+
+_active: _Worker | None = None
 
 
 def is_running() -> bool:
@@ -164,12 +204,13 @@ def show_preview(context, pixels, width: int, height: int):
     return img
 
 
-class GARMENT_SEG_OT_segment_sequence(Operator):
-    """Segment every frame of the input folder into masks and RGBA cut-outs (Esc cancels)"""
+class _WorkerOperator:
+    """What Segment Sequence and Reconstruct share: ``execute`` does the work in the
+    foreground (background mode, scripts) printing progress; ``invoke`` runs it in a worker
+    thread and ``modal`` drains its queue on a timer. Subclasses say how to create the run,
+    describe a progress item and finish."""
 
-    bl_idname = "garment_seg.segment_sequence"
-    bl_label = "Segment Sequence"
-    bl_options = {"REGISTER"}
+    cancelling_text = "Cancelling…"
 
     _timer = None
 
@@ -177,18 +218,135 @@ class GARMENT_SEG_OT_segment_sequence(Operator):
     def poll(cls, context):
         return context.scene is not None and hasattr(context.scene, "garment_seg")
 
-    def _prepare(self, context):
-        """A validated job, or None after reporting why not."""
+    # -- what subclasses provide
+    def _create(self, context) -> _Worker:
+        """A validated run (raises a user-facing error otherwise)."""
+        raise NotImplementedError
+
+    def _title(self, run) -> str:
+        """``Segmenting 8 frames from … into …``: the first console line."""
+        raise NotImplementedError
+
+    def _describe(self, run, item) -> tuple[str, float, str]:
+        """(console line, fraction done, progress text) of a progress item."""
+        raise NotImplementedError
+
+    def _finish(self, context, run, outcome) -> set:
+        raise NotImplementedError
+
+    # -- the shared flow
+    def _prepare(self, context) -> _Worker | None:
+        """A validated run, or None after reporting why not."""
         if is_running():
-            self.report({"ERROR"}, "A segmentation run is already active; wait or press Esc")
+            self.report({"ERROR"}, "A run is already active; wait or press Esc")
             return None
         try:
-            return runner.create_job(read_settings(context))
+            return self._create(context)
         except Exception as exc:
             self.report({"ERROR"}, error_message(exc))
             return None
 
-    def _finish(self, context, outcome) -> set:
+    def _fail(self, context, exc) -> set:
+        props = context.scene.garment_seg
+        props.progress, props.progress_text = 0.0, ""
+        if type(exc).__name__ == "CancelledError":  # segcore's: the user asked to stop
+            self.report({"WARNING"}, "Cancelled; nothing was imported")
+        else:
+            self.report({"ERROR"}, error_message(exc))
+        return {"CANCELLED"}
+
+    def execute(self, context):
+        """Background mode (and scripts): the same work as a plain loop printing progress."""
+        global _active
+        run = self._prepare(context)
+        if run is None:
+            return {"CANCELLED"}
+        _active = run
+        run.emit = lambda item: print(self._describe(run, item)[0], flush=True)
+        print(self._title(run), flush=True)
+        try:
+            outcome = run.work()
+        except Exception as exc:
+            return self._fail(context, exc)
+        finally:
+            _active = None
+        return self._finish(context, run, outcome)
+
+    def invoke(self, context, event):
+        global _active
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        run = self._prepare(context)
+        if run is None:
+            return {"CANCELLED"}
+        wm = context.window_manager
+        run.window_manager = wm
+        run.timer = self._timer = wm.event_timer_add(0.2, window=context.window)
+        _active = run
+        run.start_thread()
+        props = context.scene.garment_seg
+        props.progress, props.progress_text = 0.0, ""
+        _set_status(context, f"{self._title(run)}… (Esc to cancel)")
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        global _active
+        run = _active
+        if run is None or run.timer is not self._timer:  # stopped by unregister / file load
+            return {"CANCELLED"}
+        if event.type == "ESC" and event.value == "PRESS":
+            run.stop.set()
+            _set_status(context, self.cancelling_text)
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        props = context.scene.garment_seg
+        while True:
+            try:
+                item = run.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item[0] not in ("done", "error"):
+                line, fraction, text = self._describe(run, item)
+                print(line, flush=True)
+                props.progress, props.progress_text = fraction, text
+                if not run.stop.is_set():
+                    _set_status(context, f"{text} (Esc to cancel)")
+                _redraw(context)
+                continue
+            # "done" or "error": the worker thread has ended
+            _active = None
+            context.window_manager.event_timer_remove(run.timer)
+            _set_status(context, None)
+            _redraw(context)
+            if item[0] == "error":
+                return self._fail(context, item[1])
+            return self._finish(context, run, item[1])
+        return {"PASS_THROUGH"}
+
+
+class GARMENT_SEG_OT_segment_sequence(_WorkerOperator, Operator):
+    """Segment every frame of the input folder into masks and RGBA cut-outs (Esc cancels)"""
+
+    bl_idname = "garment_seg.segment_sequence"
+    bl_label = "Segment Sequence"
+    bl_options = {"REGISTER"}
+
+    cancelling_text = "Cancelling: finishing the frames in flight…"
+
+    def _create(self, context) -> _Run:
+        return _Run(runner.create_job(read_settings(context)))
+
+    def _title(self, run) -> str:
+        return f"Segmenting {run.total} frames from {run.job.input} into {run.job.output}"
+
+    def _describe(self, run, item):
+        res, done, total = item[1:]
+        text = runner.progress_text(done, total, time.monotonic() - run.started)
+        return runner.progress_line(res, done, total), done / max(total, 1), text
+
+    def _finish(self, context, run, outcome) -> set:
         props = context.scene.garment_seg
         props.progress, props.progress_text = 0.0, ""
         for path, why in outcome.failures:
@@ -200,89 +358,10 @@ class GARMENT_SEG_OT_segment_sequence(Operator):
             log.warning("cannot load the RGBA sequence for review: %s", exc)
         return {"CANCELLED"} if outcome.cancelled else {"FINISHED"}
 
-    def execute(self, context):
-        """Background mode (and scripts): the same work as a plain loop printing progress."""
-        global _active
-        job = self._prepare(context)
-        if job is None:
-            return {"CANCELLED"}
-        _active = run = _Run(job)
-        print(f"Segmenting {run.total} frames from {job.input} into {job.output}", flush=True)
-        try:
-            outcome = runner.run_job(
-                job,
-                should_stop=run.stop.is_set,
-                on_result=lambda res, done, total: print(
-                    runner.progress_line(res, done, total), flush=True
-                ),
-            )
-        except Exception as exc:
-            self.report({"ERROR"}, error_message(exc))
-            return {"CANCELLED"}
-        finally:
-            _active = None
-        return self._finish(context, outcome)
-
-    def invoke(self, context, event):
-        global _active
-        if bpy.app.background or context.window is None:
-            return self.execute(context)
-        job = self._prepare(context)
-        if job is None:
-            return {"CANCELLED"}
-        run = _Run(job)
-        wm = context.window_manager
-        run.window_manager = wm
-        run.timer = self._timer = wm.event_timer_add(0.2, window=context.window)
-        _active = run
-        run.start_thread()
-        props = context.scene.garment_seg
-        props.progress, props.progress_text = 0.0, runner.progress_text(0, run.total, 0.0)
-        _set_status(context, f"Segmenting {run.total} frames… (Esc to cancel)")
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context, event):
-        global _active
-        run = _active
-        if run is None or run.timer is not self._timer:  # stopped by unregister / file load
-            return {"CANCELLED"}
-        if event.type == "ESC" and event.value == "PRESS":
-            run.stop.set()
-            _set_status(context, "Cancelling: finishing the frames in flight…")
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        props = context.scene.garment_seg
-        while True:
-            try:
-                item = run.queue.get_nowait()
-            except queue.Empty:
-                break
-            if item[0] == "frame":
-                res, done, total = item[1:]
-                print(runner.progress_line(res, done, total), flush=True)
-                text = runner.progress_text(done, total, time.monotonic() - run.started)
-                props.progress, props.progress_text = done / max(total, 1), text
-                if not run.stop.is_set():
-                    _set_status(context, f"Segmenting: {text} (Esc to cancel)")
-                _redraw(context)
-                continue
-            # "done" or "error": the worker thread has ended
-            _active = None
-            context.window_manager.event_timer_remove(run.timer)
-            _set_status(context, None)
-            _redraw(context)
-            if item[0] == "error":
-                props.progress, props.progress_text = 0.0, ""
-                self.report({"ERROR"}, error_message(item[1]))
-                return {"CANCELLED"}
-            return self._finish(context, item[1])
-        return {"PASS_THROUGH"}
-
 
 class GARMENT_SEG_OT_cancel(Operator):
-    """Stop the running segmentation after the frames in flight (finished frames are kept)"""
+    """Stop the running segmentation after the frames in flight (finished frames are kept),
+    or the running reconstruction"""
 
     bl_idname = "garment_seg.cancel"
     bl_label = "Cancel"
@@ -327,8 +406,44 @@ class GARMENT_SEG_OT_preview_frame(Operator):
         return {"FINISHED"}
 
 
+class GARMENT_SEG_OT_reconstruct(_WorkerOperator, Operator):
+    """Register the frames with pycolmap (features only inside the masks), carve the garment
+    mesh from the silhouettes and import cameras, points and mesh (Esc cancels)"""
+
+    bl_idname = "garment_seg.reconstruct"
+    bl_label = "Reconstruct"
+    bl_options = {"REGISTER", "UNDO"}
+
+    cancelling_text = "Cancelling the reconstruction…"
+
+    def _create(self, context) -> _ReconRun:
+        return _ReconRun(read_recon_settings(context))
+
+    def _title(self, run) -> str:
+        return f"Reconstructing {run.settings.frames_dir} into {run.settings.workspace}"
+
+    def _describe(self, run, item):
+        stage, done, total = item[1:]
+        text = importer.progress_text(stage, done, total)
+        return text, done / max(total, 1), text
+
+    def _finish(self, context, run, outcome) -> set:
+        """Import the reconstruction (main thread) and report one summary line."""
+        result, mesh = outcome
+        props = context.scene.garment_seg
+        props.progress, props.progress_text = 0.0, ""
+        try:
+            made = importer.import_reconstruction(context, result, mesh, run.settings)
+        except Exception as exc:
+            self.report({"ERROR"}, error_message(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, importer.summary_line(result, mesh, made, run.settings))
+        return {"FINISHED"}
+
+
 classes = (
     GARMENT_SEG_OT_segment_sequence,
     GARMENT_SEG_OT_cancel,
     GARMENT_SEG_OT_preview_frame,
+    GARMENT_SEG_OT_reconstruct,
 )

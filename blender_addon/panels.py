@@ -23,6 +23,31 @@ def _draw_formats(layout, props, context) -> None:
         grid.prop(props.formats, name, toggle=True)
 
 
+def _draw_reconstruct(layout, props) -> None:
+    """SfM + visual hull of the segmented frames, imported as cameras, points and mesh."""
+    box = layout.box()
+    box.label(text="Reconstruct", icon="CAMERA_DATA")
+    col = box.column()
+    col.prop(props, "recon_source", expand=True)
+    if props.recon_source == "FOLDERS":
+        col.prop(props, "recon_frames_dir")
+        col.prop(props, "recon_masks_dir")
+    col.prop(props, "recon_workspace")
+    col.prop(props, "recon_quality")
+    col.prop(props, "recon_matcher")
+    col.prop(props, "recon_mapper")
+    col.prop(props, "recon_hull")
+    sub = col.column()
+    sub.active = props.recon_hull
+    sub.prop(props, "recon_voxels")
+    if not operators.is_running():
+        box.operator(
+            operators.GARMENT_SEG_OT_reconstruct.bl_idname,
+            icon="OUTLINER_OB_MESH",
+            text="Reconstruct",
+        )
+
+
 def draw_garment_panel(layout, context) -> None:
     props = context.scene.garment_seg
     layout.use_property_split = True
@@ -59,6 +84,9 @@ def draw_garment_panel(layout, context) -> None:
     row.prop(props, "preview_index", text="Frame")
     op = row.operator(operators.GARMENT_SEG_OT_preview_frame.bl_idname, icon="HIDE_OFF")
     op.index = props.preview_index
+
+    layout.separator()
+    _draw_reconstruct(layout, props)
 
 
 class _GarmentPanel:

@@ -31,6 +31,7 @@ DEPENDENCIES = (
     ("cv2", "opencv-python-headless", True),
     ("scipy", "scipy", True),
     ("pycolmap", "pycolmap (optional: reconstruction)", False),
+    ("skimage", "scikit-image (optional: garment mesh)", False),
 )
 
 _status_cache: list[tuple[str, str, bool, str | None, str | None]] | None = None

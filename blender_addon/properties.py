@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import bpy
 from bpy.props import (
     BoolProperty,
@@ -127,6 +129,73 @@ class GarmentSegSettings(PropertyGroup):
         default=0,
         min=0,
     )
+    # Reconstruct (SfM + visual hull of the segmented frames)
+    recon_source: EnumProperty(
+        name="Source",
+        description="Which frames and masks the reconstruction uses",
+        items=(
+            (
+                "SEGMENTATION",
+                "Segmentation",
+                "The Output Folder of a segmentation: its frames (from report.json) and masks",
+            ),
+            ("FOLDERS", "Folders", "A chosen folder of frames and a folder of masks"),
+        ),
+        default="SEGMENTATION",
+    )
+    recon_frames_dir: StringProperty(
+        name="Frames", description="Folder of photo frames", subtype="DIR_PATH"
+    )
+    recon_masks_dir: StringProperty(
+        name="Masks",
+        description="Folder of masks (255 = garment; <frame>.png or <frame file>.png)",
+        subtype="DIR_PATH",
+    )
+    recon_workspace: StringProperty(
+        name="Results",
+        description="Where sparse/0, hull.ply, transforms.json and recon.json go "
+        "(empty: <Output Folder>/reconstruction)",
+        subtype="DIR_PATH",
+    )
+    recon_hull: BoolProperty(
+        name="Garment Mesh",
+        description="Carve the garment's mesh from the masks (visual hull)",
+        default=True,
+    )
+    recon_voxels: IntProperty(
+        name="Voxels",
+        description="Visual hull grid resolution along its long side",
+        default=128,
+        min=16,
+        max=1024,
+        soft_min=48,
+        soft_max=256,
+    )
+    recon_matcher: EnumProperty(
+        name="Matcher",
+        items=(
+            ("auto", "Auto", "Exhaustive up to 60 frames, sequential beyond"),
+            ("exhaustive", "Exhaustive", "Match every pair of frames"),
+            ("sequential", "Sequential", "Match each frame with its neighbours"),
+        ),
+        default="auto",
+    )
+    recon_quality: EnumProperty(
+        name="Features",
+        items=(
+            ("high", "High", "DSP-SIFT with affine shapes: more matches on smooth fabric, slower"),
+            ("fast", "Fast", "Plain SIFT: several times faster, for well-textured subjects"),
+        ),
+        default="high",
+    )
+    recon_mapper: EnumProperty(
+        name="Mapper",
+        items=(
+            ("incremental", "Incremental", "COLMAP's incremental mapper"),
+            ("global", "Global", "GLOMAP global mapper"),
+        ),
+        default="incremental",
+    )
     # Runtime progress, written by the running operator on the main thread.
     progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
     progress_text: StringProperty(name="Progress Text", default="")
@@ -137,6 +206,37 @@ def addon_preferences(context=None):
     context = context or bpy.context
     addon = context.preferences.addons.get(__package__)
     return addon.preferences if addon is not None else None
+
+
+def read_recon_settings(context):
+    """The scene's reconstruction settings as a plain ``importer.ReconSettings``."""
+    from . import importer
+
+    props = context.scene.garment_seg
+
+    def path(p):
+        return bpy.path.abspath(p) if p else ""
+
+    kw = {
+        "matcher": props.recon_matcher,
+        "mapper": props.recon_mapper,
+        "hull": props.recon_hull,
+        "voxels": props.recon_voxels,
+        "quality": props.recon_quality,
+    }
+    workspace = path(props.recon_workspace)
+    if props.recon_source == "SEGMENTATION":
+        out = path(props.output_dir)
+        if not out:
+            runner.ensure_segcore_path()
+            from segcore.errors import InputError
+
+            raise InputError("no Output Folder set; segment first, or choose Folders")
+        return importer.settings_from_segmentation(out, workspace or None, **kw)
+    if not workspace and props.output_dir:
+        workspace = os.path.join(path(props.output_dir), "reconstruction")
+    frames, masks = path(props.recon_frames_dir), path(props.recon_masks_dir)
+    return importer.ReconSettings(frames, masks or None, workspace, **kw)
 
 
 def read_settings(context) -> runner.Settings:

@@ -1,4 +1,5 @@
-"""``segcore`` command line: ``segment`` a folder of frames, ``eval`` masks against labels."""
+"""``segcore`` command line: ``segment`` a folder of frames, ``eval`` masks against labels,
+``reconstruct`` cameras, points and a garment mesh from frames + masks."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ EPILOG = """examples:
   segcore segment shoot/ -o out/              masks + RGBA cut-outs with the bundled model
   segcore segment shoot/ -o out/ --formats mask,colmap --skip-existing
   segcore eval out/masks labels/masks         P / R / F1 / IoU / boundary F at full resolution
+  segcore reconstruct shoot/ out/masks -o work/  COLMAP model, hull.ply, transforms.json
 """
 
 
@@ -110,6 +112,56 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
     e.add_argument("--markdown", action="store_true", help="print a markdown table")
     e.add_argument("-q", "--quiet", action="store_true", help="print the pooled line only")
+
+    r = sub.add_parser(
+        "reconstruct",
+        help="structure from motion (pycolmap) and a visual-hull garment mesh",
+        description="Register the frames of FRAMES_DIR with pycolmap, features only where "
+        "MASKS_DIR's masks are non-zero (segcore's masks/<stem>.png or COLMAP's "
+        "<name>.png; a segmentation output folder means its masks/), and carve the "
+        "garment's mesh from the silhouettes. Writes WORKSPACE/sparse/0 (COLMAP binary), "
+        "hull.ply, transforms.json (nerfstudio) and recon.json. Needs pycolmap and "
+        "scikit-image (pip install segcore[recon]).",
+    )
+    r.add_argument("frames", metavar="FRAMES_DIR", help="folder of frames (natural order)")
+    r.add_argument(
+        "masks",
+        metavar="MASKS_DIR",
+        nargs="?",
+        help="masks (255 = garment); without it SfM sees the whole frame and no hull is made",
+    )
+    r.add_argument("-o", "--output", metavar="WORKSPACE", required=True, help="output folder")
+    r.add_argument(
+        "--matcher",
+        choices=("auto", "exhaustive", "sequential"),
+        default="auto",
+        help="feature matching: exhaustive up to 60 frames, sequential beyond (default: auto)",
+    )
+    r.add_argument(
+        "--mapper",
+        choices=("incremental", "global"),
+        default="incremental",
+        help="incremental (COLMAP) or global (GLOMAP) mapping (default: incremental)",
+    )
+    r.add_argument(
+        "--quality",
+        choices=("high", "fast"),
+        default="high",
+        help="high: DSP-SIFT with affine shapes and guided matching, for smooth fabric; "
+        "fast: plain SIFT (default: high)",
+    )
+    r.add_argument(
+        "--hull",
+        dest="hull",
+        action="store_true",
+        default=True,
+        help="carve the garment mesh from the masks (default)",
+    )
+    r.add_argument("--no-hull", dest="hull", action="store_false", help="cameras and points only")
+    r.add_argument(
+        "--voxels", type=int, default=128, metavar="N", help="hull grid, long side (default: 128)"
+    )
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
     return p
 
 
@@ -189,11 +241,82 @@ def cmd_eval(args) -> int:
     return 1 if missing else 0
 
 
+class _StageBar:
+    """One progress bar per reconstruction stage (features, matching, mapping)."""
+
+    LABELS = {
+        "features": "Features",
+        "matching": "Matching",
+        "mapping": "Registering",
+        "hull": "Visual hull",
+    }
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.stage, self.bar = enabled, None, None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.LABELS:
+            return
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = Progress(total, self.LABELS[stage], enabled=self.enabled)
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
+
+
+def cmd_reconstruct(args) -> int:
+    from pathlib import Path
+
+    from .reconstruct import run_reconstruction
+
+    bars = _StageBar(not args.quiet)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        result, mesh = run_reconstruction(
+            args.frames,
+            args.masks,
+            args.output,
+            matcher=args.matcher,
+            mapper=args.mapper,
+            hull=args.hull,
+            voxels=args.voxels,
+            progress=bars,
+            quality=args.quality,
+        )
+    finally:
+        bars.close()
+    if not args.quiet:
+        if args.hull and mesh is None:
+            print(
+                "note: no MASKS_DIR, so no visual hull (it is carved from the masks)",
+                file=sys.stderr,
+            )
+        s = result.summary()
+        hull = f", hull {len(mesh.faces)} faces" if mesh is not None else ""
+        print(
+            f"{s['registered']} of {s['frames']} frames registered, {s['points']} points, "
+            f"mean reprojection error {s['mean_reprojection_error_px']:.2f} px{hull}, "
+            f"{sum(v for k, v in result.timings.items() if k != 'total'):.1f} s -> "
+            f"{Path(args.output)}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+COMMANDS = {"segment": cmd_segment, "eval": cmd_eval, "reconstruct": cmd_reconstruct}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        return cmd_segment(args) if args.command == "segment" else cmd_eval(args)
+        return COMMANDS[args.command](args)
     except SegcoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

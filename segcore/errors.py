@@ -30,3 +30,17 @@ class FrameError(SegcoreError):
 
 class ModelError(SegcoreError):
     """The model file or its card is missing, corrupt or inconsistent."""
+
+
+class DependencyError(SegcoreError):
+    """An optional dependency (pycolmap, scikit-image) is missing."""
+
+
+def optional_import(module: str, package: str):
+    """``module``, or a :class:`DependencyError` that says which package to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DependencyError(f"{package} is not installed; pip install {package}") from None

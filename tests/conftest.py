@@ -21,6 +21,20 @@ def blob_image(h=96, w=128, seed=0):
     return blob_frame(h, w, np.random.default_rng(seed))
 
 
+@pytest.fixture
+def addon():
+    """The add-on enabled in a factory-fresh Blender (bpy wheel), disabled afterwards."""
+    bpy = pytest.importorskip("bpy")
+    import addon_utils  # ships with bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    mod = addon_utils.enable("blender_addon", default_set=True, handle_error=None)
+    assert mod is not None, "the add-on failed to enable"
+    yield mod
+    if "blender_addon" in bpy.context.preferences.addons:
+        addon_utils.disable("blender_addon", default_set=True)
+
+
 @pytest.fixture(scope="session")
 def random_model(tmp_path_factory):
     """An untrained small network exported to ONNX with its card (backends, CLI plumbing)."""

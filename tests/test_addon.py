@@ -30,6 +30,7 @@ OPERATOR_TYPES = (
     "GARMENT_SEG_OT_preview_frame",
     "GARMENT_SEG_OT_cancel",
     "GARMENT_SEG_OT_install_dependencies",
+    "GARMENT_SEG_OT_reconstruct",
 )
 SIZE = (96, 128)  # frame height, width
 
@@ -59,17 +60,6 @@ def read_png(path: Path) -> np.ndarray:
 
 def temporaries(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.name.startswith(".segcore-")]
-
-
-@pytest.fixture
-def addon():
-    """The add-on enabled in a factory-fresh Blender, disabled afterwards."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    mod = addon_utils.enable(ADDON, default_set=True, handle_error=None)
-    assert mod is not None, "the add-on failed to enable"
-    yield mod
-    if ADDON in bpy.context.preferences.addons:
-        addon_utils.disable(ADDON, default_set=True)
 
 
 @pytest.fixture

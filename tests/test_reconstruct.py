@@ -1,0 +1,305 @@
+"""Reconstruction hand-off: workspace layout, nerfstudio's transforms.json, pycolmap SfM on a
+short rendered turntable, the CLI, and the scene placement used by the Blender import."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from segcore import nerfstudio
+from segcore.bench_recon import pose_errors, umeyama
+from segcore.errors import DependencyError, InputError, SegcoreError
+from segcore.reconstruct import (
+    Intrinsics,
+    Pose,
+    ReconResult,
+    blender_camera,
+    import_pycolmap,
+    intrinsics_from_colmap,
+    placement,
+    prepare_workspace,
+)
+from training.synth.cameras import intrinsics, look_at, orbit_eye, world_to_camera
+
+ROOT = Path(__file__).resolve().parent.parent
+TURNTABLE = ROOT / "tests" / "data" / "recon_turntable"  # 16 frames 400x300, masks, cameras
+
+
+def known_result(tmp_path: Path, n: int = 8, masked: bool = True) -> ReconResult:
+    """A ReconResult with cameras orbiting (0, 0, 1) at 3 units, z up."""
+    k = intrinsics(50.0, 36.0, 160, 120)
+    poses = []
+    for i in range(n):
+        eye = orbit_eye((0, 0, 1.0), 3.0, 2 * np.pi * i / n, 0.3)
+        r, t = world_to_camera(look_at(eye, (0, 0, 1.0)))
+        poses.append(Pose(f"frame_{i:03d}.jpg", 1, r, t))
+    cam = Intrinsics(1, "SIMPLE_RADIAL", 160, 120, k[0, 0], k[0, 0], k[0, 2], k[1, 2], -0.05)
+    if masked:
+        (tmp_path / "masks").mkdir(parents=True, exist_ok=True)
+    pts = np.random.default_rng(0).uniform(-0.3, 0.3, (40, 3)) + (0, 0, 1.0)
+    cols = np.full((40, 3), 90, np.uint8)
+    names = [p.name for p in poses]
+    return ReconResult(tmp_path, {1: cam}, poses, pts, cols, names, 0.4, masked=masked)
+
+
+# --------------------------------------------------------------------------- nerfstudio
+
+
+def test_transforms_json_paths_masks_and_intrinsics(tmp_path):
+    res = known_result(tmp_path)
+    path = nerfstudio.write_transforms(res)
+    data = json.loads(path.read_text())
+    assert path == tmp_path / "transforms.json"
+    assert data["camera_model"] == "OPENCV"
+    cam = res.cameras[1]
+    assert (data["w"], data["h"]) == (160, 120)
+    assert data["fl_x"] == pytest.approx(cam.fx) and data["fl_y"] == pytest.approx(cam.fy)
+    # nerfstudio (like COLMAP) puts the top-left pixel's centre at (0.5, 0.5)
+    assert data["cx"] == pytest.approx(80.0) and data["cy"] == pytest.approx(60.0)
+    assert data["k1"] == pytest.approx(-0.05) and data["k2"] == data["p1"] == data["p2"] == 0
+    assert [f["file_path"] for f in data["frames"]] == [f"images/{p.name}" for p in res.poses]
+    # COLMAP's mask naming, reused: 0 = ignore (nerfstudio reads the mask as bool)
+    assert [f["mask_path"] for f in data["frames"]] == [f"masks/{p.name}.png" for p in res.poses]
+    assert np.allclose(data["applied_transform"], nerfstudio.APPLIED_TRANSFORM)
+    ply = (tmp_path / data["ply_file_path"]).read_text().splitlines()
+    assert ply[2] == "element vertex 40" and len(ply) == 10 + 40
+
+
+def test_transforms_json_without_masks_has_no_mask_paths(tmp_path):
+    data = nerfstudio.transforms(known_result(tmp_path, masked=False))
+    assert all("mask_path" not in f for f in data["frames"])
+
+
+def test_transform_matrix_is_opengl_camera_to_world_and_round_trips(tmp_path):
+    res = known_result(tmp_path)
+    data = nerfstudio.transforms(res)
+    target = np.array([0.0, 0.0, 1.0])
+    a = nerfstudio.APPLIED_TRANSFORM
+    for p, f in zip(res.poses, data["frames"]):
+        m = np.array(f["transform_matrix"])
+        assert m.shape == (4, 4) and np.allclose(m[3], [0, 0, 0, 1])
+        # the camera's centre, in ns-process-data's re-oriented world (x, z, -y)
+        assert np.allclose(m[:3, 3], a[:, :3] @ p.center)
+        # OpenGL axes: the camera looks down its -Z column, +Y column is up
+        look = -m[:3, 2]
+        to_target = a[:, :3] @ target - m[:3, 3]
+        assert look @ to_target / np.linalg.norm(to_target) > 0.999
+        up_world = a[:, :3] @ np.array([0, 0, 1.0])  # z-up world becomes y-up... then -y
+        assert m[:3, 1] @ up_world > 0.9
+        r, t = nerfstudio.w2c_opencv(m)
+        np.testing.assert_allclose(r, p.R, atol=1e-12)
+        np.testing.assert_allclose(t, p.t, atol=1e-12)
+    # without the world change it is COLMAP's c2w with columns 1 and 2 negated
+    p = res.poses[2]
+    m = nerfstudio.c2w_opengl(p.R, p.t, applied=None)
+    c2w = np.linalg.inv(np.vstack([np.c_[p.R, p.t], [0, 0, 0, 1]]))
+    c2w[0:3, 1:3] *= -1
+    np.testing.assert_allclose(m, c2w, atol=1e-12)
+
+
+def test_nerfstudio_rays_hit_the_projected_point(tmp_path):
+    """A ray cast nerfstudio's way through a pixel lands on the point projected there."""
+    res = known_result(tmp_path)
+    data = nerfstudio.transforms(res)
+    cam = res.cameras[1]
+    x = np.array([0.1, -0.2, 1.1])
+    p = res.poses[1]
+    xc = p.R @ x + p.t
+    u = cam.fx * xc[0] / xc[2] + cam.cx  # OpenCV pixel (no distortion in this check)
+    v = cam.fy * xc[1] / xc[2] + cam.cy
+    # nerfstudio: coords = pixel index + 0.5; dir = ((x - cx)/fx, -(y - cy)/fy, -1) in GL
+    d = np.array(
+        [(u + 0.5 - data["cx"]) / data["fl_x"], -(v + 0.5 - data["cy"]) / data["fl_y"], -1]
+    )
+    m = np.array(data["frames"][1]["transform_matrix"])
+    ray = m[:3, :3] @ d
+    origin = m[:3, 3]
+    target = nerfstudio.APPLIED_TRANSFORM[:, :3] @ x
+    s = (target - origin) @ ray / (ray @ ray)
+    assert np.linalg.norm(origin + s * ray - target) < 1e-9
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _frames(folder: Path, n=3, size=(40, 30)):
+    folder.mkdir(parents=True)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"f_{i}.jpg"), np.full((size[1], size[0], 3), 100, np.uint8))
+
+
+def test_workspace_takes_segcore_or_colmap_mask_names(tmp_path):
+    _frames(tmp_path / "frames")
+    out = tmp_path / "seg"
+    (out / "masks").mkdir(parents=True)
+    for i in range(3):  # segcore writes <stem>.png, 255 = subject
+        m = np.zeros((30, 40), np.uint8)
+        m[5:25, 10:30] = 255
+        cv2.imwrite(str(out / "masks" / f"f_{i}.png"), m)
+    frames, masked = prepare_workspace(tmp_path / "frames", out, tmp_path / "ws")
+    assert masked and [p.name for p in frames] == ["f_0.jpg", "f_1.jpg", "f_2.jpg"]
+    ws_masks = sorted(p.name for p in (tmp_path / "ws" / "masks").iterdir())
+    assert ws_masks == ["f_0.jpg.png", "f_1.jpg.png", "f_2.jpg.png"]  # COLMAP: <name>.png
+    m = cv2.imread(str(tmp_path / "ws" / "masks" / "f_1.jpg.png"), cv2.IMREAD_UNCHANGED)
+    assert m.ndim == 2 and m[15, 20] == 255 and m[0, 0] == 0  # 0 = ignore
+    assert (tmp_path / "ws" / "images" / "f_2.jpg").read_bytes() == (
+        tmp_path / "frames" / "f_2.jpg"
+    ).read_bytes()
+
+
+def test_missing_or_wrong_size_masks_are_one_line_errors(tmp_path):
+    _frames(tmp_path / "frames")
+    (tmp_path / "m").mkdir()
+    cv2.imwrite(str(tmp_path / "m" / "f_0.jpg.png"), np.zeros((30, 40), np.uint8))
+    with pytest.raises(InputError, match=r"no mask for 2 of 3 frames \(first: f_1.jpg"):
+        prepare_workspace(tmp_path / "frames", tmp_path / "m", tmp_path / "ws")
+    for i in (1, 2):
+        cv2.imwrite(str(tmp_path / "m" / f"f_{i}.png"), np.zeros((15, 20), np.uint8))
+    with pytest.raises(InputError, match="20x15 but the frame is 40x30"):
+        prepare_workspace(tmp_path / "frames", tmp_path / "m", tmp_path / "ws")
+
+
+def test_missing_pycolmap_is_a_one_line_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pycolmap", None)  # what an absent package looks like
+    with pytest.raises(DependencyError) as e:
+        import_pycolmap()
+    assert str(e.value) == "pycolmap is not installed; pip install pycolmap"
+    assert isinstance(e.value, SegcoreError)
+
+
+def test_colmap_intrinsics_shift_to_opencv_pixel_centres():
+    c = intrinsics_from_colmap(1, "SIMPLE_RADIAL", 640, 480, [800.0, 320.0, 240.0, 0.01])
+    assert (c.fx, c.fy, c.cx, c.cy, c.k1) == (800.0, 800.0, 319.5, 239.5, 0.01)
+    with pytest.raises(SegcoreError, match="FISHEYE"):
+        intrinsics_from_colmap(1, "FISHEYE", 64, 48, [1.0] * 5)
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def test_placement_stands_the_subject_up_at_the_origin(tmp_path):
+    res = known_result(tmp_path)
+    # scramble the SfM world by a similarity: placement must undo orientation and scale
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    s, shift = 0.37, np.array([5.0, -2.0, 1.0])
+    for p in res.poses:
+        p.R = p.R @ q.T
+        p.t = s * p.t - p.R @ shift * s
+    verts = (np.random.default_rng(1).uniform(-0.3, 0.3, (500, 3)) + (0, 0, 1.0)) @ q.T
+    verts = s * verts + s * shift
+    pl = placement(res, verts)
+    out = pl.apply(verts)
+    assert out[:, 2].min() == pytest.approx(0, abs=1e-9)
+    assert out[:, 2].max() == pytest.approx(1.7, rel=1e-6)
+    assert np.allclose((out[:, :2].min(0) + out[:, :2].max(0)) / 2, 0, atol=1e-9)
+    cams = np.array([pl.camera_matrix(p)[:3, 3] for p in res.poses])
+    assert np.ptp(cams[:, 2]) < 1e-6  # the ring is level: z is up
+    assert cams[0, 1] < -1 and abs(cams[0, 0]) < 0.05 * abs(cams[0, 1])  # in front: -y
+    m = pl.camera_matrix(res.poses[0])
+    assert np.allclose(m[:3, :3] @ m[:3, :3].T, np.eye(3))
+    look = -m[:3, 2]
+    assert look[1] > 0.9  # looks along +y, toward the subject
+
+
+def test_blender_camera_lens_and_shift():
+    c = Intrinsics(1, "PINHOLE", 640, 480, 1000.0, 1000.0, 319.5 + 32, 239.5 - 24)
+    b = blender_camera(c)
+    assert b["sensor_fit"] == "HORIZONTAL" and b["lens"] == pytest.approx(1000 * 36 / 640)
+    assert b["shift_x"] == pytest.approx(-32 / 640) and b["shift_y"] == pytest.approx(-24 / 640)
+    p = blender_camera(Intrinsics(1, "PINHOLE", 480, 640, 900.0, 900.0, 239.5, 319.5))
+    assert p["sensor_fit"] == "VERTICAL" and p["lens"] == pytest.approx(900 * 36 / 640)
+
+
+def test_umeyama_and_pose_errors_recover_a_similarity(tmp_path):
+    res = known_result(tmp_path)
+    gt = {
+        "frames": [
+            {"image": p.name, "K": np.eye(3).tolist(), "R": p.R.tolist(), "t": p.t.tolist()}
+            for p in res.poses
+        ]
+    }
+    q = np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1.0]])
+    for p in res.poses:  # the same cameras in a world rotated by q, scaled by 2
+        p.R, p.t = p.R @ q.T, 2 * p.t
+    s, r, t = umeyama(np.array([p.center for p in res.poses]), np.zeros((8, 3)) + 1)
+    assert s == pytest.approx(0, abs=1e-9)
+    e = pose_errors(res, gt)
+    assert e["registered"] == 8 and e["rot_median_deg"] < 1e-6 and e["rel_rot_median_deg"] < 1e-6
+    assert e["similarity"]["scale"] == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- SfM
+
+
+@pytest.fixture(scope="module")
+def turntable_recon(tmp_path_factory):
+    pytest.importorskip("pycolmap")
+    pytest.importorskip("skimage")
+    if not (TURNTABLE / "cameras.json").exists():
+        pytest.skip("tests/data/recon_turntable is missing")
+    from segcore.cli import main
+
+    ws = tmp_path_factory.mktemp("recon") / "ws"
+    code = main(
+        ["reconstruct", str(TURNTABLE / "images"), str(TURNTABLE / "masks"), "-o", str(ws)]
+        + ["--voxels", "64", "--quality", "fast", "-q"]
+    )
+    return code, ws
+
+
+def test_masked_turntable_reconstructs_in_ci_time(turntable_recon):
+    code, ws = turntable_recon
+    assert code == 0
+    summary = json.loads((ws / "recon.json").read_text())["summary"]
+    frames = len(list((TURNTABLE / "images").iterdir()))
+    assert summary["registered"] >= 0.8 * frames
+    assert summary["mean_reprojection_error_px"] < 1.5
+    assert summary["timings_s"]["total"] > 0 and "hull" in summary["timings_s"]
+    from segcore.reconstruct import load_result
+
+    res = load_result(ws)
+    e = pose_errors(res, json.loads((TURNTABLE / "cameras.json").read_text()))
+    # 400x300 frames, plain SIFT: registration is the point here; accuracy is benchmarked
+    # at full quality by `python build.py bench recon` (docs/recon.md)
+    assert e["rot_median_deg"] < 12.0
+    for name in ("cameras.bin", "images.bin", "points3D.bin"):  # COLMAP's binary model
+        assert (ws / "sparse" / "0" / name).stat().st_size > 0
+
+
+def test_reconstruct_outputs_agree(turntable_recon):
+    _, ws = turntable_recon
+    from segcore.hull import read_ply
+    from segcore.reconstruct import load_result
+
+    res = load_result(ws)
+    data = json.loads((ws / "transforms.json").read_text())
+    assert len(data["frames"]) == len(res.poses)
+    for f in data["frames"]:
+        assert (ws / f["file_path"]).is_file() and (ws / f["mask_path"]).is_file()
+    mesh = read_ply(ws / "hull.ply")
+    assert len(mesh.faces) > 500 and mesh.colors is not None
+    assert len(res.points) > 100
+
+
+def test_unmasked_turntable_fails_with_advice(tmp_path, capsys):
+    pytest.importorskip("pycolmap")
+    if not (TURNTABLE / "cameras.json").exists():
+        pytest.skip("tests/data/recon_turntable is missing")
+    from segcore.cli import main
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for p in sorted((TURNTABLE / "images").iterdir())[:8]:  # 8 frames keep it quick
+        shutil.copy(p, frames / p.name)
+    code = main(["reconstruct", str(frames), "-o", str(tmp_path / "ws"), "--quality", "fast", "-q"])
+    # the still background wins: SfM finds no pair to start from (or registers few frames)
+    assert code == 2
+    assert "pass masks" in capsys.readouterr().err
