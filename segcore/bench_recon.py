@@ -151,7 +151,13 @@ def discover_sequences(root: Path, kinds: tuple[str, ...], min_frames: int = 12)
 
 
 def run_one(
-    seq: Path, masks: Path | None, ws: Path, voxels: int, hull: bool, quality: str = "high"
+    seq: Path,
+    masks: Path | None,
+    ws: Path,
+    voxels: int,
+    hull: bool,
+    quality: str = "high",
+    focal_prior: bool = True,
 ) -> dict:
     """One reconstruction (+ hull) of ``seq`` with ``masks``; metrics against the GT."""
     from .hull import visual_hull
@@ -162,7 +168,8 @@ def run_one(
     t0 = time.perf_counter()
     error = None
     try:
-        result = reconstruct(seq / "images", masks, ws, quality=quality)
+        focal = cams["frames"][0]["K"][0][0] if focal_prior else None  # the renders' "EXIF"
+        result = reconstruct(seq / "images", masks, ws, quality=quality, focal_px=focal)
     except ReconstructionError as exc:
         result, error = exc.result, str(exc)
     row = pose_errors(result, cams)
@@ -269,6 +276,12 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="", help="comma-separated sequence names")
     p.add_argument("--voxels", type=int, default=128)
     p.add_argument("--quality", choices=("high", "fast"), default="high", help="SIFT features")
+    p.add_argument(
+        "--no-focal-prior",
+        dest="focal_prior",
+        action="store_false",
+        help="estimate the focal length (default: the true one, as EXIF would give it)",
+    )
     p.add_argument("--masks", default="none,ours,gt", help="which runs: none, ours, gt")
     p.add_argument("--out", type=Path, default=None, help="also write the report here")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segcore-recon")
@@ -306,8 +319,11 @@ def main(argv=None) -> int:
                 masks, label = seq / "masks", "ground truth"
             else:
                 masks, label = segment_with_model(seq, args.workdir / seq.name / "seg"), "ours"
-            row = run_one(seq, masks, ws, args.voxels, run != "none", args.quality)
-            row.update(sequence=seq.name, kind=kind, masks=label, quality=args.quality)
+            row = run_one(
+                seq, masks, ws, args.voxels, run != "none", args.quality, args.focal_prior
+            )
+            features = args.quality + ("" if args.focal_prior else ", no focal")
+            row.update(sequence=seq.name, kind=kind, masks=label, quality=features)
             if masks is not None:
                 row["mask_iou"] = mask_iou(masks, seq / "masks")
             rows.append(row)
@@ -345,7 +361,7 @@ def _write_doc(args, data, seqs, md, summary, notes, rows) -> None:
         "",
         f"Reproduce: `python build.py bench recon --data {data} --only "
         f"{','.join(s.name for s in seqs)} --voxels {args.voxels} --masks {args.masks} "
-        f"--quality {args.quality}`",
+        f"--quality {args.quality}{'' if args.focal_prior else ' --no-focal-prior'}`",
         "",
         md,
         *summary,

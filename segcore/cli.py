@@ -159,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--no-hull", dest="hull", action="store_false", help="cameras and points only")
     r.add_argument(
+        "--focal",
+        type=float,
+        metavar="PX",
+        help="known focal length in pixels, for frames without EXIF (rendered or exported); "
+        "default: EXIF, else estimated",
+    )
+    r.add_argument(
         "--voxels", type=int, default=128, metavar="N", help="hull grid, long side (default: 128)"
     )
     r.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
@@ -288,6 +295,7 @@ def cmd_reconstruct(args) -> int:
             voxels=args.voxels,
             progress=bars,
             quality=args.quality,
+            focal_px=args.focal,
         )
     finally:
         bars.close()

@@ -437,6 +437,7 @@ def reconstruct(
     seed: int = 0,
     mask_erode_px: int | None = None,
     quality: str = "high",
+    focal_px: float | None = None,
 ) -> ReconResult:
     """SfM of the frames in ``frames_dir`` with the masks in ``masks_dir`` (None: no masks).
 
@@ -450,7 +451,13 @@ def reconstruct(
     ``quality``: "high" uses SIFT with affine shape and domain-size pooling (DSP-SIFT) and
     guided matching, which finds two to three times more correct matches on smooth fabric
     for several times the extraction time; "fast" uses plain SIFT.
+    ``focal_px``: a known focal length in pixels (what EXIF gives COLMAP for camera photos;
+    exported or rendered frames have none). It is held while the model grows and refined
+    once at the end; without it the focal starts at 1.2 x the long side and is refined
+    throughout, which a small subject on a turntable constrains poorly.
     """
+    if focal_px is not None and not focal_px > 0:
+        raise InputError(f"focal length {focal_px}: give it in pixels (> 0), or leave it out")
     if matcher not in MATCHERS:
         raise InputError(f"matcher {matcher!r}: choose one of {', '.join(MATCHERS)}")
     if mapper not in MAPPERS:
@@ -477,8 +484,9 @@ def reconstruct(
             raise InputError(f"{frames_dir}: {n} frames; structure from motion needs 3 or more")
         report("prepare", n, n)
         with run.timed("features"):
+            reader = _reader_options(pycolmap, ws, frames[0], masked, focal_px)
             _extract_features(
-                pycolmap, run, report, ws, names, masked, max_image_size, num_threads, quality
+                pycolmap, run, report, ws, names, reader, max_image_size, num_threads, quality
             )
         kind = matcher
         if kind == "auto":
@@ -486,7 +494,7 @@ def reconstruct(
         with run.timed("matching"):
             _match(pycolmap, run, report, ws, kind, num_threads, quality)
         with run.timed("mapping"):
-            models = _map(pycolmap, run, report, ws, n, mapper, num_threads, seed)
+            models = _map(pycolmap, run, report, ws, n, mapper, num_threads, seed, focal_px)
     best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
     if best is None:
         raise ReconstructionError(
@@ -507,6 +515,7 @@ def reconstruct(
         "max_image_size": max_image_size,
         "mask_erode_px": mask_erode_px,
         "quality": quality,
+        "focal_px": focal_px,
         "seed": seed,
         "pycolmap": getattr(pycolmap, "__version__", "?"),
     }
@@ -563,17 +572,25 @@ class _Stages:
             finished.set()
 
 
-def _extract_features(pycolmap, run, report, ws, names, masked, max_image_size, threads, quality):
-    """SIFT on the CPU, no keypoints where the (eroded) mask is 0, one shared camera."""
-    db = ws / "database.db"
-    for stale in (db, ws / "database.db-shm", ws / "database.db-wal"):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
+def _reader_options(pycolmap, ws: Path, first: Path, masked: bool, focal_px: float | None):
+    """One SIMPLE_RADIAL camera; the (eroded) masks; a known focal length, if given."""
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_RADIAL"
     if masked:
         sfm_masks = ws / SFM_MASKS
         reader.mask_path = str(sfm_masks if sfm_masks.is_dir() else ws / "masks")
+    if focal_px is not None:
+        h, w = _image_size(first)
+        reader.camera_params = f"{float(focal_px)},{w / 2},{h / 2},0"  # COLMAP: f, cx, cy, k
+    return reader
+
+
+def _extract_features(pycolmap, run, report, ws, names, reader, max_image_size, threads, quality):
+    """SIFT on the CPU, no keypoints where the (eroded) mask is 0, one shared camera."""
+    db = ws / "database.db"
+    for stale in (db, ws / "database.db-shm", ws / "database.db-wal"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = int(max_image_size)
     extraction.num_threads = int(threads)
@@ -619,7 +636,7 @@ def _match(pycolmap, run, report, ws, kind, threads, quality) -> None:
     report("matching", 1, 1)
 
 
-def _map(pycolmap, run, report, ws, n, mapper, threads, seed) -> dict:
+def _map(pycolmap, run, report, ws, n, mapper, threads, seed, focal_px=None) -> dict:
     """Incremental (COLMAP) or global (GLOMAP) mapping; the models found, by index."""
     tmp = ws / "sparse_tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -641,6 +658,7 @@ def _map(pycolmap, run, report, ws, n, mapper, threads, seed) -> dict:
             # and takes the geometry with it. It is refined once, at the end.
             opts.ba_refine_extra_params = False
             opts.mapper.abs_pose_refine_extra_params = False
+            opts.ba_refine_focal_length = focal_px is None
             if seed is not None:
                 opts.random_seed = int(seed)
             return pycolmap.incremental_mapping(
@@ -657,6 +675,7 @@ def _map(pycolmap, run, report, ws, n, mapper, threads, seed) -> dict:
         gopts.mapper.global_positioning.use_gpu = False
         gopts.mapper.bundle_adjustment.ceres.use_gpu = False
         gopts.mapper.bundle_adjustment.refine_extra_params = False
+        gopts.mapper.bundle_adjustment.refine_focal_length = focal_px is None
         if seed is not None:
             gopts.random_seed = int(seed)
         return pycolmap.global_mapping(ws / "database.db", ws / "images", tmp, gopts)
@@ -759,6 +778,7 @@ def run_reconstruction(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     quality: str = "high",
+    focal_px: float | None = None,
 ):
     """Everything ``segcore reconstruct`` does: SfM, visual hull, ``transforms.json``,
     ``recon.json``. Returns ``(ReconResult, Mesh or None)``; the CLI, the Blender operator
@@ -781,6 +801,7 @@ def run_reconstruction(
             progress=progress,
             should_stop=should_stop,
             quality=quality,
+            focal_px=focal_px,
         )
     except ReconstructionError as exc:
         if exc.result is not None:
