@@ -105,12 +105,9 @@ def progress_text(stage: str, done: int, total: int) -> str:
 
 def summary_line(result, mesh, made: dict, settings: ReconSettings) -> str:
     """One line for the operator's report and the batch script's console."""
-    s = result.summary()
-    hull = f", garment mesh {len(mesh.faces):,} faces" if mesh is not None else ""
     return (
-        f"Reconstructed {s['registered']} of {s['frames']} frames "
-        f"({s['mean_reprojection_error_px']:.2f} px), {s['points']:,} points{hull} into "
-        f'"{made["collection"].name}"; files in {settings.workspace}'
+        f'{result.summary_line(mesh)}; imported into "{made["collection"].name}", '
+        f"files in {settings.workspace}"
     )
 
 

@@ -305,14 +305,9 @@ def cmd_reconstruct(args) -> int:
                 "note: no MASKS_DIR, so no visual hull (it is carved from the masks)",
                 file=sys.stderr,
             )
-        s = result.summary()
-        hull = f", hull {len(mesh.faces)} faces" if mesh is not None else ""
+        seconds = sum(v for k, v in result.timings.items() if k != "total")  # + the hull
         print(
-            f"{s['registered']} of {s['frames']} frames registered, {s['points']} points, "
-            f"mean reprojection error {s['mean_reprojection_error_px']:.2f} px{hull}, "
-            f"{sum(v for k, v in result.timings.items() if k != 'total'):.1f} s -> "
-            f"{Path(args.output)}",
-            file=sys.stderr,
+            f"{result.summary_line(mesh)}, {seconds:.1f} s -> {Path(args.output)}", file=sys.stderr
         )
     return 0
 

@@ -315,3 +315,11 @@ def test_unmasked_turntable_fails_with_advice(tmp_path, capsys):
     # the still background wins: SfM finds no pair to start from (or registers few frames)
     assert code == 2
     assert "pass masks" in capsys.readouterr().err
+
+
+def test_summary_line_counts_frames_points_and_faces(tmp_path):
+    res = known_result(tmp_path)
+    line = "8 of 8 frames registered, 40 points, mean reprojection error 0.40 px"
+    assert res.summary_line() == line
+    mesh = type("Mesh", (), {"faces": np.zeros((1234, 3))})()
+    assert res.summary_line(mesh) == line + ", garment mesh 1,234 faces"
