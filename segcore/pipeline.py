@@ -31,7 +31,7 @@ from .infer import Segmenter
 from .io import atomic_write_bytes, discover_frames, read_image, remove_stale_temporaries
 from .mask import clean_mask, cutout, foreground_share, threshold
 from .preprocess import fit_size
-from .refine import GuidedCoefficients, refine_params
+from .refine import GuidedCoefficients, band_window, refine_params
 from .upsample import SplineField, spline_upsample
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,13 @@ class FrameMasks:
         return out
 
 
-TILE = 16  # boundary tiles, in network pixels (fewer where a network pixel is very large)
+TILE = 16  # boundary tiles, at most this many network pixels a side
+TILE_PX = 64  # and about this many frame pixels a side
 
 
-def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams) -> FrameMasks:
+def segment_frame(
+    bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams, rim_colours: bool = True
+) -> FrameMasks:
     """Full-resolution BGR frame -> binary mask and soft alpha at full resolution.
 
     1. the network's probability at network scale; threshold and clean-up there (area limits
@@ -98,6 +101,8 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
     3. in a band of two network pixels around the boundary, tile by tile, the cubic B-spline
        upsampled probability (optionally refined by a colour guided filter on the photo)
        decides each full-resolution pixel.
+
+    ``rim_colours=False`` skips the defringed rim colours, which only the RGBA output uses.
     """
     t = {}
     t0 = time.perf_counter()
@@ -131,14 +136,23 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
     t1b = time.perf_counter()
     if post.refine and band.any():
         hs, ws = source.shape[:2]
+        rs = round(radius * hs / H)
+        y0, y1, x0, x1 = band_window(band, (hs, ws), rs)
         guided = GuidedCoefficients(
-            source, spline_upsample(p, (hs, ws)), (H, W), round(radius * hs / H), post.refine_eps
+            source[y0:y1, x0:x1],
+            spline_upsample(p, (hs, ws))[y0:y1, x0:x1],
+            (H, W),
+            rs,
+            post.refine_eps,
+            origin=(y0, x0),
+            grid_hw=(hs, ws),
         )
     t["mask"] = t1b - t1
     t_up, t_ref = 0.0, (time.perf_counter() - t1b) if guided is not None else 0.0
     rim: list = []
-    # tiles of at most ~512 frame pixels a side keep the per-tile buffers small at any scale
-    tile = max(2, min(TILE, int(512 / scale)))
+    # tiles of about TILE_PX frame pixels a side: big enough that per-tile overhead stays
+    # small, small enough that few pixels outside the band are evaluated at any scale
+    tile = max(2, min(TILE, round(TILE_PX / scale)))
     nty, ntx = -(-h // tile), -(-w // tile)
     padded = np.zeros((nty * tile, ntx * tile), bool)
     padded[:h, :w] = band
@@ -146,27 +160,32 @@ def segment_frame(bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams
     # tile bounds in frame pixels: the frame rows whose nearest network row is in the tile
     ybounds = np.searchsorted(rows, np.arange(0, h + tile, tile))
     xbounds = np.searchsorted(cols, np.arange(0, w + tile, tile))
+    u8_255, u8_0 = np.uint8(255), np.uint8(0)
     for i, j in zip(ty, tx):
         y0, y1 = int(ybounds[i]), int(ybounds[min(i + 1, len(ybounds) - 1)])
         x0, x1 = int(xbounds[j]), int(xbounds[min(j + 1, len(xbounds) - 1)])
         if y1 <= y0 or x1 <= x0:
             continue
         ta = time.perf_counter()
+        sel = band[np.ix_(rows[y0:y1], cols[x0:x1])]
         if guided is not None:
-            tile = bgr[y0:y1, x0:x1]
-            q, back = guided.apply(tile, y0, x0)
-            sel = band[rows[y0:y1]][:, cols[x0:x1]] & (q > 0.02) & (q < 0.98)
-            if sel.any():  # subject colour F from I = a F + (1 - a) B, B the local background
-                a = q[sel][:, None]
-                fg = (tile[sel].astype(np.float32) - (1 - a) * back[sel]) / np.maximum(a, 0.2)
-                rim.append((y0, x0, sel, np.clip(fg + 0.5, 0, 255).astype(np.uint8)))
+            region = bgr[y0:y1, x0:x1]
+            q, back = guided.apply(region, y0, x0, background=rim_colours)
+            if rim_colours:
+                soft = sel & (q > 0.02) & (q < 0.98)
+                if soft.any():  # subject colour F from I = a F + (1 - a) B, B the local background
+                    a = q[soft][:, None]
+                    fg = (region[soft].astype(np.float32) - (1 - a) * back[soft]) / np.maximum(
+                        a, 0.2
+                    )
+                    rim.append((y0, x0, soft, np.clip(fg + 0.5, 0, 255).astype(np.uint8)))
             t_ref += time.perf_counter() - ta
         else:
             q = spline.region(y0, y1, x0, x1)
             t_up += time.perf_counter() - ta
-        sel = band[rows[y0:y1]][:, cols[x0:x1]]
-        mask[y0:y1, x0:x1][sel] = np.where(q[sel] > thr, 255, 0).astype(np.uint8)
-        alpha[y0:y1, x0:x1][sel] = np.clip(q[sel] * 255 + 0.5, 0, 255).astype(np.uint8)
+        np.copyto(mask[y0:y1, x0:x1], np.where(q > thr, u8_255, u8_0), where=sel)
+        a8 = np.clip(q * 255 + 0.5, 0, 255).astype(np.uint8)
+        np.copyto(alpha[y0:y1, x0:x1], a8, where=sel)
     t["upsample"] = t_up
     t["refine"] = t_ref
     return FrameMasks(mask, alpha, small, t, rim)
@@ -230,6 +249,7 @@ class SequenceJob:
             raise InputError("--skip-existing and --overwrite exclude each other; pick one")
         self.frames = discover_frames(self.input)
         self.writers = [fmt.WRITERS[name] for name in options.formats]
+        self.rim_colours = "rgba" in options.formats  # only the RGBA output uses them
         self._check_stems()
         _check_output(self.input, self.output)
         self.segmenter, self.post = load_segmenter(options)
@@ -280,7 +300,7 @@ class SequenceJob:
             ta = time.perf_counter()
             bgr = read_image(path, res.warnings)
             res.timings["decode"] = time.perf_counter() - ta
-            fm = segment_frame(bgr, self.segmenter, self.post)
+            fm = segment_frame(bgr, self.segmenter, self.post, self.rim_colours)
             res.timings.update(fm.timings)
             tb = time.perf_counter()
             for w in self.writers:
