@@ -15,7 +15,11 @@ import contextlib
 import logging
 import os
 import re
+import struct
+import threading
 import uuid
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -187,11 +191,107 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+PARALLEL_PNG_PIXELS = 1_000_000  # from this size on, PNGs are compressed in parallel pieces
+_PNG_PIECE_BYTES = 4 << 20  # raw bytes per piece: bounds the temporaries
+_png_pool: ThreadPoolExecutor | None = None
+_png_pool_lock = threading.Lock()
+
+
 def encode_png(img: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 gray, BGR or BGRA image (or anything ``cv2.imencode`` takes).
+
+    Large 8-bit images go through :func:`encode_png_parallel` (same pixels, about the same
+    size, both cores busy); small ones through OpenCV.
+    """
+    if img.dtype == np.uint8 and img.shape[0] * img.shape[1] >= PARALLEL_PNG_PIXELS:
+        return encode_png_parallel(img)
     ok, buf = cv2.imencode(".png", img)
     if not ok:  # pragma: no cover
         raise ValueError("PNG encoding failed")
     return buf.tobytes()
+
+
+def _png_chunk(tag: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(tag))
+    return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", crc)
+
+
+def _adler32_combine(adler1: int, adler2: int, len2: int) -> int:
+    """Adler-32 of ``a + b`` from those of ``a`` and ``b`` (``len2`` = len(b))."""
+    base = 65521
+    a1, b1, a2, b2 = adler1 & 0xFFFF, adler1 >> 16, adler2 & 0xFFFF, adler2 >> 16
+    a = (a1 + a2 - 1) % base
+    b = (b1 + b2 + len2 * (a1 - 1)) % base
+    return (b << 16) | a
+
+
+def encode_png_parallel(img: np.ndarray, pieces_bytes: int = _PNG_PIECE_BYTES) -> bytes:
+    """PNG bytes of a uint8 (H, W), (H, W, 3) BGR or (H, W, 4) BGRA image, compressed in
+    horizontal pieces on a small thread pool (zlib releases the GIL).
+
+    Each scanline gets PNG's "Up" filter; each piece is deflated on its own (level 1, run
+    length strategy: OpenCV's default) and ends on a byte boundary (a sync flush), so the
+    pieces concatenate into one zlib stream, written as one IDAT chunk per piece. On noisy
+    photos this is a little smaller than OpenCV's file; on flat backgrounds about the same.
+    """
+    if (
+        img.dtype != np.uint8
+        or img.ndim not in (2, 3)
+        or (img.ndim == 3 and img.shape[2] not in (3, 4))
+    ):
+        raise ValueError(f"expected a uint8 gray, BGR or BGRA image, got {img.shape} {img.dtype}")
+    H, W = img.shape[:2]
+    C = 1 if img.ndim == 2 else img.shape[2]
+    row_bytes = W * C
+    step = max(1, pieces_bytes // max(1, row_bytes))
+    starts = list(range(0, H, step))
+
+    def piece(k: int):
+        a, b = starts[k], min(H, starts[k] + step)
+        src = img[max(0, a - 1) : b]
+        if C == 3:
+            src = cv2.cvtColor(src, cv2.COLOR_BGR2RGB)
+        elif C == 4:
+            src = cv2.cvtColor(src, cv2.COLOR_BGRA2RGBA)
+        rows = src.reshape(len(src), row_bytes)
+        f = np.empty((b - a, row_bytes + 1), np.uint8)
+        f[:, 0] = 2  # filter type Up: the byte minus the byte above
+        if a == 0:
+            f[0, 1:] = rows[0]
+            np.subtract(rows[1:], rows[:-1], out=f[1:, 1:])
+        else:
+            np.subtract(rows[1:], rows[:-1], out=f[:, 1:])
+        data = memoryview(f).cast("B")
+        z = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
+        last = k == len(starts) - 1
+        out = z.compress(data) + z.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+        return out, zlib.adler32(data), len(data)
+
+    parts = list(_pool().map(piece, range(len(starts))))
+    adler = 1
+    for _, a2, n2 in parts:
+        adler = _adler32_combine(adler, a2, n2)
+    idat = [p[0] for p in parts]
+    idat[0] = b"\x78\x01" + idat[0]  # zlib header: deflate, 32 K window, fastest
+    idat[-1] = idat[-1] + struct.pack(">I", adler)
+    colour_type = {1: 0, 3: 2, 4: 6}[C]
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, colour_type, 0, 0, 0)),
+            *(_png_chunk(b"IDAT", z) for z in idat),
+            _png_chunk(b"IEND", b""),
+        ]
+    )
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _png_pool
+    with _png_pool_lock:
+        if _png_pool is None:
+            n = max(1, min(4, os.cpu_count() or 1))
+            _png_pool = ThreadPoolExecutor(n, thread_name_prefix="segcore-png")
+        return _png_pool
 
 
 def write_png(path: str | os.PathLike, img: np.ndarray) -> None:

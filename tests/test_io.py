@@ -99,3 +99,33 @@ def test_atomic_write_leaves_no_temporaries(tmp_path):
     (tmp_path / ".segcore-dead-a.bin.tmp").write_bytes(b"partial")
     assert remove_stale_temporaries(tmp_path) == 1
     assert os.listdir(tmp_path) == ["a.bin"]
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 1), (1, 7, 3), (5, 3, 4), (301, 257), (300, 211, 3), (333, 190, 4)]
+)
+def test_parallel_png_decodes_to_the_same_pixels(shape):
+    from segcore.io import encode_png_parallel
+
+    img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    data = encode_png_parallel(img, pieces_bytes=10_000)  # many pieces, many IDAT chunks
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), img)
+    Image = pytest.importorskip("PIL.Image")  # a second decoder, strict about CRCs
+    import io
+
+    rgb = np.asarray(Image.open(io.BytesIO(data)))
+    assert np.array_equal(rgb, img if img.ndim == 2 else img[:, :, [2, 1, 0, 3][: shape[2]]])
+
+
+def test_large_png_is_no_bigger_than_opencvs():
+    from segcore.io import PARALLEL_PNG_PIXELS, encode_png
+
+    h, w = 1024, PARALLEL_PNG_PIXELS // 1024 + 1
+    rng = np.random.default_rng(0)
+    flat = np.full((h, w, 4), 230, np.uint8)
+    cv2.circle(flat, (w // 2, h // 2), h // 3, (40, 60, 120, 255), -1)
+    noisy = np.clip(flat + rng.normal(0, 4, flat.shape), 0, 255).astype(np.uint8)
+    for img in (flat, noisy):
+        ours, theirs = encode_png(img), cv2.imencode(".png", img)[1]
+        assert np.array_equal(cv2.imdecode(np.frombuffer(ours, np.uint8), -1), img)
+        assert len(ours) <= 1.05 * len(theirs), (len(ours), len(theirs))
