@@ -113,3 +113,26 @@ def test_split_is_by_sequence_and_stable():
 def test_find_sequences_layout(shapes_model):
     seqs = find_sequences(shapes_model["data"])
     assert len(seqs) == 5 and all(len(v) == 6 for v in seqs.values())
+
+
+def test_excluded_test_sequences_are_neither_trained_nor_validated(shapes_model, tmp_path):
+    from dataclasses import replace
+
+    from training.train import train
+
+    cfg = TrainConfig.from_dict(json.loads((shapes_model["run"] / "config.json").read_text()))
+    names = sorted(find_sequences(shapes_model["data"]))
+    cfg = replace(
+        cfg,
+        out=str(tmp_path / "run"),
+        steps=2,
+        epoch_steps=2,
+        val_sequences=[names[1]],
+        exclude_sequences=[names[0]],
+    )
+    train(cfg, progress=False)
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    used = [n.split("/", 1)[1] for n in split["train"] + split["val"]]
+    assert names[0] not in used
+    assert [n.split("/", 1)[1] for n in split["val"]] == [names[1]]
+    assert len(split["train"]) == len(names) - 2

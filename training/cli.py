@@ -42,6 +42,12 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
         help="the paper's FCN-style baseline (single scale, no residuals)",
     )
     t.add_argument("--val-sequences", nargs="+", metavar="NAME", help="explicit held-out set")
+    t.add_argument(
+        "--exclude-sequences",
+        nargs="+",
+        metavar="NAME",
+        help="test sequences: never trained on, never used to pick the checkpoint",
+    )
     t.add_argument("--seed", type=int)
     t.add_argument("--threads", type=int, help="torch threads (default 2)")
     t.add_argument("--init", metavar="PT", help="start from these weights (fine-tuning)")
@@ -73,6 +79,7 @@ def config_from_args(args):
         "threads": args.threads,
         "init": args.init,
         "val_sequences": args.val_sequences,
+        "exclude_sequences": args.exclude_sequences,
     }
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     arch = cfg.arch
@@ -200,6 +207,7 @@ def cmd_finetune(args) -> int:
         warmup=min(50, args.steps // 10),
         val_share=0.0,
         val_sequences=[],
+        exclude_sequences=[],
     )
     train(cfg)
     from .export import export_checkpoint

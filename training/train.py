@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -51,6 +52,8 @@ class TrainConfig:
     val_share: float = 0.15  # share of sequences held out (split by sequence name)
     val_frames: int = 48  # at most this many validation frames (evenly spread)
     val_sequences: list[str] = field(default_factory=list)  # explicit held-out sequences
+    # test sequences: neither trained on nor used to pick the checkpoint (report them with eval)
+    exclude_sequences: list[str] = field(default_factory=list)
     seed: int = 0
     threads: int = 2  # torch intra-op threads
     init: str = ""  # checkpoint to start from (fine-tuning); "" = random init
@@ -254,11 +257,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     for root in cfg.data:
         for name, s in find_sequences(root).items():
             seqs[f"{Path(root).name}/{name}"] = s
-    names = sorted(seqs)
+
+    def named(n: str, wanted: list[str]) -> bool:
+        return n in wanted or n.split("/", 1)[1] in wanted
+
+    names = [n for n in sorted(seqs) if not named(n, cfg.exclude_sequences)]
     if cfg.val_sequences:
-        val_names = [
-            n for n in names if n.split("/", 1)[1] in cfg.val_sequences or n in cfg.val_sequences
-        ]
+        val_names = [n for n in names if named(n, cfg.val_sequences)]
         train_names = [n for n in names if n not in val_names]
     else:
         train_names, val_names = split_sequences(names, cfg.val_share, cfg.seed)
@@ -328,7 +333,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     scores: dict = {}
     losses: list[float] = []
     bar = tqdm(total=cfg.steps, initial=step, desc="training", disable=not progress)
-    while step < cfg.steps:
+    mean = torch.tensor(PreprocessParams().mean)
+    std = torch.tensor(PreprocessParams().std)
+
+    def make_batch():
         xb = np.empty((cfg.batch, cfg.crop, cfg.crop, 3), np.uint8)
         yb = np.empty((cfg.batch, cfg.crop, cfg.crop), np.uint8)
         for b in range(cfg.batch):
@@ -337,11 +345,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             img, m = augment(imgs[i], masks[i], cfg.crop, rng, photos, cfg.bg_swap, (0.5, 1.1))
             xb[b], yb[b] = denoise_v(img, cfg.denoise_sigma), m
         x = torch.from_numpy(xb[..., ::-1].astype(np.float32) / 255.0)
-        mean = torch.tensor(PreprocessParams().mean)
-        std = torch.tensor(PreprocessParams().std)
         x = ((x - mean) / std).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy((yb > 127).astype(np.float32))[:, None]
         wts = torch.from_numpy(edge_weights(yb, cfg.edge_weight))[:, None]
+        return x, y, wts
+
+    # one thread builds the next batch (OpenCV and numpy release the GIL) while torch trains on
+    # this one; batches come out in order from one rng, so a run stays reproducible
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
+    pending = pool.submit(make_batch)
+    while step < cfg.steps:
+        x, y, wts = pending.result()
+        pending = pool.submit(make_batch) if step + 1 < cfg.steps else None
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         logits = model(x)
@@ -382,4 +397,5 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 f"{scores.get('iou', 0):.4f} BF@2px {scores.get('bf2', 0):.4f}"
             )
     bar.close()
+    pool.shutdown(wait=True, cancel_futures=True)
     return scores
