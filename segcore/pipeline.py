@@ -167,7 +167,7 @@ def segment_frame(
         if y1 <= y0 or x1 <= x0:
             continue
         ta = time.perf_counter()
-        sel = band[np.ix_(rows[y0:y1], cols[x0:x1])]
+        sel = band[rows[y0:y1, None], cols[None, x0:x1]]
         if guided is not None:
             region = bgr[y0:y1, x0:x1]
             q, back = guided.apply(region, y0, x0, background=rim_colours)
@@ -338,6 +338,17 @@ class SequenceJob:
         workers = max(1, int(self.options.workers))
         n = len(self.frames)
         stop = threading.Event()
+        cv_threads = cv2.getNumThreads()
+        if min(workers, n) > 1:
+            # one frame per core: OpenCV's own worker threads (resize, DNN) would only
+            # oversubscribe the cores and spin; restored when the run ends
+            cv2.setNumThreads(1)
+        try:
+            yield from self._run(workers, n, stop, should_stop)
+        finally:
+            cv2.setNumThreads(cv_threads)
+
+    def _run(self, workers, n, stop, should_stop) -> Iterator[FrameResult]:
         with ThreadPoolExecutor(workers, thread_name_prefix="segcore") as pool:
             pending: dict[int, Future] = {}
             nxt = 0

@@ -35,3 +35,19 @@ def test_mask_only_path_gives_the_same_mask_without_rim_colours(upscale):
     differs = (a != b).any(axis=2)
     assert differs.any()
     assert np.all((full.alpha[differs] > 0) & (full.alpha[differs] < 255))
+
+
+def test_sequence_runs_one_opencv_thread_per_frame_and_restores_the_setting(tmp_path):
+    from segcore.pipeline import SegmentOptions, SequenceJob
+
+    frames = ROOT / "examples" / "garment_ring" / "images"
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)  # what a host application (Blender) might have chosen
+    try:
+        job = SequenceJob(frames, tmp_path / "out", SegmentOptions(formats=("mask",), workers=2))
+        during = [cv2.getNumThreads() for r in job.run() if r.status == "ok"]
+        assert len(during) == len(job.frames)
+        assert set(during) == {1}  # two frames in flight, one core each
+        assert cv2.getNumThreads() == 3  # the host's setting is back
+    finally:
+        cv2.setNumThreads(before)
