@@ -373,3 +373,7 @@ def _write_doc(args, data, seqs, md, summary, notes, rows) -> None:
     ]
     out.write_text("\n".join(text), encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
