@@ -2,7 +2,7 @@
 
     blender -b -P blender_addon/batch.py -- --input DIR --output DIR [--model PATH]
         [--size N] [--threshold T] [--refine | --no-refine] [--formats rgba,mask]
-        [--skip-existing | --overwrite] [--workers N]
+        [--skip-existing | --overwrite] [--workers N] [--temporal]
         [--reconstruct [--workspace DIR] [--voxels N] [--no-hull] [--save FILE.blend]]
 
 ``--reconstruct``: after segmenting, run SfM + visual hull on the input frames and the
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--skip-existing", action="store_true", help="resume: keep finished frames")
     g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="frames at once")
+    p.add_argument(
+        "--temporal", action="store_true", help="smooth masks along the sequence (anti-flicker)"
+    )
     r = p.add_argument_group("reconstruction")
     r.add_argument(
         "--reconstruct",
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             skip_existing=args.skip_existing,
             overwrite=args.overwrite,
             workers=args.workers,
+            temporal=args.temporal,
         )
         try:
             job = runner.create_job(settings)

@@ -107,6 +107,12 @@ class GarmentSegSettings(PropertyGroup):
         ),
         default="CARD",
     )
+    temporal: BoolProperty(
+        name="Smooth Along Sequence",
+        description="The frames are a sequence (turntable, camera ring): smooth the masks from "
+        "frame to frame along the optical flow, against flicker",
+        default=False,
+    )
     use_default_formats: BoolProperty(
         name="Default Formats",
         description="Write the output formats chosen in the add-on preferences",
@@ -262,4 +268,5 @@ def read_settings(context) -> runner.Settings:
         skip_existing=props.existing == "SKIP",
         overwrite=props.existing == "OVERWRITE",
         workers=prefs.workers if prefs else 2,
+        temporal=props.temporal,
     )

@@ -92,6 +92,7 @@ class Settings:
     skip_existing: bool = False
     overwrite: bool = False
     workers: int = 2
+    temporal: bool = False  # smooth masks along the sequence (segcore.temporal)
 
     def options(self):
         from segcore.pipeline import SegmentOptions
@@ -105,6 +106,7 @@ class Settings:
             skip_existing=self.skip_existing,
             overwrite=self.overwrite,
             workers=max(1, int(self.workers)),
+            temporal=bool(self.temporal),
         )
 
 

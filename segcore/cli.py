@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--workers", type=int, default=2, metavar="N", help="frames processed at once (default: 2)"
     )
+    s.add_argument(
+        "--temporal",
+        action="store_true",
+        help="the frames are a sequence (turntable, camera ring): smooth the masks from frame "
+        "to frame along the optical flow, against flicker (frames in name order)",
+    )
     s.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
 
     e = sub.add_parser(
@@ -188,6 +194,7 @@ def cmd_segment(args) -> int:
         skip_existing=args.skip_existing,
         overwrite=args.overwrite,
         workers=args.workers,
+        temporal=args.temporal,
     )
     job = SequenceJob(args.input, args.output, opts)
     bar = Progress(len(job.frames), "Segmenting", enabled=not args.quiet)

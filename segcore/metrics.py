@@ -139,3 +139,20 @@ def summarize(c: Counts, b: dict[int, BoundaryCounts]) -> dict:
     for t, bc in sorted(b.items()):
         out[f"bf{t}"] = boundary_f(bc)
     return out
+
+
+def flicker(pred: list[np.ndarray], gt: list[np.ndarray]) -> float:
+    """Mask flicker along a sequence: the mean, over consecutive frame pairs, of
+    ``|IoU(pred_i, pred_i+1) - IoU(gt_i, gt_i+1)|``.
+
+    The subject really moves between frames, so consecutive masks should differ exactly as
+    much as the ground truth's do; 0 is a prediction that changes like the truth.
+    """
+    if len(pred) != len(gt):
+        raise ValueError("pred and gt need one mask per frame")
+    steps = []
+    for k in range(len(pred) - 1):
+        ip = iou(confusion(pred[k], pred[k + 1]))
+        ig = iou(confusion(gt[k], gt[k + 1]))
+        steps.append(abs(ip - ig))
+    return float(np.mean(steps)) if steps else 0.0

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -32,6 +33,7 @@ from .io import atomic_write_bytes, discover_frames, read_image, remove_stale_te
 from .mask import clean_mask, cutout, foreground_share, threshold
 from .preprocess import fit_size
 from .refine import GuidedCoefficients, band_window, refine_params
+from .temporal import SequenceSmoother
 from .upsample import SplineField, spline_upsample
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class SegmentOptions:
     skip_existing: bool = False  # keep frames whose outputs all exist (resume)
     overwrite: bool = False  # replace existing outputs
     workers: int = 2  # frames in flight
+    temporal: bool = False  # smooth along the sequence (segcore.temporal); frames in order
 
 
 @dataclass
@@ -91,7 +94,11 @@ TILE_PX = 64  # and about this many frame pixels a side
 
 
 def segment_frame(
-    bgr: np.ndarray, segmenter: Segmenter, post: PostprocessParams, rim_colours: bool = True
+    bgr: np.ndarray,
+    segmenter: Segmenter,
+    post: PostprocessParams,
+    rim_colours: bool = True,
+    smooth: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> FrameMasks:
     """Full-resolution BGR frame -> binary mask and soft alpha at full resolution.
 
@@ -103,6 +110,8 @@ def segment_frame(
        decides each full-resolution pixel.
 
     ``rim_colours=False`` skips the defringed rim colours, which only the RGBA output uses.
+    ``smooth(frame_small, probability)``, if given, replaces the network's probability before
+    step 1 (temporal consistency: :class:`segcore.temporal.SequenceSmoother`).
     """
     t = {}
     t0 = time.perf_counter()
@@ -119,6 +128,9 @@ def segment_frame(
     small, geo = segmenter.probability(bgr, source=source)
     t1 = time.perf_counter()
     t["inference"] = t1 - t0 - t["preprocess"]
+    if smooth is not None:
+        small = smooth(source, small)
+        t1, t["temporal"] = time.perf_counter(), time.perf_counter() - t1
     thr = post.threshold
     coarse = clean_mask(threshold(small, thr), post.min_blob_share, post.max_hole_share)
     p = small.copy()
@@ -264,6 +276,7 @@ class SequenceJob:
                 f"{len(self.frames)} frames; pass --skip-existing to resume or --overwrite "
                 "to replace them"
             )
+        self.smoother = SequenceSmoother(len(self.frames)) if options.temporal else None
         self.results: list[FrameResult] = []
         self.started = time.time()
         self.interrupted = False
@@ -300,7 +313,10 @@ class SequenceJob:
             ta = time.perf_counter()
             bgr = read_image(path, res.warnings)
             res.timings["decode"] = time.perf_counter() - ta
-            fm = segment_frame(bgr, self.segmenter, self.post, self.rim_colours)
+            smooth = None
+            if self.smoother is not None:
+                smooth = partial(self.smoother.smooth, index)
+            fm = segment_frame(bgr, self.segmenter, self.post, self.rim_colours, smooth)
             res.timings.update(fm.timings)
             tb = time.perf_counter()
             for w in self.writers:
@@ -330,6 +346,9 @@ class SequenceJob:
         except Exception as exc:  # a bug, but one frame must not stop the others
             log.exception("unexpected error on %s", path)
             res.status, res.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            if self.smoother is not None:
+                self.smoother.skip(index)  # no-op once smoothed; unblocks the next frame
         res.seconds = time.perf_counter() - t0
         return res
 

@@ -51,3 +51,36 @@ def test_sequence_runs_one_opencv_thread_per_frame_and_restores_the_setting(tmp_
         assert cv2.getNumThreads() == 3  # the host's setting is back
     finally:
         cv2.setNumThreads(before)
+
+
+def test_temporal_sequence_is_the_same_with_one_or_two_frames_in_flight(tmp_path):
+    """--temporal chains each frame to its predecessor: results do not depend on threads,
+    a bad frame breaks the chain without stopping the run, and the masks differ from the
+    per-frame ones only a little (smoothing, not a different segmentation)."""
+    import shutil
+
+    from segcore.io import read_label
+    from segcore.metrics import confusion, iou
+    from segcore.pipeline import SegmentOptions, SequenceJob
+
+    frames = tmp_path / "frames"
+    shutil.copytree(ROOT / "examples" / "garment_ring" / "images", frames)
+    (frames / "0003.jpg").write_bytes(b"not a jpeg")  # one bad frame in the middle
+    masks = {}
+    for name, opts in {
+        "one": SegmentOptions(formats=("mask",), workers=1, temporal=True),
+        "two": SegmentOptions(formats=("mask",), workers=2, temporal=True),
+        "plain": SegmentOptions(formats=("mask",), workers=2),
+    }.items():
+        job = SequenceJob(frames, tmp_path / name, opts)
+        results = list(job.run())
+        assert [r.status for r in results].count("failed") == 1
+        assert all("temporal" in r.timings for r in results if r.status == "ok") == opts.temporal
+        masks[name] = {p.name: read_label(p) for p in sorted((tmp_path / name / "masks").iterdir())}
+    assert len(masks["one"]) == 7
+    for k in masks["one"]:
+        assert np.array_equal(masks["one"][k], masks["two"][k]), k
+        assert iou(confusion(masks["one"][k], masks["plain"][k])) > 0.95, k
+    # the first frame and the one after the bad frame have no predecessor: unchanged
+    for k in ("0000.png", "0004.png"):
+        assert np.array_equal(masks["one"][k], masks["plain"][k]), k
