@@ -136,3 +136,27 @@ def test_excluded_test_sequences_are_neither_trained_nor_validated(shapes_model,
     assert names[0] not in used
     assert [n.split("/", 1)[1] for n in split["val"]] == [names[1]]
     assert len(split["train"]) == len(names) - 2
+
+
+def test_eval_measures_flicker_and_restarts_temporal_state_per_sequence(shapes_model):
+    from training.evaluate import evaluate, samples_of, segcore_predictor
+
+    samples = samples_of(shapes_model["data"])
+    plain = segcore_predictor(str(shapes_model["card"]))
+    _, pooled = evaluate(plain, samples)
+    assert 0.0 <= pooled["flicker"] < 1.0
+
+    temporal = segcore_predictor(str(shapes_model["card"]), temporal=True)
+    starts = []
+    orig = temporal.new_sequence
+
+    def counting():
+        starts.append(len(starts))
+        orig()
+
+    temporal.new_sequence = counting
+    rows, pooled_t = evaluate(temporal, samples)
+    assert len(starts) == len(find_sequences(shapes_model["data"]))
+    assert len(rows) == len(samples)
+    # smoothing is a refinement of the same masks, not a different segmentation
+    assert abs(pooled_t["f1"] - pooled["f1"]) < 0.05

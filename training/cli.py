@@ -127,10 +127,11 @@ def cmd_eval(args) -> int:
         model = args.model
         if model and model.endswith(".pt"):
             model = _export_temp(model)
-        predict = segcore_predictor(model, args.refine)
+        predict = segcore_predictor(model, args.refine, args.temporal)
     rows, pooled = evaluate(predict, samples)
     table = MARKDOWN_HEAD + "\n" + markdown_row(args.name or str(args.model), pooled)
     print(table)
+    print(f"flicker (mean |IoU step - true IoU step|): {pooled['flicker']:.4f}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -278,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sequences", nargs="+", help="only these sequences")
     e.add_argument("--refine", dest="refine", action="store_true", default=None)
     e.add_argument("--no-refine", dest="refine", action="store_false")
+    e.add_argument(
+        "--temporal", action="store_true", help="smooth along each sequence (segcore --temporal)"
+    )
     e.add_argument("--name", help="row name in the table")
     e.add_argument("--out", help="folder for results.md, frames.json and worst.png")
 

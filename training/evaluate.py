@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from segcore.io import read_image, read_label, write_png
-from segcore.metrics import Scores, boundary_counts, confusion, summarize
+from segcore.metrics import Scores, boundary_counts, confusion, flicker, summarize
 from segcore.sheet import grid, overlay
 
 from .data import Sample, find_sequences
@@ -19,15 +19,44 @@ from .data import Sample, find_sequences
 Predictor = Callable[[np.ndarray], np.ndarray]  # BGR frame -> uint8 mask (255 = subject)
 
 
-def segcore_predictor(model: str | None, refine: bool | None = None) -> Predictor:
+def segcore_predictor(
+    model: str | None, refine: bool | None = None, temporal: bool = False
+) -> Predictor:
+    """The segcore pipeline as a predictor. ``temporal``: frames are fed in sequence order and
+    smoothed along it (:mod:`segcore.temporal`); :func:`evaluate` calls ``new_sequence()`` at
+    each sequence's first frame."""
     from dataclasses import replace
 
     from segcore.infer import Segmenter
     from segcore.pipeline import segment_frame
+    from segcore.temporal import smooth_step
 
     seg = Segmenter.load(model)
     post = seg.card.postprocess if refine is None else replace(seg.card.postprocess, refine=refine)
-    return lambda bgr: segment_frame(bgr, seg, post).mask
+    if not temporal:
+        return lambda bgr: segment_frame(bgr, seg, post).mask
+
+    class TemporalPredictor:
+        def __init__(self):
+            self.prev = None
+
+        def new_sequence(self):
+            self.prev = None
+
+        def __call__(self, bgr):
+            def smooth(small_bgr, prob):
+                gray = cv2.resize(
+                    cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY),
+                    prob.shape[::-1],
+                    interpolation=cv2.INTER_AREA,
+                )
+                out = prob if self.prev is None else smooth_step(*self.prev, gray, prob)
+                self.prev = (gray, out)
+                return out
+
+            return segment_frame(bgr, seg, post, smooth=smooth).mask
+
+    return TemporalPredictor()
 
 
 def grabcut_predictor(margin: float = 0.05, iters: int = 3) -> Predictor:
@@ -74,19 +103,31 @@ def samples_of(root: str | Path, sequences: list[str] | None = None) -> list[Sam
 
 
 def evaluate(predict: Predictor, samples: list[Sample]) -> tuple[list[dict], dict]:
-    """Per-frame rows (with seconds per frame) and pooled scores."""
+    """Per-frame rows (with seconds per frame) and pooled scores.
+
+    Samples come in sequence order; ``pooled["flicker"]`` is the mean over consecutive frame
+    pairs of a sequence of ``|IoU(pred, pred') - IoU(gt, gt')|`` (:func:`segcore.metrics.flicker`).
+    """
     scores = Scores()
     rows = []
+    steps = []
+    last = None  # (sequence, pred, gt) of the previous frame
     for s in samples:
         bgr = read_image(s.image)
         gt = read_label(s.mask)
+        if (last is None or last[0] != s.sequence) and hasattr(predict, "new_sequence"):
+            predict.new_sequence()
         t0 = time.perf_counter()
         pred = predict(bgr)
         dt = time.perf_counter() - t0
         r = scores.add(pred, gt)
         rows.append({"sequence": s.sequence, "frame": s.image.name, "seconds": dt, **r})
+        if last is not None and last[0] == s.sequence and last[1].shape == pred.shape:
+            steps.append(flicker([last[1], pred], [last[2], gt]))
+        last = (s.sequence, pred, gt)
     pooled = scores.pooled()
     pooled["seconds"] = float(np.mean([r["seconds"] for r in rows])) if rows else 0.0
+    pooled["flicker"] = float(np.mean(steps)) if steps else 0.0
     return rows, pooled
 
 
@@ -118,6 +159,8 @@ def worst_sheet(
     tiles, labels = [], []
     for r in worst:
         s = by[(r["sequence"], r["frame"])]
+        if hasattr(predict, "new_sequence"):  # re-predicted alone, without its predecessors
+            predict.new_sequence()
         bgr = read_image(s.image)
         tiles.append(overlay(bgr, predict(bgr), read_label(s.mask).astype(np.uint8) * 255))
         labels.append(f"{r['sequence'][:18]}/{r['frame']} F1 {r['f1']:.3f}")
