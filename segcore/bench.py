@@ -103,7 +103,9 @@ def peak_rss_mb() -> float:
     return peak / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, else KiB
 
 
-def run_job(frames_dir: Path, formats: str, workers: int, model: str | None) -> dict:
+def run_job(
+    frames_dir: Path, formats: str, workers: int, model: str | None, temporal: bool = False
+) -> dict:
     """One ``segcore segment`` run in a fresh process: seconds, frames/s and peak RSS (MB)."""
     out = Path(tempfile.mkdtemp(prefix="segcore-bench-out-"))
     code = (
@@ -111,7 +113,8 @@ def run_job(frames_dir: Path, formats: str, workers: int, model: str | None) -> 
         "from segcore.bench import peak_rss_mb\n"
         "from segcore.pipeline import SegmentOptions, SequenceJob\n"
         f"job = SequenceJob({str(frames_dir)!r}, {str(out)!r}, SegmentOptions(model={model!r}, "
-        f"formats={tuple(formats.split(','))!r}, workers={workers}, overwrite=True))\n"
+        f"formats={tuple(formats.split(','))!r}, workers={workers}, overwrite=True, "
+        f"temporal={temporal!r}))\n"
         "t = time.perf_counter()\n"
         "n = sum(r.status == 'ok' for r in job.run())\n"
         "dt = time.perf_counter() - t\n"
@@ -281,11 +284,14 @@ def main(argv=None) -> int:
         d = args.workdir / f"{w}x{h}"
         make_frames(d, (w, h), k)
         _trim(d, k)
-        for formats in ("mask", "mask,rgba"):
-            r = run_job(d, formats, 2, args.model)
+        runs = [("mask", False), ("mask,rgba", False)]
+        if (w, h) == (1280, 960):
+            runs.append(("mask,rgba", True))
+        for formats, temporal in runs:
+            r = run_job(d, formats, 2, args.model, temporal)
             seq_rows.append(
-                f"| {w}x{h} x{k} | {formats} | {r['frames']} | {r['seconds']:.1f} | "
-                f"{r['fps']:.2f} | {r['peak_mb']:.0f} |"
+                f"| {w}x{h} x{k} | {formats}{', --temporal' if temporal else ''} | "
+                f"{r['frames']} | {r['seconds']:.1f} | {r['fps']:.2f} | {r['peak_mb']:.0f} |"
             )
             print(seq_rows[-1])
     section = (
