@@ -511,7 +511,7 @@ def reconstruct(
             + _advice(masked)
         )
     with run.timed("refine"):
-        best = _refine_distortion(pycolmap, best)
+        best = _refine_distortion(pycolmap, best, refine_focal=focal_px is None)
     _write_model(best, ws / "sparse" / "0")
     result = _from_reconstruction(best, ws, names, masked)
     run.timings["total"] = time.perf_counter() - run.t0
@@ -695,9 +695,10 @@ def _map(pycolmap, run, report, ws, n, mapper, threads, seed, focal_px=None) -> 
 MAX_K1 = 0.5  # a refined |k1| beyond this is a runaway, not a lens
 
 
-def _refine_distortion(pycolmap, rec):
+def _refine_distortion(pycolmap, rec, refine_focal: bool = True):
     """A final bundle adjustment that also refines the radial distortion: its result is
     returned when it lowers the reprojection error and k1 stays plausible, else ``rec``.
+    A known focal length (``refine_focal=False``) stays fixed here too, as in the mapping.
     """
     if rec.num_points3D() < 200:
         return rec
@@ -705,6 +706,7 @@ def _refine_distortion(pycolmap, rec):
     trial = pycolmap.Reconstruction(rec)
     opts = pycolmap.BundleAdjustmentOptions()
     opts.refine_extra_params = True
+    opts.refine_focal_length = bool(refine_focal)
     opts.print_summary = False
     try:
         pycolmap.bundle_adjustment(trial, opts)

@@ -323,3 +323,37 @@ def test_summary_line_counts_frames_points_and_faces(tmp_path):
     assert res.summary_line() == line
     mesh = type("Mesh", (), {"faces": np.zeros((1234, 3))})()
     assert res.summary_line(mesh) == line + ", garment mesh 1,234 faces"
+
+
+def test_final_distortion_refinement_keeps_a_known_focal_fixed():
+    """The last bundle adjustment refines k1 only; with a known focal (EXIF) it must not move
+    the focal either (it did: 723 -> 790 px with k1 -0.49 on a 768x1024 turntable)."""
+    from types import SimpleNamespace
+
+    from segcore.reconstruct import _refine_distortion
+
+    seen = []
+
+    class Rec:
+        def __init__(self, other=None):
+            self.cameras = {
+                1: SimpleNamespace(
+                    model=SimpleNamespace(name="SIMPLE_RADIAL"), params=[700.0, 320, 240, 0.01]
+                )
+            }
+
+        def num_points3D(self):
+            return 1000
+
+        def compute_mean_reprojection_error(self):
+            return 1.0 if not seen else 0.9
+
+    fake = SimpleNamespace(
+        Reconstruction=Rec,
+        BundleAdjustmentOptions=lambda: SimpleNamespace(),
+        bundle_adjustment=lambda rec, opts: seen.append(opts),
+    )
+    _refine_distortion(fake, Rec(), refine_focal=False)
+    _refine_distortion(fake, Rec(), refine_focal=True)
+    assert [o.refine_focal_length for o in seen] == [False, True]
+    assert all(o.refine_extra_params for o in seen)
