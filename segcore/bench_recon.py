@@ -158,6 +158,7 @@ def run_one(
     hull: bool,
     quality: str = "high",
     focal_prior: bool = True,
+    mapper: str = "incremental",
 ) -> dict:
     """One reconstruction (+ hull) of ``seq`` with ``masks``; metrics against the GT."""
     from .hull import visual_hull
@@ -169,7 +170,9 @@ def run_one(
     error = None
     try:
         focal = cams["frames"][0]["K"][0][0] if focal_prior else None  # the renders' "EXIF"
-        result = reconstruct(seq / "images", masks, ws, quality=quality, focal_px=focal)
+        result = reconstruct(
+            seq / "images", masks, ws, quality=quality, focal_px=focal, mapper=mapper
+        )
     except ReconstructionError as exc:
         result, error = exc.result, str(exc)
     row = pose_errors(result, cams)
@@ -283,6 +286,13 @@ def main(argv=None) -> int:
         help="estimate the focal length (default: the true one, as EXIF would give it)",
     )
     p.add_argument("--masks", default="none,ours,gt", help="which runs: none, ours, gt")
+    p.add_argument(
+        "--mapper",
+        default="incremental",
+        choices=("incremental", "global", "turntable", "auto"),
+        help="SfM mapper; auto: the turntable solver for turntable sequences with masks, "
+        "incremental otherwise",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the report here")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segcore-recon")
     args = p.parse_args(argv)
@@ -319,10 +329,17 @@ def main(argv=None) -> int:
                 masks, label = seq / "masks", "ground truth"
             else:
                 masks, label = segment_with_model(seq, args.workdir / seq.name / "seg"), "ours"
+            mapper = args.mapper
+            if mapper == "auto":
+                mapper = "turntable" if kind == "turntable" and masks is not None else "incremental"
+            if mapper == "turntable" and masks is None:
+                mapper = "incremental"  # the circular solver needs silhouettes
             row = run_one(
-                seq, masks, ws, args.voxels, run != "none", args.quality, args.focal_prior
+                seq, masks, ws, args.voxels, run != "none", args.quality, args.focal_prior, mapper
             )
             features = args.quality + ("" if args.focal_prior else ", no focal")
+            if mapper != "incremental":
+                features += f", {mapper}"
             row.update(sequence=seq.name, kind=kind, masks=label, quality=features)
             if masks is not None:
                 row["mask_iou"] = mask_iou(masks, seq / "masks")

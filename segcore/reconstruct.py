@@ -51,7 +51,7 @@ EXHAUSTIVE_MAX = 60  # "auto" matcher: exhaustive up to this many frames, sequen
 SEQUENTIAL_OVERLAP = 12  # sequential matcher: each frame is matched with this many successors
 RESULT_VERSION = 1
 MATCHERS = ("auto", "exhaustive", "sequential")
-MAPPERS = ("incremental", "global")
+MAPPERS = ("incremental", "global", "turntable")
 QUALITIES = ("high", "fast")
 ERODE_SHARE = 0.006  # default mask erosion for SfM, share of the frame's long side
 SFM_MASKS = "sfm_masks"  # the eroded masks feature extraction uses
@@ -492,26 +492,36 @@ def reconstruct(
         if n < 3:
             raise InputError(f"{frames_dir}: {n} frames; structure from motion needs 3 or more")
         report("prepare", n, n)
-        with run.timed("features"):
-            reader = _reader_options(pycolmap, ws, frames[0], masked, focal_px)
-            _extract_features(
-                pycolmap, run, report, ws, names, reader, max_image_size, num_threads, quality
-            )
+        if mapper == "turntable":
+            if not masked:
+                raise InputError(
+                    "the turntable solver needs masks (it calibrates from the silhouettes)"
+                )
+            with run.timed("turntable"):
+                best = _turntable_model(pycolmap, ws, names, focal_px, report)
+            models = {0: best}
         kind = matcher
         if kind == "auto":
             kind = "exhaustive" if n <= EXHAUSTIVE_MAX else "sequential"
-        with run.timed("matching"):
-            _match(pycolmap, run, report, ws, kind, num_threads, quality)
-        with run.timed("mapping"):
-            models = _map(pycolmap, run, report, ws, n, mapper, num_threads, seed, focal_px)
+        if mapper != "turntable":
+            with run.timed("features"):
+                reader = _reader_options(pycolmap, ws, frames[0], masked, focal_px)
+                _extract_features(
+                    pycolmap, run, report, ws, names, reader, max_image_size, num_threads, quality
+                )
+            with run.timed("matching"):
+                _match(pycolmap, run, report, ws, kind, num_threads, quality)
+            with run.timed("mapping"):
+                models = _map(pycolmap, run, report, ws, n, mapper, num_threads, seed, focal_px)
     best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
     if best is None:
         raise ReconstructionError(
             f"no frame registered (0 of {n}): structure from motion found no initial pair; "
             + _advice(masked)
         )
-    with run.timed("refine"):
-        best = _refine_distortion(pycolmap, best, refine_focal=focal_px is None)
+    if mapper != "turntable":  # the circular model has no lens distortion to refine
+        with run.timed("refine"):
+            best = _refine_distortion(pycolmap, best, refine_focal=focal_px is None)
     _write_model(best, ws / "sparse" / "0")
     result = _from_reconstruction(best, ws, names, masked)
     run.timings["total"] = time.perf_counter() - run.t0
@@ -690,6 +700,40 @@ def _map(pycolmap, run, report, ws, n, mapper, threads, seed, focal_px=None) -> 
         return pycolmap.global_mapping(ws / "database.db", ws / "images", tmp, gopts)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report):
+    """Circular-motion SfM (:mod:`segcore.turntable`) on the workspace's frames and eroded
+    masks, as a pycolmap reconstruction (written as a COLMAP text model and read back)."""
+    import cv2
+
+    from .io import read_image, read_label
+    from .turntable import solve_turntable, write_colmap_text
+
+    mdir = ws / SFM_MASKS if (ws / SFM_MASKS).is_dir() else ws / "masks"
+    frames = [read_image(ws / "images" / nm) for nm in names]
+    grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+    masks = [read_label(mdir / f"{nm}.png") for nm in names]
+    h, w = grays[0].shape
+    f = float(focal_px) if focal_px else 1.2 * max(h, w)  # COLMAP's guess without EXIF
+    K = np.array([[f, 0, w / 2 - 0.5], [0, f, h / 2 - 0.5], [0, 0, 1.0]])
+    try:
+        fit = solve_turntable(grays, masks, K, report)
+    except ValueError as exc:
+        raise ReconstructionError(f"turntable solve failed: {exc}") from exc
+    for note in fit.log:
+        log.info("turntable: %s", note)
+    colours = []
+    for tr in fit.tracks:
+        fr, (x, y) = tr[0]
+        b, g, r = frames[fr][min(h - 1, int(round(y))), min(w - 1, int(round(x)))]
+        colours.append((r, g, b))
+    text = ws / "sparse_turntable"
+    shutil.rmtree(text, ignore_errors=True)
+    write_colmap_text(text, fit, names, (w, h), K, colours)
+    rec = pycolmap.Reconstruction(str(text))
+    shutil.rmtree(text, ignore_errors=True)
+    return rec
 
 
 MAX_K1 = 0.5  # a refined |k1| beyond this is a runaway, not a lens
