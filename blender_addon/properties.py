@@ -199,6 +199,12 @@ class GarmentSegSettings(PropertyGroup):
         items=(
             ("incremental", "Incremental", "COLMAP's incremental mapper"),
             ("global", "Global", "GLOMAP global mapper"),
+            (
+                "turntable",
+                "Turntable",
+                "Fixed camera, garment turning by the same step each frame (frames in order): "
+                "calibrated from the silhouettes and feature tracks",
+            ),
         ),
         default="incremental",
     )

@@ -145,9 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--mapper",
-        choices=("incremental", "global"),
+        choices=("incremental", "global", "turntable"),
         default="incremental",
-        help="incremental (COLMAP) or global (GLOMAP) mapping (default: incremental)",
+        help="incremental (COLMAP) or global (GLOMAP) mapping, or turntable: frames in capture "
+        "order, one axis, the same step between frames, calibrated from the masks' silhouettes "
+        "and feature tracks (default: incremental)",
     )
     r.add_argument(
         "--quality",
