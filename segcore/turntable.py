@@ -19,9 +19,10 @@ own model, with five unknowns in all:
   a fundamental-matrix check) fix the axis direction and position, with ``theta`` held:
   a robust (soft L1) bundle adjustment of the five parameters and the track points.
 
-The two alternate: coarse ``theta`` from silhouettes, axis from features, fine ``theta``
-from silhouettes, then the final adjustment. Everything runs at a reduced size on the CPU in
-a couple of minutes for 36 frames.
+Coarse ``theta`` from silhouettes, the axis tilt from features, then ``theta`` and the axis'
+horizontal position jointly from silhouettes at a finer scale (features bias that position
+when a mask leaks onto a still background), then the final adjustment with both held.
+Everything runs at a reduced size on the CPU in a few minutes for 36 frames.
 """
 
 from __future__ import annotations
@@ -38,10 +39,7 @@ log = logging.getLogger(__name__)
 MAX_GAP = 3  # frames matched with the next MAX_GAP frames
 RATIO = 0.8  # Lowe's ratio test
 MIN_MATCHES = 15
-# (step from silhouettes, axis from features) rounds. One: alternating further converged on
-# ground-truth masks (0.69 deg) but drifted with imperfect masks (3.4 -> 7.4 deg), whose
-# leaks shift the feature axis a little and the coherent step with it.
-ROUNDS = 1
+STILL_PX = 1.0  # a track moving less than this per frame is dropped
 
 
 @dataclass
@@ -136,6 +134,14 @@ def feature_tracks(grays, masks, max_gap: int = MAX_GAP, nfeatures: int = 4000) 
     return tracks
 
 
+def _track_motion(track) -> float:
+    """Largest image displacement per frame between consecutive observations of a track."""
+    best = 0.0
+    for (f0, p0), (f1, p1) in zip(track, track[1:]):
+        best = max(best, float(np.hypot(p1[0] - p0[0], p1[1] - p0[1])) / max(1, f1 - f0))
+    return best
+
+
 def triangulate(K, rs, ts, tracks) -> np.ndarray:
     """Linear (DLT) triangulation of each track with the given poses."""
     out = np.zeros((len(tracks), 3))
@@ -164,11 +170,12 @@ def _project(K, rs, ts, X, frames):
     return px[:, :2] / np.where(np.abs(z) < 1e-9, 1e-9, z), z[:, 0]
 
 
-def adjust_axis(K, n, tracks, theta, start=None, max_nfev: int = 200):
+def adjust_axis(K, n, tracks, theta, start=None, max_nfev: int = 200, hold_u=None):
     """(e, r, u, v) and the track points by robust bundle adjustment, ``theta`` held.
 
     ``start``: (e, r, u, v) to start from; None searches the tilt (both turning directions)
-    on a subset of tracks first. Returns (params, points, per-observation residuals).
+    on a subset of tracks first. ``hold_u``: keep the axis' horizontal position too (found
+    from the silhouettes). Returns (params, points, per-observation residuals).
     """
     from scipy.optimize import least_squares
     from scipy.sparse import lil_matrix
@@ -192,29 +199,38 @@ def adjust_axis(K, n, tracks, theta, start=None, max_nfev: int = 200):
                     best = (cost, (e, 0.0, 0.0, 0.0), th)
         start, theta = best[1], best[2]
     g0 = np.array(start, float)
+    if hold_u is not None:
+        g0[2] = hold_u
     rs, ts = circular_poses(n, (*g0, theta))
     X0 = triangulate(K, rs, ts, tracks)
     T = len(tracks)
+    free = [0, 1, 3] if hold_u is not None else [0, 1, 2, 3]
+    ng = len(free)
+
+    def full(x):
+        g = g0.copy()
+        g[free] = x[:ng]
+        return g
 
     def resid(x):
-        rs, ts = circular_poses(n, (*x[:4], theta))
-        pr, _ = _project(K, rs, ts, x[4:].reshape(T, 3)[obs_t], obs_f)
+        rs, ts = circular_poses(n, (*full(x), theta))
+        pr, _ = _project(K, rs, ts, x[ng:].reshape(T, 3)[obs_t], obs_f)
         return (pr - obs_x).ravel()
 
-    jac = lil_matrix((2 * len(obs_t), 4 + 3 * T), dtype=np.int8)
-    jac[:, :4] = 1
+    jac = lil_matrix((2 * len(obs_t), ng + 3 * T), dtype=np.int8)
+    jac[:, :ng] = 1
     for k, ti in enumerate(obs_t):
-        jac[2 * k : 2 * k + 2, 4 + 3 * ti : 7 + 3 * ti] = 1
+        jac[2 * k : 2 * k + 2, ng + 3 * ti : ng + 3 + 3 * ti] = 1
     res = least_squares(
         resid,
-        np.concatenate([g0, X0.ravel()]),
+        np.concatenate([g0[free], X0.ravel()]),
         jac_sparsity=jac,
         loss="soft_l1",
         f_scale=1.5,
         x_scale="jac",
         max_nfev=max_nfev,
     )
-    return (*res.x[:4], theta), res.x[4:].reshape(T, 3), res.fun.reshape(-1, 2)
+    return (*full(res.x), theta), res.x[ng:].reshape(T, 3), res.fun.reshape(-1, 2)
 
 
 # --------------------------------------------------------------------------- silhouettes
@@ -317,6 +333,11 @@ def solve_turntable(
     notes: list[str] = []
     report("turntable features", 0, 1)
     tracks = feature_tracks(grays, masks)
+    # still tracks are the background seen through a mask's leak, or the axis itself
+    # (a stand's pole): they carry no turn and pull the axis; drop them
+    moving = [tr for tr in tracks if _track_motion(tr) >= STILL_PX]
+    notes.append(f"{len(tracks) - len(moving)} still tracks dropped")
+    tracks = moving
     report("turntable features", 1, 1)
     if len(tracks) < 30:
         raise ValueError(f"only {len(tracks)} feature tracks inside the masks")
@@ -342,24 +363,31 @@ def solve_turntable(
     # 3. the fine step from sharper silhouettes with the axis held, and the axis again with
     # that step (the two are coupled: a shifted axis prefers another step)
     fine = Silhouettes(masks, K, long_side=320, grid=64)
-    params, X, res = axis, None, None
-    offsets = np.radians(np.arange(-0.6, 0.61, 0.05))
-    for rnd in range(ROUNDS):
-        best = (-1.0, params[4])
-        for k, d in enumerate(offsets):
-            th = params[4] + np.sign(params[4]) * d
-            c = fine.coherence((*params[:4], th))
-            if c > best[0]:
-                best = (c, th)
-            report("turntable step", k + 1, len(offsets))
-        notes.append(
-            f"round {rnd + 1}: step {np.degrees(best[1]):.3f} deg (coherence {best[0]:.3f})"
-        )
-        moved = abs(best[1] - params[4])
-        params, X, res = adjust_axis(K, n, tracks, best[1], start=params[:4])
-        report("turntable axis", 2, 2)
-        if moved < np.radians(0.03) and rnd > 0:
-            break
+    e, r, u0, v0, th0 = axis
+    sign = np.sign(th0)
+    grid = [
+        (abs(th0) + np.radians(dt), u0 + du)
+        for dt in np.arange(-0.8, 0.81, 0.1)
+        for du in np.arange(-0.015, 0.0151, 0.003)
+    ]
+    best = (-1.0, abs(th0), u0)
+    for k, (th, u) in enumerate(grid):
+        c = fine.coherence((e, r, u, v0, sign * th))
+        if c > best[0]:
+            best = (c, th, u)
+        report("turntable step", k + 1, len(grid))
+    for dt in np.arange(-0.1, 0.101, 0.02):  # finer in the step around the best cell
+        th = best[1] + np.radians(dt)
+        c = fine.coherence((e, r, best[2], v0, sign * th))
+        if c > best[0]:
+            best = (c, th, best[2])
+    notes.append(
+        f"step {np.degrees(best[1]):.3f} deg, axis x {best[2]:.4f} (coherence {best[0]:.3f})"
+    )
+    params, X, res = adjust_axis(
+        K, n, tracks, sign * best[1], start=(e, r, best[2], v0), hold_u=best[2]
+    )
+    report("turntable axis", 2, 2)
     rs, ts = circular_poses(n, params)
     err = np.linalg.norm(res, axis=1)
     obs_t, _, _ = _observations(tracks)
@@ -377,7 +405,7 @@ def solve_turntable(
         tracks=tracks,
         inliers=inl,
         reprojection_px=float(err[inl[obs_t]].mean()) if inl.any() else float("nan"),
-        coherence=float(best[0]),  # of the last round's step
+        coherence=float(best[0]),
         log=notes,
     )
 
