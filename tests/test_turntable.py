@@ -139,3 +139,12 @@ def test_colmap_text_model_reads_back_with_the_same_poses(tmp_path):
         np.testing.assert_allclose(pose.translation, ts[i], atol=1e-9)
     # COLMAP's pixel centres are at +0.5: the model's reprojection error stays ~0
     assert rec.compute_mean_reprojection_error() < 0.05
+
+
+def test_still_tracks_are_measured_per_frame():
+    from segcore.turntable import STILL_PX, _track_motion
+
+    still = [(0, (10.0, 10.0)), (1, (10.3, 10.1)), (2, (10.2, 10.4))]
+    moving = [(0, (10.0, 10.0)), (2, (16.0, 10.0))]  # 3 px a frame across a gap
+    assert _track_motion(still) < STILL_PX <= _track_motion(moving)
+    assert _track_motion(moving) == pytest.approx(3.0)
