@@ -357,3 +357,32 @@ def test_final_distortion_refinement_keeps_a_known_focal_fixed():
     _refine_distortion(fake, Rec(), refine_focal=True)
     assert [o.refine_focal_length for o in seen] == [False, True]
     assert all(o.refine_extra_params for o in seen)
+
+
+def test_turntable_mapper_solves_the_ci_turntable(tmp_path):
+    """--mapper turntable end to end on the same 16-frame capture: every frame registered, a
+    COLMAP model and a hull. Accuracy here is poor and recorded as such: 14 degrees median on
+    these 400x300 frames (13.5 degrees a step, a small subject), where the incremental mapper
+    gets about 3; the solver's accuracy is measured on the 768x1024 benchmark (docs/recon.md).
+    The bound only guards against a regression to a collapsed solve."""
+    pytest.importorskip("pycolmap")
+    pytest.importorskip("skimage")
+    if not (TURNTABLE / "cameras.json").exists():
+        pytest.skip("tests/data/recon_turntable is missing")
+    from segcore.cli import main
+    from segcore.reconstruct import load_result
+
+    ws = tmp_path / "ws"
+    cams = json.loads((TURNTABLE / "cameras.json").read_text())
+    focal = cams["frames"][0]["K"][0][0]
+    code = main(
+        ["reconstruct", str(TURNTABLE / "images"), str(TURNTABLE / "masks"), "-o", str(ws)]
+        + ["--mapper", "turntable", "--voxels", "48", "--focal", str(focal), "-q"]
+    )
+    assert code == 0
+    res = load_result(ws)
+    e = pose_errors(res, cams)
+    assert e["registered"] == len(cams["frames"])
+    assert e["rot_median_deg"] < 25.0, e
+    assert (ws / "sparse" / "0" / "points3D.bin").stat().st_size > 0
+    assert (ws / "hull.ply").exists()
