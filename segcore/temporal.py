@@ -26,7 +26,8 @@ WEIGHT = 0.5
 SIGMA = 12.0
 
 
-def _gray(bgr_small: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+def network_gray(bgr_small: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """The frame as uint8 grey at the network-scale grid ``hw`` (what the flow runs on)."""
     g = bgr_small if bgr_small.ndim == 2 else cv2.cvtColor(bgr_small, cv2.COLOR_BGR2GRAY)
     if g.shape != hw:
         g = cv2.resize(g, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
@@ -101,7 +102,7 @@ class SequenceSmoother:
         if self._ready[i].is_set():
             raise RuntimeError(f"frame {i} was already settled")
         try:
-            gray = _gray(bgr_small, prob.shape)
+            gray = network_gray(bgr_small, prob.shape)
             prev = self._prev(i)
             out = prob
             if prev is not None:

@@ -29,7 +29,7 @@ def segcore_predictor(
 
     from segcore.infer import Segmenter
     from segcore.pipeline import segment_frame
-    from segcore.temporal import smooth_step
+    from segcore.temporal import network_gray, smooth_step
 
     seg = Segmenter.load(model)
     post = seg.card.postprocess if refine is None else replace(seg.card.postprocess, refine=refine)
@@ -45,11 +45,7 @@ def segcore_predictor(
 
         def __call__(self, bgr):
             def smooth(small_bgr, prob):
-                gray = cv2.resize(
-                    cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY),
-                    prob.shape[::-1],
-                    interpolation=cv2.INTER_AREA,
-                )
+                gray = network_gray(small_bgr, prob.shape)
                 out = prob if self.prev is None else smooth_step(*self.prev, gray, prob)
                 self.prev = (gray, out)
                 return out
