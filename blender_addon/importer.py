@@ -41,7 +41,7 @@ class ReconSettings:
     matcher: str = "auto"
     mapper: str = "incremental"
     hull: bool = True
-    voxels: int = 128
+    voxels: int = 160
     backgrounds_dir: str | None = None  # camera backgrounds (e.g. rgba/); None: the frames
     quality: str = "high"  # features: "high" (DSP-SIFT, for smooth fabric) or "fast"
 

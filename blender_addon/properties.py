@@ -171,7 +171,7 @@ class GarmentSegSettings(PropertyGroup):
     recon_voxels: IntProperty(
         name="Voxels",
         description="Visual hull grid resolution along its long side",
-        default=128,
+        default=160,
         min=16,
         max=1024,
         soft_min=48,

@@ -277,7 +277,7 @@ def main(argv=None) -> int:
     p.add_argument("--kinds", default="turntable,ring")
     p.add_argument("--limit", type=int, default=3, help="sequences per kind")
     p.add_argument("--only", default="", help="comma-separated sequence names")
-    p.add_argument("--voxels", type=int, default=128)
+    p.add_argument("--voxels", type=int, default=160)
     p.add_argument("--quality", choices=("high", "fast"), default="high", help="SIFT features")
     p.add_argument(
         "--no-focal-prior",

@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         "default: EXIF, else estimated",
     )
     r.add_argument(
-        "--voxels", type=int, default=128, metavar="N", help="hull grid, long side (default: 128)"
+        "--voxels", type=int, default=160, metavar="N", help="hull grid, long side (default: 160)"
     )
     r.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
     return p

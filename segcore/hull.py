@@ -35,6 +35,9 @@ from .errors import InputError, SegcoreError, optional_import
 
 log = logging.getLogger(__name__)
 
+DEFAULT_VOXELS = 160  # the grid's long side: thin parts (a stand's legs) survive at 160
+DEFAULT_SMOOTH = 3  # Taubin iterations (each vertex moves at most SMOOTH_CLAMP voxels)
+SMOOTH_CLAMP = 0.25  # voxels
 CHUNK = 1 << 17  # voxels evaluated at once: CHUNK x views float32 stay small
 
 
@@ -145,7 +148,7 @@ def carve(
     views: list[View],
     bmin,
     bmax,
-    voxels: int = 128,
+    voxels: int = DEFAULT_VOXELS,
     outlier_share: float = 0.05,
     min_view_share: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -311,7 +314,7 @@ def mesh_from_field(
     fld: np.ndarray,
     origin: np.ndarray,
     h: float,
-    smooth: int = 10,
+    smooth: int = DEFAULT_SMOOTH,
     max_faces: int = 60000,
 ) -> Mesh:
     """Marching cubes at 0 (field > 0 inside), largest component, smoothing, decimation."""
@@ -327,7 +330,11 @@ def mesh_from_field(
     if mesh.volume() < 0:  # make the winding counter-clockwise from outside
         faces = faces[:, ::-1].copy()
     if smooth > 0:
-        verts = taubin_smooth(verts, faces, smooth)
+        # smoothing takes out the grid's terracing; each vertex moves at most ``SMOOTH_CLAMP``
+        # voxels, so thin parts (a sleeve, a stand's pole) keep their silhouette
+        moved = taubin_smooth(verts, faces, smooth) - verts
+        norm = np.linalg.norm(moved, axis=1, keepdims=True)
+        verts = verts + moved * np.minimum(1.0, SMOOTH_CLAMP * h / np.maximum(norm, 1e-12))
     verts, faces = cluster_decimate(verts, faces, max_faces, h)
     return Mesh(verts, faces)
 
@@ -466,8 +473,8 @@ def hull_from_views(
     views: list[View],
     bounds=None,
     points: np.ndarray | None = None,
-    voxels: int = 128,
-    smooth: int = 10,
+    voxels: int = DEFAULT_VOXELS,
+    smooth: int = DEFAULT_SMOOTH,
     max_faces: int = 60000,
     outlier_share: float = 0.05,
     colors: bool = True,
@@ -508,7 +515,7 @@ def hull_from_views(
     return mesh
 
 
-def visual_hull(result, voxels: int = 128, **kw) -> Mesh:
+def visual_hull(result, voxels: int = DEFAULT_VOXELS, **kw) -> Mesh:
     """The visual hull of a reconstruction's registered, masked frames."""
     if result.masks_dir is None:
         raise HullError("the visual hull needs masks; reconstruct with a MASKS_DIR")

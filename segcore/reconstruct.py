@@ -829,7 +829,7 @@ def run_reconstruction(
     matcher: str = "auto",
     mapper: str = "incremental",
     hull: bool = True,
-    voxels: int = 128,
+    voxels: int = 160,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     quality: str = "high",
@@ -843,7 +843,7 @@ def run_reconstruction(
     from .nerfstudio import write_transforms
 
     if not 16 <= int(voxels) <= 1024:
-        raise InputError(f"voxels {voxels}: use 16 to 1024 (128 is a good start)")
+        raise InputError(f"voxels {voxels}: use 16 to 1024 (160 is a good start)")
     ws = Path(workspace)
     report = progress or (lambda stage, done, total: None)
     try:

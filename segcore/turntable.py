@@ -28,6 +28,7 @@ Everything runs at a reduced size on the CPU in a few minutes for 36 frames.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -312,6 +313,284 @@ class Silhouettes:
         return float(np.mean(ious))
 
 
+
+def background_like(grays, masks, tol: float = 8.0, min_seen: int = 3) -> list[np.ndarray]:
+    """Per frame, where a masked pixel shows the still background (a mask's leak).
+
+    On a turntable the background stands still: its plate is the per-pixel median of the
+    frames in which the pixel is clear of the (dilated) mask. A masked pixel that matches the
+    plate (mean absolute difference over 5 x 5 pixels below ``tol`` grey levels) is
+    background; where fewer than ``min_seen`` frames show the plate, nothing is said.
+    """
+    stack = np.array(grays, np.float32)
+    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    clear = np.array([cv2.dilate(m.astype(np.uint8), ker) == 0 for m in masks])
+    with warnings.catch_warnings():  # pixels never clear: all-NaN columns, unknown below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        plate = np.nanmedian(np.where(clear, stack, np.nan), axis=0)
+    known = clear.sum(axis=0) >= min_seen
+    plate = np.where(known, plate, 0).astype(np.float32)
+    out = []
+    for g, m in zip(stack, masks):
+        diff = cv2.blur(np.abs(g - plate), (5, 5))
+        out.append(known & m & (diff < tol))
+    return out
+
+
+class RayCoherence:
+    """Silhouette coherence as a smooth residual per outline point (the refinement's term).
+
+    For sample points on the outline of every mask, the viewing ray is followed through the
+    turntable's cylinder; at each depth the other views' signed distances to their
+    silhouettes are looked up, and the ray's value is the largest, over depth, of the
+    ``robust``-th smallest of them (0: the visual hull of the other views; 1 forgives one
+    view's mask error). With consistent cameras and masks an outline ray grazes the hull:
+    its value is 0. Positive means the others' hull reaches beyond this outline, negative
+    that the ray misses it. The residuals are in pixels at ``long_side`` and vary smoothly
+    with the five parameters (bilinear look-ups), so a least-squares fit can use them.
+    """
+
+    def __init__(
+        self,
+        masks,
+        K,
+        long_side: int = 512,
+        samples: int = 80,
+        depth_samples: int = 96,
+        trunc: float = 12.0,
+        robust: int = 1,
+        open_px: int = 0,
+        frames=None,
+        still_tol: float = 8.0,
+    ):
+        from .hull import silhouette_sdf
+
+        H, W = masks[0].shape
+        s = long_side / max(H, W)
+        size = (max(1, round(W * s)), max(1, round(H * s)))
+        small = [
+            cv2.resize(np.asarray(m, np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
+            for m in masks
+        ]
+        if open_px > 0:  # thin parts (a stand's legs, a pole) are where masks disagree most
+            ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * open_px + 1,) * 2)
+            small = [cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, ker) > 0 for m in small]
+        self.K = K.copy()
+        self.K[:2] *= s
+        self.K[0, 2] = (K[0, 2] + 0.5) * s - 0.5
+        self.K[1, 2] = (K[1, 2] + 0.5) * s - 0.5
+        self.Kinv = np.linalg.inv(self.K)
+        self.size = size
+        self.sdf = [np.clip(silhouette_sdf(m), -trunc, trunc).astype(np.float32) for m in small]
+        self.depth_samples = depth_samples
+        self.robust = robust
+        w, h = size
+        still = None
+        if frames is not None:  # the background plate: where a mask covers it, it leaks
+            grays = [
+                cv2.resize(np.asarray(f, np.float32), size, interpolation=cv2.INTER_AREA)
+                for f in frames
+            ]
+            still = background_like(grays, small, still_tol)
+        self.dropped = 0
+        self.outline = []
+        for i, m in enumerate(small):
+            cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            pts = np.concatenate([c.reshape(-1, 2) for c in cs]) if cs else np.zeros((0, 2))
+            pts = pts[
+                (pts[:, 0] > 2) & (pts[:, 0] < w - 3) & (pts[:, 1] > 2) & (pts[:, 1] < h - 3)
+            ].astype(np.float64)
+            # onto the edge itself (the SDF's zero), half a pixel out of the last inside pixel
+            gy, gx = np.gradient(self.sdf[i])
+            ix, iy = pts[:, 0].astype(int), pts[:, 1].astype(int)
+            g = np.stack([gx[iy, ix], gy[iy, ix]], axis=1)
+            g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-6)
+            if still is not None and len(pts):
+                # an outline whose inside looks like the still background bounds a leak
+                q = np.rint(pts + 3 * g).astype(int)
+                q[:, 0] = np.clip(q[:, 0], 0, w - 1)
+                q[:, 1] = np.clip(q[:, 1], 0, h - 1)
+                leak = still[i][q[:, 1], q[:, 0]]
+                self.dropped += int(leak.sum())
+                pts, g = pts[~leak], g[~leak]
+            pts = pts - self.sdf[i][pts[:, 1].astype(int), pts[:, 0].astype(int), None] * g
+            if len(pts) > samples:
+                pts = pts[np.linspace(0, len(pts) - 1, samples).astype(int)]
+            self.outline.append(pts)
+        ys, xs = np.nonzero(np.any(small, axis=0))
+        self.x_range = (
+            ((xs.min() - self.K[0, 2]) / self.K[0, 0], (xs.max() - self.K[0, 2]) / self.K[0, 0])
+            if len(xs)
+            else (-1.0, 1.0)
+        )
+
+    def residuals(self, params) -> np.ndarray:
+        e, r, u, v, th = params
+        a = axis_direction(e, r)
+        c = np.array([u, v, 1.0])
+        n = len(self.sdf)
+        w, h = self.size
+        rad = 1.3 * max(abs(self.x_range[0] - u), abs(self.x_range[1] - u))
+        rot = {
+            d: cv2.Rodrigues((a * (d * th)).reshape(3, 1))[0] for d in range(-(n - 1), n)
+        }
+        D = self.depth_samples
+        out = []
+        for i in range(n):
+            pts = self.outline[i]
+            if len(pts) == 0:
+                continue
+            ray = np.hstack([pts, np.ones((len(pts), 1))]) @ self.Kinv.T
+            ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+            # the ray (from the camera centre, the origin here) through the cylinder about
+            # the axis: |(t ray - c) - ((t ray - c).a) a| <= rad
+            p = ray - (ray @ a)[:, None] * a
+            q = -c + (c @ a) * a
+            A = (p * p).sum(1)
+            B = 2 * (p @ q)
+            C = q @ q - rad**2
+            disc = np.maximum(B * B - 4 * A * C, 0.0)
+            t0 = (-B - np.sqrt(disc)) / (2 * A)
+            t1 = (-B + np.sqrt(disc)) / (2 * A)
+            ts = t0[:, None] + (t1 - t0)[:, None] * ((np.arange(D) + 0.5) / D)[None]
+            Y = (ray[:, None, :] * ts[:, :, None]).reshape(-1, 3) - c
+            vals = np.full((n - 1, len(Y)), np.inf, np.float32)
+            row = 0
+            for j in range(n):
+                if j == i:
+                    continue
+                xj = Y @ rot[j - i].T + c
+                z = xj[:, 2]
+                px = xj @ self.K.T
+                uvx = px[:, 0] / np.maximum(z, 1e-9)
+                uvy = px[:, 1] / np.maximum(z, 1e-9)
+                ok = (z > 1e-6) & (uvx >= -0.5) & (uvx <= w - 0.5) & (uvy >= -0.5) & (uvy <= h - 0.5)
+                if ok.any():
+                    vals[row, ok] = cv2.remap(
+                        self.sdf[j],
+                        uvx[ok].astype(np.float32).reshape(1, -1),
+                        uvy[ok].astype(np.float32).reshape(1, -1),
+                        cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE,
+                    ).ravel()
+                row += 1
+            k = min(self.robust, n - 2)
+            kth = np.partition(vals, k, axis=0)[k]
+            kth[~np.isfinite(kth)] = -np.inf
+            out.append(kth.reshape(len(pts), D).max(axis=1))
+        res = np.concatenate(out) if out else np.zeros(0)
+        return np.where(np.isfinite(res), res, -20.0)
+
+
+def refine_by_silhouettes(
+    rc: RayCoherence,
+    params,
+    free=(0, 1, 2, 4),
+    loss: str = "cauchy",
+    f_scale: float = 1.0,
+    max_nfev: int = 30,
+):
+    """The circular-motion parameters with the outline rays grazing the hull: a robust
+    least-squares fit of ``free`` among (e, r, u, v, theta), from ``params``."""
+    from scipy.optimize import least_squares
+
+    p0 = np.array(params, float)
+    free = list(free)
+    steps = np.array([2e-3, 2e-3, 1e-3, 1e-3, 5e-4])[free]  # about half a pixel each
+
+    def full(x):
+        p = p0.copy()
+        p[free] = x
+        return p
+
+    def fun(x):
+        return rc.residuals(full(x))
+
+    def jac(x):
+        f0 = fun(x)
+        J = np.empty((len(f0), len(x)))
+        for k in range(len(x)):
+            xk = x.copy()
+            xk[k] += steps[k]
+            J[:, k] = (fun(xk) - f0) / steps[k]
+        return J
+
+    res = least_squares(
+        fun, p0[free], jac=jac, loss=loss, f_scale=f_scale, x_scale=steps, max_nfev=max_nfev
+    )
+    return full(res.x), res
+
+
+def triangulate_batched(K, rs, ts, obs_t, obs_f, obs_x, n_tracks: int) -> np.ndarray:
+    """Linear (DLT) triangulation of every track at once (normalised coordinates)."""
+    xn = (obs_x - K[[0, 1], [2, 2]]) / K[[0, 1], [0, 1]]
+    P = np.concatenate([rs, ts[:, :, None]], axis=2)[obs_f]  # (O, 3, 4)
+    r1 = xn[:, :1] * P[:, 2] - P[:, 0]
+    r2 = xn[:, 1:] * P[:, 2] - P[:, 1]
+    M = np.einsum("oi,oj->oij", r1, r1) + np.einsum("oi,oj->oij", r2, r2)
+    A = np.zeros((n_tracks, 4, 4))
+    np.add.at(A, obs_t, M)
+    _, vecs = np.linalg.eigh(A)
+    v = vecs[:, :, 0]
+    w = v[:, 3:]
+    return v[:, :3] / np.where(np.abs(w) < 1e-12, 1e-12, w)
+
+
+def refine_joint(
+    K,
+    tracks,
+    rc: RayCoherence,
+    params,
+    free=(0, 1, 2, 4),
+    sil_weight: float = 1.0,
+    f_scale: float = 2.0,
+    max_nfev: int = 30,
+):
+    """(e, r, u, theta) from the feature tracks and the outline rays together.
+
+    The track points are eliminated by triangulation, so the only unknowns are the five
+    circular-motion parameters (``v`` slides the scene along the axis, a gauge: held).
+    Residuals are in full-resolution pixels, with one robust (Cauchy) loss for both terms;
+    ``sil_weight`` scales the silhouette term.
+    """
+    from scipy.optimize import least_squares
+
+    obs_t, obs_f, obs_x = _observations(tracks)
+    n = len(rc.sdf)
+    p0 = np.array(params, float)
+    free = list(free)
+    steps = np.array([2e-3, 2e-3, 1e-3, 1e-3, 5e-4])[free]
+    up = K[0, 0] / rc.K[0, 0]  # outline residuals to full-resolution pixels
+
+    def full(x):
+        p = p0.copy()
+        p[free] = x
+        return p
+
+    def fun(x):
+        p = full(x)
+        rs, ts = circular_poses(n, p)
+        X = triangulate_batched(K, rs, ts, obs_t, obs_f, obs_x, len(tracks))
+        pr, z = _project(K, rs, ts, X[obs_t], obs_f)
+        fr = (pr - obs_x).ravel()
+        fr = np.where(np.isfinite(fr), fr, 100.0)
+        return np.concatenate([fr, sil_weight * up * rc.residuals(p)])
+
+    def jac(x):
+        f0 = fun(x)
+        J = np.empty((len(f0), len(x)))
+        for k in range(len(x)):
+            xk = x.copy()
+            xk[k] += steps[k]
+            J[:, k] = (fun(xk) - f0) / steps[k]
+        return J
+
+    res = least_squares(
+        fun, p0[free], jac=jac, loss="cauchy", f_scale=f_scale, x_scale=steps, max_nfev=max_nfev
+    )
+    return full(res.x), res
+
+
 # --------------------------------------------------------------------------- the solver
 
 
@@ -320,16 +599,23 @@ def solve_turntable(
     masks: list[np.ndarray],
     K: np.ndarray,
     progress: Callable[[str, int, int], None] | None = None,
+    silhouettes: list[np.ndarray] | None = None,
+    scan: bool = True,
+    leaks: bool = True,
 ) -> TurntableFit:
     """Circular-motion calibration of a turntable sequence (frames in capture order).
 
-    ``grays``: uint8 frames; ``masks``: bool (subject True), eroded as for SfM; ``K``: the
-    intrinsics in OpenCV's pixel convention. Raises ValueError when too little matches.
+    ``grays``: uint8 frames; ``masks``: bool (subject True), eroded as for SfM (features are
+    taken inside them); ``silhouettes``: the masks as they are, for the outline term (default
+    ``masks``); ``K``: the intrinsics in OpenCV's pixel convention. ``scan``: the grid search
+    of step and axis position before the final refinement. Raises ValueError when too little
+    matches.
     """
     report = progress or (lambda stage, done, total: None)
     n = len(grays)
     if n < 6:
         raise ValueError(f"{n} frames: a turntable solve needs 6 or more")
+    sils = masks if silhouettes is None else silhouettes
     notes: list[str] = []
     report("turntable features", 0, 1)
     tracks = feature_tracks(grays, masks)
@@ -342,7 +628,7 @@ def solve_turntable(
     if len(tracks) < 30:
         raise ValueError(f"only {len(tracks)} feature tracks inside the masks")
     notes.append(f"{len(tracks)} tracks")
-    coarse = Silhouettes(masks, K, long_side=160, grid=48)
+    coarse = Silhouettes(sils, K, long_side=160, grid=48)
     # 1. coarse step from the silhouettes alone (axis upright or tilted +-11 degrees)
     cands = []
     steps = np.radians(np.arange(2.0, 20.5, 1.0))
@@ -359,38 +645,46 @@ def solve_turntable(
     # 2. the axis from the feature tracks, that step held (both directions tried)
     report("turntable axis", 0, 2)
     axis, _, _ = adjust_axis(K, n, tracks, theta, max_nfev=100)
+    params = np.array(axis, float)
     report("turntable axis", 1, 2)
-    # 3. the fine step from sharper silhouettes with the axis held, and the axis again with
-    # that step (the two are coupled: a shifted axis prefers another step)
-    fine = Silhouettes(masks, K, long_side=320, grid=64)
-    e, r, u0, v0, th0 = axis
-    sign = np.sign(th0)
-    grid = [
-        (abs(th0) + np.radians(dt), u0 + du)
-        for dt in np.arange(-0.8, 0.81, 0.1)
-        for du in np.arange(-0.015, 0.0151, 0.003)
-    ]
-    best = (-1.0, abs(th0), u0)
-    for k, (th, u) in enumerate(grid):
-        c = fine.coherence((e, r, u, v0, sign * th))
-        if c > best[0]:
-            best = (c, th, u)
-        report("turntable step", k + 1, len(grid))
-    for dt in np.arange(-0.1, 0.101, 0.02):  # finer in the step around the best cell
-        th = best[1] + np.radians(dt)
-        c = fine.coherence((e, r, best[2], v0, sign * th))
-        if c > best[0]:
-            best = (c, th, best[2])
+    coh = float("nan")
+    if scan:
+        # 3. step and axis position on a grid, by coherence of sharper silhouettes (features
+        # bias the position when a mask leaks onto a still background, the step follows it)
+        fine = Silhouettes(sils, K, long_side=320, grid=64)
+        e, r, u0, v0, th0 = axis
+        sign = np.sign(th0)
+        grid = [
+            (abs(th0) + np.radians(dt), u0 + du)
+            for dt in np.arange(-0.8, 0.81, 0.2)
+            for du in np.arange(-0.015, 0.0151, 0.005)
+        ]
+        best = (-1.0, abs(th0), u0)
+        for k, (th, u) in enumerate(grid):
+            c = fine.coherence((e, r, u, v0, sign * th))
+            if c > best[0]:
+                best = (c, th, u)
+            report("turntable step", k + 1, len(grid))
+        coh = best[0]
+        params = np.array([e, r, best[2], v0, sign * best[1]])
+        notes.append(f"scan: step {np.degrees(best[1]):.3f} deg, axis x {best[2]:.4f}")
+    # 4. everything but the gauge at once: the tracks' reprojection and the outline rays
+    report("turntable refine", 0, 1)
+    rays = RayCoherence(sils, K, frames=grays if leaks else None)
+    if rays.dropped:
+        notes.append(f"{rays.dropped} outline points on the still background left out")
+    params, _ = refine_joint(K, tracks, rays, params)
+    report("turntable refine", 1, 1)
     notes.append(
-        f"step {np.degrees(best[1]):.3f} deg, axis x {best[2]:.4f} (coherence {best[0]:.3f})"
+        f"refined: step {np.degrees(params[4]):.3f} deg, tilt {np.degrees(params[0]):.2f} deg, "
+        f"roll {np.degrees(params[1]):.2f} deg, axis x {params[2]:.4f}"
     )
-    params, X, res = adjust_axis(
-        K, n, tracks, sign * best[1], start=(e, r, best[2], v0), hold_u=best[2]
-    )
-    report("turntable axis", 2, 2)
     rs, ts = circular_poses(n, params)
-    err = np.linalg.norm(res, axis=1)
-    obs_t, _, _ = _observations(tracks)
+    obs_t, obs_f, obs_x = _observations(tracks)
+    X = triangulate_batched(K, rs, ts, obs_t, obs_f, obs_x, len(tracks))
+    pr, z = _project(K, rs, ts, X[obs_t], obs_f)
+    err = np.linalg.norm(pr - obs_x, axis=1)
+    err[~np.isfinite(err) | (z <= 0)] = np.inf
     worst = np.zeros(len(tracks))
     np.maximum.at(worst, obs_t, err)
     inl = worst < 2.0
@@ -405,7 +699,7 @@ def solve_turntable(
         tracks=tracks,
         inliers=inl,
         reprojection_px=float(err[inl[obs_t]].mean()) if inl.any() else float("nan"),
-        coherence=float(best[0]),
+        coherence=coh,
         log=notes,
     )
 

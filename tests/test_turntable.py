@@ -7,11 +7,17 @@ import numpy as np
 import pytest
 
 from segcore.turntable import (
+    RayCoherence,
     Silhouettes,
     TurntableFit,
+    _observations,
     adjust_axis,
     axis_direction,
+    background_like,
     circular_poses,
+    refine_joint,
+    triangulate,
+    triangulate_batched,
     write_colmap_text,
 )
 
@@ -148,3 +154,64 @@ def test_still_tracks_are_measured_per_frame():
     moving = [(0, (10.0, 10.0)), (2, (16.0, 10.0))]  # 3 px a frame across a gap
     assert _track_motion(still) < STILL_PX <= _track_motion(moving)
     assert _track_motion(moving) == pytest.approx(3.0)
+
+
+def _rotation_errors(params):
+    """Largest angle (degrees) between the poses of ``params`` and the true ones."""
+    rs, _ = circular_poses(N, params)
+    rt, _ = circular_poses(N, TRUE)
+    return max(
+        np.degrees(np.arccos(np.clip((np.trace(a @ b.T) - 1) / 2, -1, 1))) for a, b in zip(rs, rt)
+    )
+
+
+def test_outline_rays_graze_the_hull_only_with_the_right_cameras():
+    rays = RayCoherence(_masks(TRUE), K, long_side=240, samples=40, depth_samples=64)
+    at_truth = np.abs(rays.residuals(TRUE))
+    assert np.median(at_truth) < 1.0
+    for k, d in ((4, np.radians(1.0)), (0, np.radians(4.0)), (2, 0.02)):
+        wrong = np.array(TRUE)
+        wrong[k] += d
+        assert np.median(np.abs(rays.residuals(wrong))) > np.median(at_truth), k
+
+
+def test_batched_triangulation_matches_the_per_track_one():
+    tracks = _tracks(TRUE, noise=0.3)
+    rs, ts = circular_poses(N, TRUE)
+    obs_t, obs_f, obs_x = _observations(tracks)
+    np.testing.assert_allclose(
+        triangulate_batched(K, rs, ts, obs_t, obs_f, obs_x, len(tracks)),
+        triangulate(K, rs, ts, tracks),
+        atol=1e-6,
+    )
+
+
+def test_joint_refinement_recovers_step_and_axis_from_a_rough_start():
+    rays = RayCoherence(_masks(TRUE), K, long_side=240, samples=40, depth_samples=64)
+    start = np.array(TRUE) + [np.radians(3.0), np.radians(-2.0), 0.01, 0.0, np.radians(0.6)]
+    assert _rotation_errors(start) > 5.0
+    params, _ = refine_joint(K, _tracks(TRUE), rays, start, max_nfev=20)
+    assert abs(np.degrees(params[4] - TRUE[4])) < 0.1
+    assert _rotation_errors(params) < 1.0  # the worst frame; the start was over 5 degrees off
+
+
+def test_masked_still_background_is_told_from_the_turning_subject():
+    rng = np.random.default_rng(0)
+    plate = rng.uniform(0, 255, (H, W)).astype(np.float32)  # a textured, still background
+    masks = _masks(TRUE)
+    grays, leaky = [], []
+    for i, m in enumerate(masks):
+        g = plate.copy()
+        g[m] = 90 + 40 * np.sin(np.arange(m.sum()) * 0.01 + i)  # the subject differs
+        grays.append(g)
+        lm = m.copy()
+        if i % 3 == 0:  # every third mask leaks onto a patch of the background
+            lm[20:50, 10:40] = True
+        leaky.append(lm)
+    found = background_like(grays, leaky)
+    for i, (f, m) in enumerate(zip(found, masks)):
+        patch = np.zeros_like(m)
+        patch[24:46, 14:36] = True  # inside the leak, away from its edge
+        if i % 3 == 0:
+            assert f[patch & ~m].mean() > 0.9
+        assert f[m].mean() < 0.02  # the subject itself is never taken for background
