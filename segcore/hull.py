@@ -115,7 +115,7 @@ def silhouette_sdf(mask: np.ndarray) -> np.ndarray:
     return np.where(m > 0, inside - 0.5, 0.5 - outside).astype(np.float32)
 
 
-def _sample(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
+def sample_bilinear(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Bilinear samples of a float32 image at pixel positions ``uv`` (N, 2)."""
     n = len(uv)
     cols = 1024
@@ -184,7 +184,7 @@ def carve(
             )
             if not ok.any():
                 continue
-            d = _sample(sdf, uv[ok]) * (z[ok] / f)
+            d = sample_bilinear(sdf, uv[ok]) * (z[ok] / f)
             vals[ok, j] = np.clip(d, -trunc, trunc)
         seen = np.isfinite(vals).sum(axis=1)
         vals.sort(axis=1)

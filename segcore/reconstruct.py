@@ -703,8 +703,9 @@ def _map(pycolmap, run, report, ws, n, mapper, threads, seed, focal_px=None) -> 
 
 
 def _turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report):
-    """Circular-motion SfM (:mod:`segcore.turntable`) on the workspace's frames and eroded
-    masks, as a pycolmap reconstruction (written as a COLMAP text model and read back)."""
+    """Circular-motion SfM (:mod:`segcore.turntable`) on the workspace's frames (features in
+    the eroded masks, outlines from the masks as they are), as a pycolmap reconstruction
+    (written as a COLMAP text model and read back)."""
     import cv2
 
     from .io import read_image, read_label
@@ -714,11 +715,14 @@ def _turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report):
     frames = [read_image(ws / "images" / nm) for nm in names]
     grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
     masks = [read_label(mdir / f"{nm}.png") for nm in names]
+    sils = (
+        [read_label(ws / "masks" / f"{nm}.png") for nm in names] if mdir != ws / "masks" else masks
+    )
     h, w = grays[0].shape
     f = float(focal_px) if focal_px else 1.2 * max(h, w)  # COLMAP's guess without EXIF
     K = np.array([[f, 0, w / 2 - 0.5], [0, f, h / 2 - 0.5], [0, 0, 1.0]])
     try:
-        fit = solve_turntable(grays, masks, K, report)
+        fit = solve_turntable(grays, masks, K, report, silhouettes=sils)
     except ValueError as exc:
         raise ReconstructionError(f"turntable solve failed: {exc}") from exc
     for note in fit.log:

@@ -35,12 +35,16 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .hull import sample_bilinear, silhouette_sdf
+
 log = logging.getLogger(__name__)
 
 MAX_GAP = 3  # frames matched with the next MAX_GAP frames
 RATIO = 0.8  # Lowe's ratio test
 MIN_MATCHES = 15
+MIN_TRACKS = 30  # fewer: the axis comes from the silhouettes alone
 STILL_PX = 1.0  # a track moving less than this per frame is dropped
+COARSE_TILTS = (0.0, 0.15, -0.15, 0.3, -0.3)  # axis tilts (radians) of the coarse step search
 
 
 @dataclass
@@ -313,7 +317,6 @@ class Silhouettes:
         return float(np.mean(ious))
 
 
-
 def background_like(grays, masks, tol: float = 8.0, min_seen: int = 3) -> list[np.ndarray]:
     """Per frame, where a masked pixel shows the still background (a mask's leak).
 
@@ -363,8 +366,6 @@ class RayCoherence:
         frames=None,
         still_tol: float = 8.0,
     ):
-        from .hull import silhouette_sdf
-
         H, W = masks[0].shape
         s = long_side / max(H, W)
         size = (max(1, round(W * s)), max(1, round(H * s)))
@@ -431,9 +432,7 @@ class RayCoherence:
         n = len(self.sdf)
         w, h = self.size
         rad = 1.3 * max(abs(self.x_range[0] - u), abs(self.x_range[1] - u))
-        rot = {
-            d: cv2.Rodrigues((a * (d * th)).reshape(3, 1))[0] for d in range(-(n - 1), n)
-        }
+        rot = {d: cv2.Rodrigues((a * (d * th)).reshape(3, 1))[0] for d in range(-(n - 1), n)}
         D = self.depth_samples
         out = []
         for i in range(n):
@@ -464,15 +463,13 @@ class RayCoherence:
                 px = xj @ self.K.T
                 uvx = px[:, 0] / np.maximum(z, 1e-9)
                 uvy = px[:, 1] / np.maximum(z, 1e-9)
-                ok = (z > 1e-6) & (uvx >= -0.5) & (uvx <= w - 0.5) & (uvy >= -0.5) & (uvy <= h - 0.5)
+                ok = (
+                    (z > 1e-6) & (uvx >= -0.5) & (uvx <= w - 0.5) & (uvy >= -0.5) & (uvy <= h - 0.5)
+                )
                 if ok.any():
-                    vals[row, ok] = cv2.remap(
-                        self.sdf[j],
-                        uvx[ok].astype(np.float32).reshape(1, -1),
-                        uvy[ok].astype(np.float32).reshape(1, -1),
-                        cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE,
-                    ).ravel()
+                    vals[row, ok] = sample_bilinear(
+                        self.sdf[j], np.stack([uvx[ok], uvy[ok]], axis=1)
+                    )
                 row += 1
             k = min(self.robust, n - 2)
             kth = np.partition(vals, k, axis=0)[k]
@@ -480,45 +477,6 @@ class RayCoherence:
             out.append(kth.reshape(len(pts), D).max(axis=1))
         res = np.concatenate(out) if out else np.zeros(0)
         return np.where(np.isfinite(res), res, -20.0)
-
-
-def refine_by_silhouettes(
-    rc: RayCoherence,
-    params,
-    free=(0, 1, 2, 4),
-    loss: str = "cauchy",
-    f_scale: float = 1.0,
-    max_nfev: int = 30,
-):
-    """The circular-motion parameters with the outline rays grazing the hull: a robust
-    least-squares fit of ``free`` among (e, r, u, v, theta), from ``params``."""
-    from scipy.optimize import least_squares
-
-    p0 = np.array(params, float)
-    free = list(free)
-    steps = np.array([2e-3, 2e-3, 1e-3, 1e-3, 5e-4])[free]  # about half a pixel each
-
-    def full(x):
-        p = p0.copy()
-        p[free] = x
-        return p
-
-    def fun(x):
-        return rc.residuals(full(x))
-
-    def jac(x):
-        f0 = fun(x)
-        J = np.empty((len(f0), len(x)))
-        for k in range(len(x)):
-            xk = x.copy()
-            xk[k] += steps[k]
-            J[:, k] = (fun(xk) - f0) / steps[k]
-        return J
-
-    res = least_squares(
-        fun, p0[free], jac=jac, loss=loss, f_scale=f_scale, x_scale=steps, max_nfev=max_nfev
-    )
-    return full(res.x), res
 
 
 def triangulate_batched(K, rs, ts, obs_t, obs_f, obs_x, n_tracks: int) -> np.ndarray:
@@ -536,59 +494,111 @@ def triangulate_batched(K, rs, ts, obs_t, obs_f, obs_x, n_tracks: int) -> np.nda
     return v[:, :3] / np.where(np.abs(w) < 1e-12, 1e-12, w)
 
 
-def refine_joint(
-    K,
-    tracks,
-    rc: RayCoherence,
-    params,
-    free=(0, 1, 2, 4),
-    sil_weight: float = 1.0,
-    f_scale: float = 2.0,
-    max_nfev: int = 30,
-):
-    """(e, r, u, theta) from the feature tracks and the outline rays together.
+def polish_points(K, rs, ts, X, obs_t, obs_f, obs_x, iterations: int = 3, f_scale: float = 2.0):
+    """Gauss-Newton steps on every track point at once (Cauchy-weighted): the points that a
+    bundle adjustment would give for these poses, not the algebraic (DLT) ones. With them
+    the reprojection error, as a function of the poses, is the adjustment's own cost, free
+    of the DLT's bias (which favours a larger step)."""
+    X = X.copy()
+    fx, fy = K[0, 0], K[1, 1]
+    R = rs[obs_f]
+    for _ in range(iterations):
+        xc = np.einsum("oij,oj->oi", R, X[obs_t]) + ts[obs_f]
+        z = np.where(np.abs(xc[:, 2]) < 1e-9, 1e-9, xc[:, 2])
+        r = np.stack([fx * xc[:, 0] / z + K[0, 2], fy * xc[:, 1] / z + K[1, 2]], 1) - obs_x
+        dproj = np.zeros((len(z), 2, 3))
+        dproj[:, 0, 0] = fx / z
+        dproj[:, 0, 2] = -fx * xc[:, 0] / z**2
+        dproj[:, 1, 1] = fy / z
+        dproj[:, 1, 2] = -fy * xc[:, 1] / z**2
+        J = dproj @ R  # (O, 2, 3)
+        w = 1.0 / (1.0 + (r**2).sum(1) / f_scale**2)
+        JtJ = np.zeros((len(X), 3, 3))
+        Jtr = np.zeros((len(X), 3))
+        np.add.at(JtJ, obs_t, w[:, None, None] * np.einsum("oki,okj->oij", J, J))
+        np.add.at(Jtr, obs_t, w[:, None] * np.einsum("oki,ok->oi", J, r))
+        damp = 1e-6 * np.trace(JtJ, axis1=1, axis2=2)[:, None, None] * np.eye(3) + 1e-12 * np.eye(3)
+        X -= np.linalg.solve(JtJ + damp, Jtr[:, :, None])[:, :, 0]
+    return X
 
-    The track points are eliminated by triangulation, so the only unknowns are the five
-    circular-motion parameters (``v`` slides the scene along the axis, a gauge: held).
-    Residuals are in full-resolution pixels, with one robust (Cauchy) loss for both terms;
-    ``sil_weight`` scales the silhouette term.
+
+class CircularFit:
+    """The cost of a circular-motion hypothesis: feature tracks and outline rays together.
+
+    The track points are eliminated (triangulated, then polished as a bundle adjustment
+    would), so the only unknowns are the five circular-motion parameters; ``v`` slides the
+    scene along the axis (a gauge) and is held. Residuals are in full-resolution pixels with
+    one robust (Cauchy) loss for both terms; ``sil_weight`` scales the outline term. With
+    few tracks (a plain garment) the outlines carry the fit on their own.
     """
-    from scipy.optimize import least_squares
 
-    obs_t, obs_f, obs_x = _observations(tracks)
-    n = len(rc.sdf)
-    p0 = np.array(params, float)
-    free = list(free)
-    steps = np.array([2e-3, 2e-3, 1e-3, 1e-3, 5e-4])[free]
-    up = K[0, 0] / rc.K[0, 0]  # outline residuals to full-resolution pixels
+    def __init__(self, K, tracks, rays: RayCoherence, sil_weight: float = 1.0, f_scale=2.0):
+        self.K = K
+        self.n_tracks = len(tracks)
+        self.obs = _observations(tracks)
+        self.rays = rays
+        self.sil_weight = sil_weight
+        self.f_scale = f_scale
+        self.up = K[0, 0] / rays.K[0, 0]  # outline residuals to full-resolution pixels
 
-    def full(x):
-        p = p0.copy()
-        p[free] = x
-        return p
+    def residuals(self, params) -> np.ndarray:
+        obs_t, obs_f, obs_x = self.obs
+        rs, ts = circular_poses(len(self.rays.sdf), params)
+        out = [self.sil_weight * self.up * self.rays.residuals(params)]
+        if self.n_tracks:
+            X = triangulate_batched(self.K, rs, ts, obs_t, obs_f, obs_x, self.n_tracks)
+            X = polish_points(self.K, rs, ts, X, obs_t, obs_f, obs_x)
+            pr, _ = _project(self.K, rs, ts, X[obs_t], obs_f)
+            fr = (pr - obs_x).ravel()
+            out.insert(0, np.where(np.isfinite(fr), fr, 100.0))
+        return np.concatenate(out)
 
-    def fun(x):
-        p = full(x)
-        rs, ts = circular_poses(n, p)
-        X = triangulate_batched(K, rs, ts, obs_t, obs_f, obs_x, len(tracks))
-        pr, z = _project(K, rs, ts, X[obs_t], obs_f)
-        fr = (pr - obs_x).ravel()
-        fr = np.where(np.isfinite(fr), fr, 100.0)
-        return np.concatenate([fr, sil_weight * up * rc.residuals(p)])
+    def cost(self, params) -> float:
+        """The robust cost least squares minimises (scipy's Cauchy ``rho``, halved)."""
+        z = (self.residuals(params) / self.f_scale) ** 2
+        return float(0.5 * self.f_scale**2 * np.log1p(z).sum())
 
-    def jac(x):
-        f0 = fun(x)
-        J = np.empty((len(f0), len(x)))
-        for k in range(len(x)):
-            xk = x.copy()
-            xk[k] += steps[k]
-            J[:, k] = (fun(xk) - f0) / steps[k]
-        return J
+    def refine(self, params, free=(0, 1, 2, 4), max_nfev: int = 30):
+        """(e, r, u, theta) (``free``) by robust least squares from ``params``."""
+        from scipy.optimize import least_squares
 
-    res = least_squares(
-        fun, p0[free], jac=jac, loss="cauchy", f_scale=f_scale, x_scale=steps, max_nfev=max_nfev
-    )
-    return full(res.x), res
+        p0 = np.array(params, float)
+        free = list(free)
+        steps = np.array([2e-3, 2e-3, 1e-3, 1e-3, 5e-4])[free]  # about half a pixel each
+
+        def full(x):
+            p = p0.copy()
+            p[free] = x
+            return p
+
+        def fun(x):
+            return self.residuals(full(x))
+
+        def jac(x):
+            f0 = fun(x)
+            J = np.empty((len(f0), len(x)))
+            for k in range(len(x)):
+                xk = x.copy()
+                xk[k] += steps[k]
+                J[:, k] = (fun(xk) - f0) / steps[k]
+            return J
+
+        res = least_squares(
+            fun,
+            p0[free],
+            jac=jac,
+            loss="cauchy",
+            f_scale=self.f_scale,
+            x_scale=steps,
+            max_nfev=max_nfev,
+        )
+        return full(res.x), res
+
+
+def refine_joint(K, tracks, rays: RayCoherence, params, free=(0, 1, 2, 4), **kw):
+    """:meth:`CircularFit.refine` in one call."""
+    fit_kw = {k: kw.pop(k) for k in ("sil_weight", "f_scale") if k in kw}
+    return CircularFit(K, tracks, rays, **fit_kw).refine(params, free, **kw)
 
 
 # --------------------------------------------------------------------------- the solver
@@ -600,80 +610,71 @@ def solve_turntable(
     K: np.ndarray,
     progress: Callable[[str, int, int], None] | None = None,
     silhouettes: list[np.ndarray] | None = None,
-    scan: bool = True,
     leaks: bool = True,
 ) -> TurntableFit:
     """Circular-motion calibration of a turntable sequence (frames in capture order).
 
     ``grays``: uint8 frames; ``masks``: bool (subject True), eroded as for SfM (features are
     taken inside them); ``silhouettes``: the masks as they are, for the outline term (default
-    ``masks``); ``K``: the intrinsics in OpenCV's pixel convention. ``scan``: the grid search
-    of step and axis position before the final refinement. Raises ValueError when too little
-    matches.
+    ``masks``); ``K``: the intrinsics in OpenCV's pixel convention; ``leaks``: outline
+    points where a mask covers the still background are left out. Raises ValueError when the
+    silhouettes say nothing (empty masks).
     """
     report = progress or (lambda stage, done, total: None)
     n = len(grays)
     if n < 6:
         raise ValueError(f"{n} frames: a turntable solve needs 6 or more")
     sils = masks if silhouettes is None else silhouettes
+    if sum(int(np.count_nonzero(m)) for m in sils) == 0:
+        raise ValueError("the masks are empty")
     notes: list[str] = []
     report("turntable features", 0, 1)
     tracks = feature_tracks(grays, masks)
     # still tracks are the background seen through a mask's leak, or the axis itself
     # (a stand's pole): they carry no turn and pull the axis; drop them
     moving = [tr for tr in tracks if _track_motion(tr) >= STILL_PX]
-    notes.append(f"{len(tracks) - len(moving)} still tracks dropped")
+    notes.append(f"{len(moving)} tracks ({len(tracks) - len(moving)} still ones dropped)")
     tracks = moving
     report("turntable features", 1, 1)
-    if len(tracks) < 30:
-        raise ValueError(f"only {len(tracks)} feature tracks inside the masks")
-    notes.append(f"{len(tracks)} tracks")
+    # 1. coarse step and tilt from the silhouettes alone
     coarse = Silhouettes(sils, K, long_side=160, grid=48)
-    # 1. coarse step from the silhouettes alone (axis upright or tilted +-11 degrees)
     cands = []
     steps = np.radians(np.arange(2.0, 20.5, 1.0))
-    total = len(steps) * 6
+    total = len(steps) * 2 * len(COARSE_TILTS)
     for k, (deg, sign, e) in enumerate(
-        (d, s, e) for d in steps for s in (1, -1) for e in (0.0, 0.2, -0.2)
+        (d, s, e) for d in steps for s in (1, -1) for e in COARSE_TILTS
     ):
         p = (e, 0.0, float(np.mean(coarse.x_range)), 0.0, sign * deg)
         cands.append((coarse.coherence(p), p))
         report("turntable step", k + 1, total)
     c0, p0 = max(cands, key=lambda c: c[0])
-    theta = abs(p0[4])
-    notes.append(f"coarse step {np.degrees(theta):.2f} deg (coherence {c0:.3f})")
-    # 2. the axis from the feature tracks, that step held (both directions tried)
-    report("turntable axis", 0, 2)
-    axis, _, _ = adjust_axis(K, n, tracks, theta, max_nfev=100)
-    params = np.array(axis, float)
-    report("turntable axis", 1, 2)
-    coh = float("nan")
-    if scan:
-        # 3. step and axis position on a grid, by coherence of sharper silhouettes (features
-        # bias the position when a mask leaks onto a still background, the step follows it)
-        fine = Silhouettes(sils, K, long_side=320, grid=64)
-        e, r, u0, v0, th0 = axis
-        sign = np.sign(th0)
-        grid = [
-            (abs(th0) + np.radians(dt), u0 + du)
-            for dt in np.arange(-0.8, 0.81, 0.2)
-            for du in np.arange(-0.015, 0.0151, 0.005)
-        ]
-        best = (-1.0, abs(th0), u0)
-        for k, (th, u) in enumerate(grid):
-            c = fine.coherence((e, r, u, v0, sign * th))
-            if c > best[0]:
-                best = (c, th, u)
-            report("turntable step", k + 1, len(grid))
-        coh = best[0]
-        params = np.array([e, r, best[2], v0, sign * best[1]])
-        notes.append(f"scan: step {np.degrees(best[1]):.3f} deg, axis x {best[2]:.4f}")
-    # 4. everything but the gauge at once: the tracks' reprojection and the outline rays
-    report("turntable refine", 0, 1)
+    notes.append(
+        f"coarse: step {np.degrees(abs(p0[4])):.1f} deg, tilt {np.degrees(p0[0]):.1f} deg "
+        f"(coherence {c0:.3f})"
+    )
     rays = RayCoherence(sils, K, frames=grays if leaks else None)
     if rays.dropped:
         notes.append(f"{rays.dropped} outline points on the still background left out")
-    params, _ = refine_joint(K, tracks, rays, params)
+    fit = CircularFit(K, tracks, rays)
+    # 2. the axis from the feature tracks with that step held (both directions tried); a
+    # plain garment gives too few tracks, or wrong ones: the joint cost arbitrates
+    starts = [np.array(p0, float)]
+    if len(tracks) >= MIN_TRACKS:
+        report("turntable axis", 0, 1)
+        axis, _, _ = adjust_axis(K, n, tracks, abs(p0[4]), max_nfev=100)
+        starts.append(np.array(axis, float))
+        report("turntable axis", 1, 1)
+    costs = [fit.cost(p) for p in starts]
+    params = starts[int(np.argmin(costs))]
+    if len(starts) > 1:
+        notes.append(
+            "start: "
+            + ("feature axis" if np.argmin(costs) == 1 else "silhouettes")
+            + f" (costs {', '.join(f'{c:.0f}' for c in costs)})"
+        )
+    # 3. everything but the gauge at once: the tracks' reprojection and the outline rays
+    report("turntable refine", 0, 1)
+    params, _ = fit.refine(params)
     report("turntable refine", 1, 1)
     notes.append(
         f"refined: step {np.degrees(params[4]):.3f} deg, tilt {np.degrees(params[0]):.2f} deg, "
@@ -682,6 +683,7 @@ def solve_turntable(
     rs, ts = circular_poses(n, params)
     obs_t, obs_f, obs_x = _observations(tracks)
     X = triangulate_batched(K, rs, ts, obs_t, obs_f, obs_x, len(tracks))
+    X = polish_points(K, rs, ts, X, obs_t, obs_f, obs_x)
     pr, z = _project(K, rs, ts, X[obs_t], obs_f)
     err = np.linalg.norm(pr - obs_x, axis=1)
     err[~np.isfinite(err) | (z <= 0)] = np.inf
@@ -699,7 +701,7 @@ def solve_turntable(
         tracks=tracks,
         inliers=inl,
         reprojection_px=float(err[inl[obs_t]].mean()) if inl.any() else float("nan"),
-        coherence=coh,
+        coherence=float(c0),
         log=notes,
     )
 

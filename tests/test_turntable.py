@@ -215,3 +215,16 @@ def test_masked_still_background_is_told_from_the_turning_subject():
         if i % 3 == 0:
             assert f[patch & ~m].mean() > 0.9
         assert f[m].mean() < 0.02  # the subject itself is never taken for background
+
+
+def test_a_plain_garment_is_solved_from_its_silhouettes_alone():
+    """No texture, no feature tracks: the step and the axis come from the outlines."""
+    from segcore.turntable import solve_turntable
+
+    masks = _masks(TRUE)
+    grays = [np.full((H, W), 128, np.uint8) for _ in masks]
+    fit = solve_turntable(grays, masks, K)
+    assert len(fit.tracks) == 0
+    assert abs(np.degrees(abs(fit.theta) - TRUE[4])) < 0.3
+    params = (fit.elevation, fit.roll, *fit.centre[:2], fit.theta)
+    assert _rotation_errors(params) < 2.0
