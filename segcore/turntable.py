@@ -43,6 +43,7 @@ MAX_GAP = 3  # frames matched with the next MAX_GAP frames
 RATIO = 0.8  # Lowe's ratio test
 MIN_MATCHES = 15
 MIN_TRACKS = 30  # fewer: the axis comes from the silhouettes alone
+RAY_LONG_SIDE = 1024  # outline rays on masks of at most this size
 STILL_PX = 1.0  # a track moving less than this per frame is dropped
 COARSE_TILTS = (0.0, 0.15, -0.15, 0.3, -0.3)  # axis tilts (radians) of the coarse step search
 
@@ -349,17 +350,20 @@ class RayCoherence:
     ``robust``-th smallest of them (0: the visual hull of the other views; 1 forgives one
     view's mask error). With consistent cameras and masks an outline ray grazes the hull:
     its value is 0. Positive means the others' hull reaches beyond this outline, negative
-    that the ray misses it. The residuals are in pixels at ``long_side`` and vary smoothly
-    with the five parameters (bilinear look-ups), so a least-squares fit can use them.
+    that the ray misses it. The residuals are in pixels of the masks as used (``long_side``,
+    by default the frames' own size up to ``RAY_LONG_SIDE``) and vary smoothly with the
+    five parameters (bilinear look-ups; each ray's maximum is searched coarsely, then finely
+    around the best sample), so a least-squares fit can use them.
     """
 
     def __init__(
         self,
         masks,
         K,
-        long_side: int = 512,
+        long_side: int | None = None,
         samples: int = 80,
-        depth_samples: int = 96,
+        depth_samples: int = 48,
+        fine_samples: int = 17,
         trunc: float = 12.0,
         robust: int = 1,
         open_px: int = 0,
@@ -367,7 +371,8 @@ class RayCoherence:
         still_tol: float = 8.0,
     ):
         H, W = masks[0].shape
-        s = long_side / max(H, W)
+        # the outlines' accuracy is the fit's: full resolution up to RAY_LONG_SIDE pixels
+        s = (long_side or min(RAY_LONG_SIDE, max(H, W))) / max(H, W)
         size = (max(1, round(W * s)), max(1, round(H * s)))
         small = [
             cv2.resize(np.asarray(m, np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
@@ -384,6 +389,7 @@ class RayCoherence:
         self.size = size
         self.sdf = [np.clip(silhouette_sdf(m), -trunc, trunc).astype(np.float32) for m in small]
         self.depth_samples = depth_samples
+        self.fine_samples = fine_samples
         self.robust = robust
         w, h = size
         still = None
@@ -425,15 +431,38 @@ class RayCoherence:
             else (-1.0, 1.0)
         )
 
+    def _hull_depth(self, i, Y, rot, c) -> np.ndarray:
+        """For points ``Y`` (camera ``i`` coordinates minus ``c``): the ``robust``-th
+        smallest signed distance to the other views' silhouettes (-inf where unseen)."""
+        n = len(self.sdf)
+        w, h = self.size
+        vals = np.full((n - 1, len(Y)), np.inf, np.float32)
+        row = 0
+        for j in range(n):
+            if j == i:
+                continue
+            xj = Y @ rot[j - i].T + c
+            z = xj[:, 2]
+            px = xj @ self.K.T
+            uvx = px[:, 0] / np.maximum(z, 1e-9)
+            uvy = px[:, 1] / np.maximum(z, 1e-9)
+            ok = (z > 1e-6) & (uvx >= -0.5) & (uvx <= w - 0.5) & (uvy >= -0.5) & (uvy <= h - 0.5)
+            if ok.any():
+                vals[row, ok] = sample_bilinear(self.sdf[j], np.stack([uvx[ok], uvy[ok]], axis=1))
+            row += 1
+        k = min(self.robust, n - 2)
+        kth = np.partition(vals, k, axis=0)[k]
+        kth[~np.isfinite(kth)] = -np.inf
+        return kth
+
     def residuals(self, params) -> np.ndarray:
         e, r, u, v, th = params
         a = axis_direction(e, r)
         c = np.array([u, v, 1.0])
         n = len(self.sdf)
-        w, h = self.size
         rad = 1.3 * max(abs(self.x_range[0] - u), abs(self.x_range[1] - u))
         rot = {d: cv2.Rodrigues((a * (d * th)).reshape(3, 1))[0] for d in range(-(n - 1), n)}
-        D = self.depth_samples
+        D, F = self.depth_samples, self.fine_samples
         out = []
         for i in range(n):
             pts = self.outline[i]
@@ -451,30 +480,18 @@ class RayCoherence:
             disc = np.maximum(B * B - 4 * A * C, 0.0)
             t0 = (-B - np.sqrt(disc)) / (2 * A)
             t1 = (-B + np.sqrt(disc)) / (2 * A)
-            ts = t0[:, None] + (t1 - t0)[:, None] * ((np.arange(D) + 0.5) / D)[None]
+            dt = (t1 - t0) / D
+            ts = t0[:, None] + dt[:, None] * (np.arange(D) + 0.5)[None]
             Y = (ray[:, None, :] * ts[:, :, None]).reshape(-1, 3) - c
-            vals = np.full((n - 1, len(Y)), np.inf, np.float32)
-            row = 0
-            for j in range(n):
-                if j == i:
-                    continue
-                xj = Y @ rot[j - i].T + c
-                z = xj[:, 2]
-                px = xj @ self.K.T
-                uvx = px[:, 0] / np.maximum(z, 1e-9)
-                uvy = px[:, 1] / np.maximum(z, 1e-9)
-                ok = (
-                    (z > 1e-6) & (uvx >= -0.5) & (uvx <= w - 0.5) & (uvy >= -0.5) & (uvy <= h - 0.5)
-                )
-                if ok.any():
-                    vals[row, ok] = sample_bilinear(
-                        self.sdf[j], np.stack([uvx[ok], uvy[ok]], axis=1)
-                    )
-                row += 1
-            k = min(self.robust, n - 2)
-            kth = np.partition(vals, k, axis=0)[k]
-            kth[~np.isfinite(kth)] = -np.inf
-            out.append(kth.reshape(len(pts), D).max(axis=1))
+            best = self._hull_depth(i, Y, rot, c).reshape(len(pts), D)
+            # then finely around each ray's deepest sample: the ray's value is a maximum,
+            # which coarse samples underestimate (and with it, bias the fit)
+            k = best.argmax(axis=1)
+            tc = ts[np.arange(len(pts)), k]
+            tf = tc[:, None] + dt[:, None] * np.linspace(-1.0, 1.0, F)[None]
+            Y = (ray[:, None, :] * tf[:, :, None]).reshape(-1, 3) - c
+            fine = self._hull_depth(i, Y, rot, c).reshape(len(pts), F)
+            out.append(np.maximum(best.max(axis=1), fine.max(axis=1)))
         res = np.concatenate(out) if out else np.zeros(0)
         return np.where(np.isfinite(res), res, -20.0)
 
