@@ -43,7 +43,7 @@ MAX_GAP = 3  # frames matched with the next MAX_GAP frames
 RATIO = 0.8  # Lowe's ratio test
 MIN_MATCHES = 15
 MIN_TRACKS = 30  # fewer: the axis comes from the silhouettes alone
-RAY_LONG_SIDE = 1024  # outline rays on masks of at most this size
+RAY_LONG_SIDE = (512, 1024)  # outline rays on masks of this size (smaller ones upsampled)
 STILL_PX = 1.0  # a track moving less than this per frame is dropped
 COARSE_TILTS = (0.0, 0.15, -0.15, 0.3, -0.3)  # axis tilts (radians) of the coarse step search
 
@@ -351,7 +351,7 @@ class RayCoherence:
     view's mask error). With consistent cameras and masks an outline ray grazes the hull:
     its value is 0. Positive means the others' hull reaches beyond this outline, negative
     that the ray misses it. The residuals are in pixels of the masks as used (``long_side``,
-    by default the frames' own size up to ``RAY_LONG_SIDE``) and vary smoothly with the
+    by default the frames' own size within ``RAY_LONG_SIDE``) and vary smoothly with the
     five parameters (bilinear look-ups; each ray's maximum is searched coarsely, then finely
     around the best sample), so a least-squares fit can use them.
     """
@@ -371,8 +371,8 @@ class RayCoherence:
         still_tol: float = 8.0,
     ):
         H, W = masks[0].shape
-        # the outlines' accuracy is the fit's: full resolution up to RAY_LONG_SIDE pixels
-        s = (long_side or min(RAY_LONG_SIDE, max(H, W))) / max(H, W)
+        # the outlines' accuracy is the fit's: full resolution, within RAY_LONG_SIDE
+        s = (long_side or int(np.clip(max(H, W), *RAY_LONG_SIDE))) / max(H, W)
         size = (max(1, round(W * s)), max(1, round(H * s)))
         small = [
             cv2.resize(np.asarray(m, np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
