@@ -361,10 +361,12 @@ def test_final_distortion_refinement_keeps_a_known_focal_fixed():
 
 def test_turntable_mapper_solves_the_ci_turntable(tmp_path):
     """--mapper turntable end to end on the same 16-frame capture: every frame registered, a
-    COLMAP model and a hull. Accuracy here is poor and recorded as such: 14 degrees median on
-    these 400x300 frames (13.5 degrees a step, a small subject), where the incremental mapper
-    gets about 3; the solver's accuracy is measured on the 768x1024 benchmark (docs/recon.md).
-    The bound only guards against a regression to a collapsed solve."""
+    COLMAP model and a hull. Accuracy here is poor and recorded as such: 7.5 degrees median
+    on these 400x300 frames (13.5 degrees a step, half a turn, a small subject seen from
+    17 degrees above), where the incremental mapper gets about 3: the silhouettes say
+    almost nothing about the step here (their coherence is flat from 12 to 18 degrees) and
+    features alone cannot tell it (bas-relief). The solver's accuracy is measured on the
+    768x1024 benchmark (docs/recon.md). The bound guards against a regression."""
     pytest.importorskip("pycolmap")
     pytest.importorskip("skimage")
     if not (TURNTABLE / "cameras.json").exists():
@@ -383,6 +385,6 @@ def test_turntable_mapper_solves_the_ci_turntable(tmp_path):
     res = load_result(ws)
     e = pose_errors(res, cams)
     assert e["registered"] == len(cams["frames"])
-    assert e["rot_median_deg"] < 25.0, e
+    assert e["rot_median_deg"] < 12.0, e
     assert (ws / "sparse" / "0" / "points3D.bin").stat().st_size > 0
     assert (ws / "hull.ply").exists()
