@@ -15,7 +15,9 @@ Silhouettes give a watertight shape even where the fabric has too little texture
    ``min_view_share`` of the views is dropped.
 2. **Bounds**: the sparse points that fall inside the masks (2nd-98th percentiles, padded),
    then a coarse carve shrinks (or grows) that box to the silhouettes' intersection.
-3. **Mesh**: marching cubes (scikit-image), largest connected component, Taubin smoothing,
+3. **Mesh**: marching cubes (scikit-image), the largest connected component and any piece
+   at least ``KEEP_SHARE`` its size (a stand's base cut off where a mask misses the thin
+   pole), Taubin smoothing (each vertex moves at most ``SMOOTH_CLAMP`` voxels),
    vertex-clustering decimation to at most ``max_faces`` triangles.
 4. **Colour**: per vertex the median over the views that see it (in frame, inside the mask,
    facing the camera, not hidden behind nearer parts of the mesh by a coarse depth buffer).
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 DEFAULT_VOXELS = 160  # the grid's long side: thin parts (a stand's legs) survive at 160
 DEFAULT_SMOOTH = 3  # Taubin iterations (each vertex moves at most SMOOTH_CLAMP voxels)
 SMOOTH_CLAMP = 0.25  # voxels
+KEEP_SHARE = 0.05  # pieces of the hull kept: at least this share of the largest one's faces
 CHUNK = 1 << 17  # voxels evaluated at once: CHUNK x views float32 stay small
 
 
@@ -230,8 +233,9 @@ def fit_bounds(
 # --------------------------------------------------------------------------- mesh ops
 
 
-def largest_component(vertices: np.ndarray, faces: np.ndarray):
-    """Keep the connected component with the most faces."""
+def largest_component(vertices: np.ndarray, faces: np.ndarray, share: float = 0.0):
+    """Keep the connected component with the most faces, and any other with at least
+    ``share`` of its faces (a stand's base cut off by a gap in the pole is not debris)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -244,8 +248,8 @@ def largest_component(vertices: np.ndarray, faces: np.ndarray):
     if ncomp <= 1:
         return vertices, faces
     flab = labels[faces[:, 0]]
-    keep_label = np.bincount(flab).argmax()
-    faces = faces[flab == keep_label]
+    counts = np.bincount(flab)
+    faces = faces[counts[flab] >= max(1.0, share * counts.max())]
     return compact(vertices, faces)
 
 
@@ -317,7 +321,7 @@ def mesh_from_field(
     smooth: int = DEFAULT_SMOOTH,
     max_faces: int = 60000,
 ) -> Mesh:
-    """Marching cubes at 0 (field > 0 inside), largest component, smoothing, decimation."""
+    """Marching cubes at 0 (field > 0 inside), large components, smoothing, decimation."""
     measure = optional_import("skimage.measure", "scikit-image")
     pad = np.pad(fld, 1, constant_values=-3 * h)  # closes the surface at the grid's edge
     if not (pad > 0).any():
@@ -325,7 +329,7 @@ def mesh_from_field(
     verts, faces, _, _ = measure.marching_cubes(pad, level=0.0, spacing=(h, h, h))
     verts = verts.astype(np.float64) + origin - h
     faces = faces.astype(np.int64)
-    verts, faces = largest_component(verts, faces)
+    verts, faces = largest_component(verts, faces, KEEP_SHARE)
     mesh = Mesh(verts, faces)
     if mesh.volume() < 0:  # make the winding counter-clockwise from outside
         faces = faces[:, ::-1].copy()
