@@ -12,17 +12,21 @@ own model, with five unknowns in all:
   1)`` in the first frame's camera coordinates (its depth fixes the scale), and the step
   ``theta``: frame ``i`` sees ``x = R(a, i theta) (X - c) + c``;
 - **silhouette coherence** (Hernández, Schmitt and Cipolla, "Silhouette coherence for camera
-  calibration under circular motion", PAMI 2007) pins down ``theta``: with the right step
-  the visual hull carved from all the masks reprojects onto every mask; with a wrong one it
-  shrinks away from them. Masks are what this project makes, so this costs no extra input;
+  calibration under circular motion", PAMI 2007) pins down ``theta`` and the axis position:
+  with the right cameras the visual hull carved from all the masks reprojects onto every
+  mask; with wrong ones it shrinks away from them. Masks are what this project makes, so
+  this costs no extra input. As a grid measure (:class:`Silhouettes`) it gives the coarse
+  start; as a residual per outline point (:class:`RayCoherence`: the outline's viewing ray
+  must graze the hull of the other views) it is smooth enough for least squares;
 - **feature tracks** between frames up to three apart (SIFT inside the masks, ratio test,
-  a fundamental-matrix check) fix the axis direction and position, with ``theta`` held:
-  a robust (soft L1) bundle adjustment of the five parameters and the track points.
+  a fundamental-matrix check) fix the axis direction well, the step poorly (their
+  adjustment's cost is flat in it).
 
-Coarse ``theta`` from silhouettes, the axis tilt from features, then ``theta`` and the axis'
-horizontal position jointly from silhouettes at a finer scale (features bias that position
-when a mask leaks onto a still background), then the final adjustment with both held.
-Everything runs at a reduced size on the CPU in a few minutes for 36 frames.
+Coarse ``theta`` and tilt from the silhouettes; the axis from features with that step held
+(when there are tracks); of the two, the start with the lower joint cost; then one robust
+least-squares fit of tilt, roll, axis position and step to the tracks (points eliminated,
+:class:`CircularFit`) and the outline rays together. A plain garment with no tracks is
+solved from its outlines alone. About a minute or two for 36 frames at 768x1024.
 """
 
 from __future__ import annotations
