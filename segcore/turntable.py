@@ -579,13 +579,16 @@ class CircularFit:
         z = (self.residuals(params) / self.f_scale) ** 2
         return float(0.5 * self.f_scale**2 * np.log1p(z).sum())
 
-    def refine(self, params, free=(0, 1, 2, 4), max_nfev: int = 30):
-        """(e, r, u, theta) (``free``) by robust least squares from ``params``."""
+    def refine(self, params, free=(0, 1, 2, 4), max_nfev: int = 30, progress=None):
+        """(e, r, u, theta) (``free``) by robust least squares from ``params``;
+        ``progress(done, total)`` after each iteration."""
         from scipy.optimize import least_squares
 
         p0 = np.array(params, float)
         free = list(free)
         steps = np.array([2e-3, 2e-3, 1e-3, 1e-3, 5e-4])[free]  # about half a pixel each
+        last: dict = {}
+        done = [0]
 
         def full(x):
             p = p0.copy()
@@ -593,15 +596,19 @@ class CircularFit:
             return p
 
         def fun(x):
-            return self.residuals(full(x))
+            last["x"], last["f"] = x.copy(), self.residuals(full(x))
+            return last["f"]
 
-        def jac(x):
-            f0 = fun(x)
+        def jac(x):  # forward differences from the residuals least squares just computed
+            f0 = last["f"] if np.array_equal(last.get("x"), x) else fun(x)
             J = np.empty((len(f0), len(x)))
             for k in range(len(x)):
                 xk = x.copy()
                 xk[k] += steps[k]
-                J[:, k] = (fun(xk) - f0) / steps[k]
+                J[:, k] = (self.residuals(full(xk)) - f0) / steps[k]
+            done[0] += 1
+            if progress is not None:
+                progress(min(done[0], max_nfev), max_nfev)
             return J
 
         res = least_squares(
@@ -694,9 +701,9 @@ def solve_turntable(
             + f" (costs {', '.join(f'{c:.0f}' for c in costs)})"
         )
     # 3. everything but the gauge at once: the tracks' reprojection and the outline rays
-    report("turntable refine", 0, 1)
-    params, _ = fit.refine(params)
-    report("turntable refine", 1, 1)
+    report("turntable refine", 0, 30)
+    params, _ = fit.refine(params, progress=lambda d, t: report("turntable refine", d, t))
+    report("turntable refine", 30, 30)
     notes.append(
         f"refined: step {np.degrees(params[4]):.3f} deg, tilt {np.degrees(params[0]):.2f} deg, "
         f"roll {np.degrees(params[1]):.2f} deg, axis x {params[2]:.4f}"
