@@ -93,14 +93,10 @@ def run_reconstruction(
 
 
 def progress_text(stage: str, done: int, total: int) -> str:
-    names = {
-        "prepare": "Preparing",
-        "features": "Features",
-        "matching": "Matching",
-        "mapping": "Registering",
-        "hull": "Visual hull",
-    }
-    return f"{names.get(stage, stage.title())} {done}/{total}"
+    runner.ensure_segcore_path()
+    from segcore.reconstruct import STAGE_LABELS
+
+    return f"{STAGE_LABELS.get(stage, stage.title())} {done}/{total}"
 
 
 def summary_line(result, mesh, made: dict, settings: ReconSettings) -> str:

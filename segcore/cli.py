@@ -258,25 +258,21 @@ def cmd_eval(args) -> int:
 
 
 class _StageBar:
-    """One progress bar per reconstruction stage (features, matching, mapping)."""
-
-    LABELS = {
-        "features": "Features",
-        "matching": "Matching",
-        "mapping": "Registering",
-        "hull": "Visual hull",
-    }
+    """One progress bar per reconstruction stage (features, matching, mapping, or the
+    turntable solver's stages; the hull)."""
 
     def __init__(self, enabled: bool):
         self.enabled, self.stage, self.bar = enabled, None, None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage not in self.LABELS:
+        from .reconstruct import STAGE_LABELS
+
+        if stage not in STAGE_LABELS or stage == "prepare":
             return
         if stage != self.stage:
             self.close()
             self.stage = stage
-            self.bar = Progress(total, self.LABELS[stage], enabled=self.enabled)
+            self.bar = Progress(total, STAGE_LABELS[stage], enabled=self.enabled)
         if done > self.bar.n:
             self.bar.update(done - self.bar.n)
 

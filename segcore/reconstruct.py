@@ -52,6 +52,18 @@ SEQUENTIAL_OVERLAP = 12  # sequential matcher: each frame is matched with this m
 RESULT_VERSION = 1
 MATCHERS = ("auto", "exhaustive", "sequential")
 MAPPERS = ("incremental", "global", "turntable")
+# what each progress stage is called on screen (the CLI's bars, the add-on's status)
+STAGE_LABELS = {
+    "prepare": "Preparing",
+    "features": "Features",
+    "matching": "Matching",
+    "mapping": "Registering",
+    "turntable features": "Features",
+    "turntable step": "Turntable step",
+    "turntable axis": "Turntable axis",
+    "turntable refine": "Turntable fit",
+    "hull": "Visual hull",
+}
 QUALITIES = ("high", "fast")
 ERODE_SHARE = 0.006  # default mask erosion for SfM, share of the frame's long side
 SFM_MASKS = "sfm_masks"  # the eroded masks feature extraction uses
