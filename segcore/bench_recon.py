@@ -92,23 +92,14 @@ def align_to_gt(result, gt: dict[str, dict], look: bool = False):
     s, r, t = umeyama(src, dst)
     if not look:
         return s, r, t
+    from .hull import camera_focus
+
     look_src = np.array([np.asarray(p.R)[2] for p in common])
     look_dst = np.array([gt[p.name]["R"][2] for p in common])
-    d = float(np.median(np.linalg.norm(src - _focus(src, look_src), axis=1)))
+    d = float(np.median(np.linalg.norm(src - camera_focus(src, look_src), axis=1)))
     if not np.isfinite(d) or d <= 0:
         return s, r, t
     return umeyama(np.vstack([src, src + d * look_src]), np.vstack([dst, dst + s * d * look_dst]))
-
-
-def _focus(centers: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-    """The point nearest (least squares) to every camera's optical axis."""
-    a = np.zeros((3, 3))
-    b = np.zeros(3)
-    for c, v in zip(centers, dirs):
-        m = np.eye(3) - np.outer(v, v)
-        a += m
-        b += m @ c
-    return np.linalg.lstsq(a, b, rcond=None)[0]
 
 
 def pose_errors(result, cameras_json: dict) -> dict:

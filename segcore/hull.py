@@ -435,6 +435,17 @@ def views_from_result(result, with_images: bool = True) -> list[View]:
     return views
 
 
+def camera_focus(centers: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """The point nearest (least squares) to every camera's optical axis (centre, direction)."""
+    a = np.zeros((3, 3))
+    b = np.zeros(3)
+    for c, d in zip(centers, dirs):
+        p = np.eye(3) - np.outer(d, d)
+        a += p
+        b += p @ c
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
 def initial_bounds(views: list[View], points: np.ndarray | None = None):
     """A box around the subject: masked sparse points (robust), else the cameras' focus."""
     pts = np.asarray(points if points is not None else np.zeros((0, 3)), float).reshape(-1, 3)
@@ -461,14 +472,7 @@ def initial_bounds(views: list[View], points: np.ndarray | None = None):
         return lo - pad, hi + pad
     # the point nearest to every camera's optical axis, and half the mean camera distance
     centers = np.array([v.center for v in views])
-    dirs = np.array([np.asarray(v.R)[2] for v in views])
-    a = np.zeros((3, 3))
-    b = np.zeros(3)
-    for c, d in zip(centers, dirs):
-        p = np.eye(3) - np.outer(d, d)
-        a += p
-        b += p @ c
-    focus = np.linalg.lstsq(a, b, rcond=None)[0]
+    focus = camera_focus(centers, np.array([np.asarray(v.R)[2] for v in views]))
     r = 0.6 * float(np.mean(np.linalg.norm(centers - focus, axis=1)))
     return focus - r, focus + r
 

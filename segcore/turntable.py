@@ -246,23 +246,29 @@ def adjust_axis(K, n, tracks, theta, start=None, max_nfev: int = 200, hold_u=Non
 # --------------------------------------------------------------------------- silhouettes
 
 
+def resized_masks(masks, K, long_side: int):
+    """The masks with ``long_side`` pixels along their long side (area-averaged, then cut at
+    half), the intrinsics to match (OpenCV's pixel centres) and the size (w, h)."""
+    H, W = masks[0].shape
+    s = long_side / max(H, W)
+    size = (max(1, round(W * s)), max(1, round(H * s)))
+    small = [
+        cv2.resize(np.asarray(m, np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
+        for m in masks
+    ]
+    k = K.copy()
+    k[:2] *= s
+    k[0, 2] = (K[0, 2] + 0.5) * s - 0.5
+    k[1, 2] = (K[1, 2] + 0.5) * s - 0.5
+    return small, k, size
+
+
 class Silhouettes:
     """The masks at a reduced size, and the coherence of a circular-motion hypothesis."""
 
     def __init__(self, masks, K, long_side: int = 160, grid: int = 48, misses: int = 0):
-        H, W = masks[0].shape
-        s = long_side / max(H, W)
-        size = (max(1, round(W * s)), max(1, round(H * s)))
-        self.m = np.array(
-            [
-                cv2.resize(m.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
-                for m in masks
-            ]
-        )
-        self.K = K.copy()
-        self.K[:2] *= s
-        self.K[0, 2] = (K[0, 2] + 0.5) * s - 0.5
-        self.K[1, 2] = (K[1, 2] + 0.5) * s - 0.5
+        small, self.K, _ = resized_masks(masks, K, long_side)
+        self.m = np.array(small)
         self.grid = grid
         self.misses = misses  # a voxel survives outside this many masks (robustness)
         h, w = self.m.shape[1:]
@@ -370,25 +376,12 @@ class RayCoherence:
         fine_samples: int = 17,
         trunc: float = 12.0,
         robust: int = 1,
-        open_px: int = 0,
         frames=None,
         still_tol: float = 8.0,
     ):
-        H, W = masks[0].shape
         # the outlines' accuracy is the fit's: full resolution, within RAY_LONG_SIDE
-        s = (long_side or int(np.clip(max(H, W), *RAY_LONG_SIDE))) / max(H, W)
-        size = (max(1, round(W * s)), max(1, round(H * s)))
-        small = [
-            cv2.resize(np.asarray(m, np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
-            for m in masks
-        ]
-        if open_px > 0:  # thin parts (a stand's legs, a pole) are where masks disagree most
-            ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * open_px + 1,) * 2)
-            small = [cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, ker) > 0 for m in small]
-        self.K = K.copy()
-        self.K[:2] *= s
-        self.K[0, 2] = (K[0, 2] + 0.5) * s - 0.5
-        self.K[1, 2] = (K[1, 2] + 0.5) * s - 0.5
+        side = long_side or int(np.clip(max(masks[0].shape), *RAY_LONG_SIDE))
+        small, self.K, size = resized_masks(masks, K, side)
         self.Kinv = np.linalg.inv(self.K)
         self.size = size
         self.sdf = [np.clip(silhouette_sdf(m), -trunc, trunc).astype(np.float32) for m in small]
@@ -621,12 +614,6 @@ class CircularFit:
             max_nfev=max_nfev,
         )
         return full(res.x), res
-
-
-def refine_joint(K, tracks, rays: RayCoherence, params, free=(0, 1, 2, 4), **kw):
-    """:meth:`CircularFit.refine` in one call."""
-    fit_kw = {k: kw.pop(k) for k in ("sil_weight", "f_scale") if k in kw}
-    return CircularFit(K, tracks, rays, **fit_kw).refine(params, free, **kw)
 
 
 # --------------------------------------------------------------------------- the solver

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from segcore.turntable import (
+    CircularFit,
     RayCoherence,
     Silhouettes,
     TurntableFit,
@@ -15,7 +16,6 @@ from segcore.turntable import (
     axis_direction,
     background_like,
     circular_poses,
-    refine_joint,
     triangulate,
     triangulate_batched,
     write_colmap_text,
@@ -190,7 +190,7 @@ def test_joint_refinement_recovers_step_and_axis_from_a_rough_start():
     rays = RayCoherence(_masks(TRUE), K, long_side=240, samples=40, depth_samples=64)
     start = np.array(TRUE) + [np.radians(3.0), np.radians(-2.0), 0.01, 0.0, np.radians(0.6)]
     assert _rotation_errors(start) > 5.0
-    params, _ = refine_joint(K, _tracks(TRUE), rays, start, max_nfev=20)
+    params, _ = CircularFit(K, _tracks(TRUE), rays).refine(start, max_nfev=20)
     assert abs(np.degrees(params[4] - TRUE[4])) < 0.1
     assert _rotation_errors(params) < 1.0  # the worst frame; the start was over 5 degrees off
 
