@@ -44,10 +44,12 @@ class ReconSettings:
     voxels: int = 160
     backgrounds_dir: str | None = None  # camera backgrounds (e.g. rgba/); None: the frames
     quality: str = "high"  # features: "high" (DSP-SIFT, for smooth fabric) or "fast"
+    plate: str = "auto"  # masks completed from a still background: "auto", "on" or "off"
 
     def options(self) -> dict:
         """The keyword options of ``segcore.reconstruct.run_reconstruction``."""
-        return {k: getattr(self, k) for k in ("matcher", "mapper", "hull", "voxels", "quality")}
+        keys = ("matcher", "mapper", "hull", "voxels", "quality", "plate")
+        return {k: getattr(self, k) for k in keys}
 
 
 def settings_from_segmentation(

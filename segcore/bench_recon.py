@@ -199,6 +199,7 @@ def run_one(
     quality: str = "high",
     focal_prior: bool = True,
     mapper: str = "incremental",
+    plate: str = "auto",
 ) -> dict:
     """One reconstruction (+ hull) of ``seq`` with ``masks``; metrics against the GT."""
     from .hull import visual_hull
@@ -211,7 +212,7 @@ def run_one(
     try:
         focal = cams["frames"][0]["K"][0][0] if focal_prior else None  # the renders' "EXIF"
         result = reconstruct(
-            seq / "images", masks, ws, quality=quality, focal_px=focal, mapper=mapper
+            seq / "images", masks, ws, quality=quality, focal_px=focal, mapper=mapper, plate=plate
         )
     except ReconstructionError as exc:
         result, error = exc.result, str(exc)
@@ -234,6 +235,8 @@ def run_one(
             row["hull_iou_own"] = hull_iou_own(mesh, result, seq / "masks")
         except Exception as exc:  # a failed hull is a result, not a crash of the benchmark
             row["error"] = f"hull: {exc}"
+    if result is not None and (result.options or {}).get("plate_changes"):
+        row["mask_iou_used"] = mask_iou(ws / "masks", seq / "masks")  # as completed by the plate
     row.pop("similarity", None)
     row.pop("similarity_look", None)
     return row
@@ -255,12 +258,16 @@ def segment_with_model(seq: Path, out: Path) -> Path | None:
 
 
 def mask_iou(pred_dir: Path, gt_dir: Path) -> float:
-    """Pooled IoU of the masks in ``pred_dir`` against the ground truth (same stems)."""
+    """Pooled IoU of the masks in ``pred_dir`` against the ground truth (same stems; COLMAP's
+    ``<stem>.<ext>.png`` names too)."""
     from .io import read_label
 
     inter = union = 0
     for gt_path in sorted(gt_dir.glob("*.png")):
-        pred, gt = read_label(pred_dir / gt_path.name), read_label(gt_path)
+        own = pred_dir / gt_path.name
+        if not own.exists():
+            own = next(pred_dir.glob(f"{gt_path.stem}.*.png"), own)
+        pred, gt = read_label(own), read_label(gt_path)
         inter += int((pred & gt).sum())
         union += int((pred | gt).sum())
     return inter / union if union else 1.0
@@ -268,6 +275,14 @@ def mask_iou(pred_dir: Path, gt_dir: Path) -> float:
 
 def _f(x, fmt="{:.2f}") -> str:
     return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else fmt.format(x)
+
+
+def _mask_cell(r: dict) -> str:
+    """The masks' IoU; "a → b" where the still background's plate completed them (b: used)."""
+    cell = _f(r.get("mask_iou"), "{:.3f}")
+    if r.get("mask_iou_used") is not None and r.get("mask_iou") is not None:
+        cell += " → " + _f(r["mask_iou_used"], "{:.3f}")
+    return cell
 
 
 def table(rows: list[dict]) -> str:
@@ -283,7 +298,7 @@ def table(rows: list[dict]) -> str:
             f"| {r['registered']}/{r['frames']} "
             f"| {_f(r['rot_median_deg'])} / {_f(r['rot_max_deg'])} "
             f"| {_f(r['rel_rot_median_deg'])} | {_f(r['reproj_px'])} "
-            f"| {_f(r.get('mask_iou'), '{:.3f}')} | {_f(r['hull_iou'], '{:.3f}')} "
+            f"| {_mask_cell(r)} | {_f(r['hull_iou'], '{:.3f}')} "
             f"| {_f(r.get('hull_iou_own'), '{:.3f}')} | {r['seconds']:.0f} |"
         )
     return head + "\n".join(lines) + "\n"
@@ -334,6 +349,12 @@ def main(argv=None) -> int:
         help="SfM mapper; auto: the turntable solver for turntable sequences with masks, "
         "incremental otherwise",
     )
+    p.add_argument(
+        "--plate",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="masks completed from a still background (segcore.plate; default: auto)",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the report here")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segcore-recon")
     args = p.parse_args(argv)
@@ -376,7 +397,15 @@ def main(argv=None) -> int:
             if mapper == "turntable" and masks is None:
                 mapper = "incremental"  # the circular solver needs silhouettes
             row = run_one(
-                seq, masks, ws, args.voxels, run != "none", args.quality, args.focal_prior, mapper
+                seq,
+                masks,
+                ws,
+                args.voxels,
+                run != "none",
+                args.quality,
+                args.focal_prior,
+                mapper,
+                args.plate,
             )
             features = args.quality + ("" if args.focal_prior else ", no focal")
             if mapper != "incremental":

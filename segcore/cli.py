@@ -174,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
         "default: EXIF, else estimated",
     )
     r.add_argument(
+        "--plate",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="complete the masks from the still background (a turntable's camera and backdrop "
+        "stand still: thin parts the masks missed, leaks onto the backdrop); auto: only when "
+        "the frames show a still background (default: auto)",
+    )
+    r.add_argument(
         "--voxels", type=int, default=160, metavar="N", help="hull grid, long side (default: 160)"
     )
     r.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
@@ -301,6 +309,7 @@ def cmd_reconstruct(args) -> int:
             progress=bars,
             quality=args.quality,
             focal_px=args.focal,
+            plate=args.plate,
         )
     finally:
         bars.close()

@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -52,6 +53,7 @@ SEQUENTIAL_OVERLAP = 12  # sequential matcher: each frame is matched with this m
 RESULT_VERSION = 1
 MATCHERS = ("auto", "exhaustive", "sequential")
 MAPPERS = ("incremental", "global", "turntable")
+PLATES = ("auto", "on", "off")  # masks completed from a still background (segcore.plate)
 # what each progress stage is called on screen (the CLI's bars, the add-on's status)
 STAGE_LABELS = {
     "prepare": "Preparing",
@@ -315,14 +317,24 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+class Prepared(NamedTuple):
+    frames: list[Path]
+    masked: bool
+    plate: dict | None = None  # what the still background's plate changed (segcore.plate)
+
+
 def prepare_workspace(
-    frames_dir, masks_dir, workspace, erode_px: int = 0
-) -> tuple[list[Path], bool]:
+    frames_dir, masks_dir, workspace, erode_px: int = 0, plate: str = "off"
+) -> Prepared:
     """Frames into ``workspace/images``, masks (COLMAP naming) into ``workspace/masks`` and,
-    shrunk by ``erode_px`` for feature extraction, into ``workspace/sfm_masks``."""
+    shrunk by ``erode_px`` for feature extraction, into ``workspace/sfm_masks``.
+
+    ``plate``: "auto" completes the masks from the still background's plate when the
+    background does stand still (a turntable; :mod:`segcore.plate`), "on" always, "off" never.
+    """
     import cv2
 
-    from .io import discover_frames, read_label, write_png
+    from .io import discover_frames, read_image, read_label, write_png
 
     frames = discover_frames(frames_dir)
     if not Path(frames_dir).is_dir():
@@ -346,7 +358,7 @@ def prepare_workspace(
     if masks_dir is None:
         shutil.rmtree(ws / "masks", ignore_errors=True)
         shutil.rmtree(ws / SFM_MASKS, ignore_errors=True)
-        return frames, False
+        return Prepared(frames, False)
     mdir = find_masks_dir(masks_dir)
     found = {p.name: mask_for(p, mdir) for p in frames}
     missing = [n for n, m in found.items() if m is None]
@@ -365,7 +377,8 @@ def prepare_workspace(
     if erode_px > 0:
         sfm.mkdir(parents=True)
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode_px + 1,) * 2)
-    for p in frames:
+
+    def label(p: Path) -> np.ndarray:
         m = read_label(found[p.name])
         h, w = _image_size(p)
         if m.shape != (h, w):
@@ -373,11 +386,26 @@ def prepare_workspace(
                 f"{found[p.name]}: the mask is {m.shape[1]}x{m.shape[0]} but the frame is "
                 f"{w}x{h}; masks must have the frames' full resolution"
             )
+        return m
+
+    if plate not in PLATES:
+        raise InputError(f"plate {plate!r}: choose one of {', '.join(PLATES)}")
+    fix = None
+    if plate != "off":
+        from .plate import plate_corrections
+
+        fix = plate_corrections(
+            (read_image(p) for p in frames), (label(p) for p in frames), force=plate == "on"
+        )
+    for i, p in enumerate(frames):
+        m = label(p)
+        if fix is not None:
+            m = fix.apply(i, m)
         m8 = np.where(m, 255, 0).astype(np.uint8)
         write_png(out / f"{p.name}.png", m8)
         if kernel is not None:
             write_png(sfm / f"{p.name}.png", cv2.erode(m8, kernel))
-    return frames, True
+    return Prepared(frames, True, fix.summary() if fix is not None else None)
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -459,6 +487,7 @@ def reconstruct(
     mask_erode_px: int | None = None,
     quality: str = "high",
     focal_px: float | None = None,
+    plate: str = "auto",
 ) -> ReconResult:
     """SfM of the frames in ``frames_dir`` with the masks in ``masks_dir`` (None: no masks).
 
@@ -476,6 +505,8 @@ def reconstruct(
     exported or rendered frames have none). It is held while the model grows and refined
     once at the end; without it the focal starts at 1.2 x the long side and is refined
     throughout, which a small subject on a turntable constrains poorly.
+    ``plate``: complete the masks from a still background ("auto": when it is still; see
+    :mod:`segcore.plate`); the corrected masks are the workspace's, for SfM and the hull.
     """
     if focal_px is not None and not focal_px > 0:
         raise InputError(f"focal length {focal_px}: give it in pixels (> 0), or leave it out")
@@ -485,6 +516,8 @@ def reconstruct(
         raise InputError(f"mapper {mapper!r}: choose one of {', '.join(MAPPERS)}")
     if quality not in QUALITIES:
         raise InputError(f"quality {quality!r}: choose one of {', '.join(QUALITIES)}")
+    if plate not in PLATES:
+        raise InputError(f"plate {plate!r}: choose one of {', '.join(PLATES)}")
     pycolmap = import_pycolmap()
     if seed is not None:  # RANSAC in matching and mapping
         pycolmap.set_random_seed(int(seed))
@@ -498,7 +531,11 @@ def reconstruct(
         mask_erode_px = max(1, round(ERODE_SHARE * max(read_image(first).shape[:2])))
     with run.watch():
         with run.timed("prepare"):
-            frames, masked = prepare_workspace(frames_dir, masks_dir, ws, mask_erode_px or 0)
+            frames, masked, plate_info = prepare_workspace(
+                frames_dir, masks_dir, ws, mask_erode_px or 0, plate
+            )
+        if plate_info is not None:
+            log.info("masks completed from the still background: %s", plate_info)
         names = [p.name for p in frames]
         n = len(names)
         if n < 3:
@@ -548,6 +585,8 @@ def reconstruct(
         "quality": quality,
         "focal_px": focal_px,
         "seed": seed,
+        "plate": plate,
+        "plate_changes": plate_info,
         "pycolmap": getattr(pycolmap, "__version__", "?"),
     }
     k = len(result.poses)
@@ -850,6 +889,7 @@ def run_reconstruction(
     should_stop: Callable[[], bool] | None = None,
     quality: str = "high",
     focal_px: float | None = None,
+    plate: str = "auto",
 ):
     """Everything ``segcore reconstruct`` does: SfM, visual hull, ``transforms.json``,
     ``recon.json``. Returns ``(ReconResult, Mesh or None)``; the CLI, the Blender operator
@@ -873,6 +913,7 @@ def run_reconstruction(
             should_stop=should_stop,
             quality=quality,
             focal_px=focal_px,
+            plate=plate,
         )
     except ReconstructionError as exc:
         if exc.result is not None:

@@ -32,7 +32,6 @@ solved from its outlines alone. About a minute or two for 36 frames at 768x1024.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -40,6 +39,7 @@ import cv2
 import numpy as np
 
 from .hull import sample_bilinear, silhouette_sdf
+from .plate import clear_of, plate_of
 
 log = logging.getLogger(__name__)
 
@@ -331,19 +331,15 @@ class Silhouettes:
 def background_like(grays, masks, tol: float = 8.0, min_seen: int = 3) -> list[np.ndarray]:
     """Per frame, where a masked pixel shows the still background (a mask's leak).
 
-    On a turntable the background stands still: its plate is the per-pixel median of the
-    frames in which the pixel is clear of the (dilated) mask. A masked pixel that matches the
+    On a turntable the background stands still: its plate (:func:`segcore.plate.plate_of`)
+    is the per-pixel median of the frames in which the pixel is clear of the (dilated) mask.
+    A masked pixel that matches the
     plate (mean absolute difference over 5 x 5 pixels below ``tol`` grey levels) is
     background; where fewer than ``min_seen`` frames show the plate, nothing is said.
     """
     stack = np.array(grays, np.float32)
-    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
-    clear = np.array([cv2.dilate(m.astype(np.uint8), ker) == 0 for m in masks])
-    with warnings.catch_warnings():  # pixels never clear: all-NaN columns, unknown below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        plate = np.nanmedian(np.where(clear, stack, np.nan), axis=0)
-    known = clear.sum(axis=0) >= min_seen
-    plate = np.where(known, plate, 0).astype(np.float32)
+    plate, seen = plate_of(stack, clear_of(masks, 3), min_seen)
+    known = seen >= min_seen
     out = []
     for g, m in zip(stack, masks):
         diff = cv2.blur(np.abs(g - plate), (5, 5))

@@ -143,7 +143,7 @@ def test_workspace_takes_segcore_or_colmap_mask_names(tmp_path):
         m = np.zeros((30, 40), np.uint8)
         m[5:25, 10:30] = 255
         cv2.imwrite(str(out / "masks" / f"f_{i}.png"), m)
-    frames, masked = prepare_workspace(tmp_path / "frames", out, tmp_path / "ws")
+    frames, masked, _ = prepare_workspace(tmp_path / "frames", out, tmp_path / "ws")
     assert masked and [p.name for p in frames] == ["f_0.jpg", "f_1.jpg", "f_2.jpg"]
     ws_masks = sorted(p.name for p in (tmp_path / "ws" / "masks").iterdir())
     assert ws_masks == ["f_0.jpg.png", "f_1.jpg.png", "f_2.jpg.png"]  # COLMAP: <name>.png
