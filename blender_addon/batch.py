@@ -2,7 +2,7 @@
 
     blender -b -P blender_addon/batch.py -- --input DIR --output DIR [--model PATH]
         [--size N] [--threshold T] [--refine | --no-refine] [--formats rgba,mask]
-        [--skip-existing | --overwrite] [--workers N] [--temporal]
+        [--skip-existing | --overwrite] [--workers N] [--temporal] [--plate auto|on|off]
         [--reconstruct [--workspace DIR] [--voxels N] [--no-hull] [--save FILE.blend]]
 
 ``--reconstruct``: after segmenting, run SfM + visual hull on the input frames and the
@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--temporal", action="store_true", help="smooth masks along the sequence (anti-flicker)"
     )
+    p.add_argument(
+        "--plate",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="complete the masks from a turntable's still background (default: auto)",
+    )
     r = p.add_argument_group("reconstruction")
     r.add_argument(
         "--reconstruct",
@@ -107,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             workers=args.workers,
             temporal=args.temporal,
+            plate=args.plate,
         )
         try:
             job = runner.create_job(settings)

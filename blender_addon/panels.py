@@ -65,6 +65,7 @@ def draw_garment_panel(layout, context) -> None:
     col.prop(props, "threshold", text="Threshold (0 = Model)")
     col.prop(props, "refine")
     col.prop(props, "temporal")
+    col.prop(props, "plate")
     _draw_formats(col, props, context)
     col.prop(props, "existing")
 

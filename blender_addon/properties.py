@@ -113,6 +113,17 @@ class GarmentSegSettings(PropertyGroup):
         "frame to frame along the optical flow, against flicker",
         default=False,
     )
+    plate: EnumProperty(
+        name="Still Background",
+        description="After the last frame, complete the masks from a turntable's still "
+        "background: thin turning parts (a stand's legs) added, leaks onto the backdrop removed",
+        items=(
+            ("AUTO", "Auto", "When the frames show a still background (a turntable)"),
+            ("ON", "On", "Always"),
+            ("OFF", "Off", "Keep the network's masks"),
+        ),
+        default="AUTO",
+    )
     use_default_formats: BoolProperty(
         name="Default Formats",
         description="Write the output formats chosen in the add-on preferences",
@@ -275,4 +286,5 @@ def read_settings(context) -> runner.Settings:
         overwrite=props.existing == "OVERWRITE",
         workers=prefs.workers if prefs else 2,
         temporal=props.temporal,
+        plate=props.plate.lower(),
     )

@@ -93,6 +93,7 @@ class Settings:
     overwrite: bool = False
     workers: int = 2
     temporal: bool = False  # smooth masks along the sequence (segcore.temporal)
+    plate: str = "auto"  # complete masks from a still background (segcore.plate)
 
     def options(self):
         from segcore.pipeline import SegmentOptions
@@ -107,6 +108,7 @@ class Settings:
             overwrite=self.overwrite,
             workers=max(1, int(self.workers)),
             temporal=bool(self.temporal),
+            plate=self.plate,
         )
 
 

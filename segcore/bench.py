@@ -114,7 +114,7 @@ def run_job(
         "from segcore.pipeline import SegmentOptions, SequenceJob\n"
         f"job = SequenceJob({str(frames_dir)!r}, {str(out)!r}, SegmentOptions(model={model!r}, "
         f"formats={tuple(formats.split(','))!r}, workers={workers}, overwrite=True, "
-        f"temporal={temporal!r}))\n"
+        f"temporal={temporal!r}, plate='off'))\n"
         "t = time.perf_counter()\n"
         "n = sum(r.status == 'ok' for r in job.run())\n"
         "dt = time.perf_counter() - t\n"

@@ -243,14 +243,18 @@ def run_one(
 
 
 def segment_with_model(seq: Path, out: Path) -> Path | None:
-    """Our masks for ``seq`` with the bundled model (None when there is no model)."""
+    """Our masks for ``seq`` with the bundled model (None when there is no model); the
+    network's own, without the plate: the reconstruction applies that, so the table shows
+    the masks' IoU before and after."""
     if not MODEL.exists():
         return None
     from .pipeline import SegmentOptions, SequenceJob
 
     shutil.rmtree(out, ignore_errors=True)
     job = SequenceJob(
-        seq / "images", out, SegmentOptions(model=str(MODEL), formats=("mask",), workers=2)
+        seq / "images",
+        out,
+        SegmentOptions(model=str(MODEL), formats=("mask",), workers=2, plate="off"),
     )
     for _ in job.run():
         pass

@@ -104,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the frames are a sequence (turntable, camera ring): smooth the masks from frame "
         "to frame along the optical flow, against flicker (frames in name order)",
     )
+    s.add_argument(
+        "--plate",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="after the last frame, complete the masks from the still background of a "
+        "turntable (thin turning parts added, leaks onto the backdrop removed); auto: only "
+        "when the frames show a still background (default: auto)",
+    )
     s.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
 
     e = sub.add_parser(
@@ -205,6 +213,7 @@ def cmd_segment(args) -> int:
         overwrite=args.overwrite,
         workers=args.workers,
         temporal=args.temporal,
+        plate=args.plate,
     )
     job = SequenceJob(args.input, args.output, opts)
     bar = Progress(len(job.frames), "Segmenting", enabled=not args.quiet)
@@ -235,6 +244,11 @@ def cmd_segment(args) -> int:
             file=sys.stderr,
         )
         return 1
+    if not args.quiet and job.plate:
+        print(
+            f"still background: {job.plate['frames_changed']} masks completed from its plate",
+            file=sys.stderr,
+        )
     if not args.quiet:
         print(
             f"{s['ok']} written, {s['skipped']} skipped, {s['failed']} failed "

@@ -214,7 +214,9 @@ def fit_bounds(
     bmin, bmax = np.asarray(bmin, float), np.asarray(bmax, float)
     for _ in range(tries):
         fld, origin, h = carve(views, bmin, bmax, coarse, outlier_share)
-        box = _occupied_box(fld, origin, h)
+        # conservative: a cell is occupied if the silhouettes reach its corners (a stand's
+        # pole, thinner than a coarse cell, falls between the cells' centres otherwise)
+        box = _occupied_box(fld + np.float32(0.87 * h), origin, h)
         if box is None:
             raise HullError(
                 "the silhouettes do not intersect: the masks and the cameras disagree "

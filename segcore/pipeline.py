@@ -29,8 +29,15 @@ from . import formats as fmt
 from .card import PostprocessParams
 from .errors import InputError, OutputError, SegcoreError
 from .infer import Segmenter
-from .io import atomic_write_bytes, discover_frames, read_image, remove_stale_temporaries
+from .io import (
+    atomic_write_bytes,
+    discover_frames,
+    read_image,
+    remove_stale_temporaries,
+    write_png,
+)
 from .mask import clean_mask, cutout, foreground_share, threshold
+from .plate import MODES as plate_modes
 from .preprocess import fit_size
 from .refine import GuidedCoefficients, band_window, refine_params
 from .temporal import SequenceSmoother
@@ -54,6 +61,7 @@ class SegmentOptions:
     overwrite: bool = False  # replace existing outputs
     workers: int = 2  # frames in flight
     temporal: bool = False  # smooth along the sequence (segcore.temporal); frames in order
+    plate: str = "auto"  # complete the masks from a still background (segcore.plate)
 
 
 @dataclass
@@ -259,6 +267,8 @@ class SequenceJob:
             )
         if options.skip_existing and options.overwrite:
             raise InputError("--skip-existing and --overwrite exclude each other; pick one")
+        if options.plate not in plate_modes:
+            raise InputError(f"plate {options.plate!r}: choose one of {', '.join(plate_modes)}")
         self.frames = discover_frames(self.input)
         self.writers = [fmt.WRITERS[name] for name in options.formats]
         self.rim_colours = "rgba" in options.formats  # only the RGBA output uses them
@@ -281,6 +291,7 @@ class SequenceJob:
         self.started = time.time()
         self.interrupted = False
         self.fatal: str | None = None  # a fault that stops the whole run (disk full)
+        self.plate: dict | None = None  # what the still background changed (complete_from_plate)
 
     def _check_stems(self) -> None:
         seen: dict[str, Path] = {}
@@ -366,6 +377,60 @@ class SequenceJob:
             yield from self._run(workers, n, stop, should_stop)
         finally:
             cv2.setNumThreads(cv_threads)
+        if self.options.plate != "off" and not self.interrupted and not self.fatal:
+            self.complete_from_plate(force=self.options.plate == "on")
+
+    def complete_from_plate(self, force: bool = False) -> dict | None:
+        """Second pass over a finished sequence: where the background stands still (a
+        turntable), complete every frame's outputs from its plate (:mod:`segcore.plate`):
+        thin turning parts the network missed are added, leaks onto the backdrop removed.
+
+        Rewrites (atomically) only the outputs of frames that change; the RGBA cut-outs keep
+        their soft rim. Returns (and keeps in ``self.plate``) what changed, or None where the
+        background moves or there are fewer than 6 frames.
+        """
+        from .io import read_label
+        from .plate import still_plate
+
+        done = sorted(r.index for r in self.results if r.status in ("ok", "skipped"))
+        src = next((w for w in self.writers if w.name != "rgba"), self.writers[0])
+
+        def mask_of(i: int) -> np.ndarray:
+            return read_label(self.output / src.folder / src.filename(self.frames[i]))
+
+        try:
+            plate = still_plate(
+                len(done), lambda k: (read_image(self.frames[done[k]]), mask_of(done[k])), force
+            )
+        except (SegcoreError, OSError) as exc:  # a frame gone or unreadable since: say so
+            log.warning("no still-background pass: %s", getattr(exc, "reason", exc))
+            return None
+        if plate is None:
+            return None
+        for i in done:
+            try:
+                self._complete_frame(i, plate, mask_of(i))
+            except (SegcoreError, OSError) as exc:  # one bad frame never stops the others
+                log.warning("%s: not completed from the plate: %s", self.frames[i], exc)
+        self.plate = plate.summary()
+        log.info("masks completed from the still background: %s", self.plate)
+        return self.plate
+
+    def _complete_frame(self, i: int, plate, old: np.ndarray) -> None:
+        new = plate.correct(read_image(self.frames[i]), old)
+        gain, loss = new & ~old, old & ~new
+        if not (gain.any() or loss.any()):
+            return
+        for w in self.writers:
+            target = self.output / w.folder / w.filename(self.frames[i])
+            if w.name == "rgba":  # the cut-out keeps its soft rim and defringed colours
+                rgba = cv2.imread(str(target), cv2.IMREAD_UNCHANGED)
+                if rgba is None or rgba.ndim != 3 or rgba.shape[2] != 4:
+                    raise OutputError(f"{target}: cannot read the cut-out back")
+                rgba[gain, 3], rgba[loss, 3] = 255, 0
+                write_png(target, rgba)
+            else:
+                write_png(target, np.where(new, 255, 0).astype(np.uint8))
 
     def _run(self, workers, n, stop, should_stop) -> Iterator[FrameResult]:
         with ThreadPoolExecutor(workers, thread_name_prefix="segcore") as pool:
@@ -423,6 +488,7 @@ class SequenceJob:
                 **self.post.to_dict(),
             },
             "summary": self.summary(),
+            "plate": self.plate,
             "frames": [asdict(r) for r in self.results],
         }
 

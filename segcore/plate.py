@@ -1,7 +1,8 @@
 """A still background's plate: turntable masks completed where the network missed thin parts.
 
-    change = plate_corrections(frames_bgr, masks)     # None: the background moves
-    masks = [change.apply(i, m) for i, m in enumerate(masks)]
+    plate = still_plate(len(frames), lambda i: (read(frames[i]), masks[i]))
+    if plate is not None:                                  # None: the background moves
+        masks = [plate.correct(read(f), m) for f, m in zip(frames, masks)]
 
 On a turntable the camera and the background stand still while the subject turns: every
 background pixel shows the same colour in all the frames where the subject does not cover
@@ -36,7 +37,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+MODES = ("auto", "on", "off")  # auto: when the background is found to stand still
 LONG_SIDE = 2048  # the plate's resolution cap (full resolution for most frames)
+MAX_FRAMES = 48  # frames the plate is built from (evenly spaced over the sequence)
 CLEAR_PX = 4  # a pixel is clear of the subject this far outside its (network) mask
 MIN_SEEN = 3  # frames that must show a pixel clear for the plate to be known there
 REMOVE_SEEN = 0.3  # share of the frames that must show it clear before the mask loses it
@@ -137,37 +140,6 @@ def leaked(d: np.ndarray, mask: np.ndarray, trusted: np.ndarray) -> np.ndarray:
     return mask & trusted & (cv2.blur(d, (5, 5)) < KEEP_LEVEL)
 
 
-@dataclass
-class PlateCorrections:
-    """Per frame, the pixels to add to and remove from its mask (at ``size``)."""
-
-    size: tuple[int, int]  # (w, h) the corrections were computed at
-    added: list[np.ndarray]
-    removed: list[np.ndarray]
-    still: float  # :func:`still_share`
-
-    def apply(self, index: int, mask: np.ndarray) -> np.ndarray:
-        """``mask`` (bool, any size) corrected."""
-        add, rem = self.added[index], self.removed[index]
-        if mask.shape[::-1] != self.size:
-            w, h = mask.shape[1], mask.shape[0]
-            add = cv2.resize(add.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
-            rem = cv2.resize(rem.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
-        return (mask | add) & ~rem
-
-    def summary(self) -> dict:
-        w, h = self.size
-        n = max(1, len(self.added))
-        return {
-            "still_share": round(self.still, 3),
-            "frames_changed": int(
-                sum(a.any() or r.any() for a, r in zip(self.added, self.removed))
-            ),
-            "added_share": round(float(sum(a.sum() for a in self.added)) / (n * w * h), 5),
-            "removed_share": round(float(sum(r.sum() for r in self.removed)) / (n * w * h), 5),
-        }
-
-
 def _fit(img: np.ndarray, size: tuple[int, int], mask: bool = False) -> np.ndarray:
     if img.shape[1::-1] == size:
         return img
@@ -177,25 +149,75 @@ def _fit(img: np.ndarray, size: tuple[int, int], mask: bool = False) -> np.ndarr
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
-def plate_corrections(frames, masks, force: bool = False) -> PlateCorrections | None:
-    """Corrections of ``masks`` (bool) from the still background of ``frames`` (BGR uint8).
+@dataclass
+class Plate:
+    """A still background, ready to correct masks frame by frame (:func:`still_plate`)."""
 
-    ``frames`` and ``masks`` are iterables of the same length (generators are fine: each is
-    read once, and kept at most ``LONG_SIDE`` pixels on the long side). Returns None if
-    fewer than 6 frames, or if the background does not stand still (unless ``force``).
+    size: tuple[int, int]  # (w, h) the plate is kept at (frames are fitted to it)
+    lab: np.ndarray  # float32 (h, w, 3) the background's Lab colours (0 where unknown)
+    known: np.ndarray  # bool (h, w): seen clear in at least MIN_SEEN frames
+    trusted: np.ndarray  # bool (h, w): seen clear often enough to remove a mask's leak
+    still: float  # :func:`still_share`
+    frames: int  # how many frames it was built from
+    corrected: int = 0  # frames passed to :meth:`correct` so far
+    changed: int = 0  # of those, how many changed
+    added_px: int = 0  # pixels (at ``size``) added and removed over all of them
+    removed_px: int = 0
+
+    def changes(self, bgr: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(added, removed) bool maps at ``size`` for one frame (BGR uint8) and its mask."""
+        lab = cv2.cvtColor(_fit(bgr, self.size), cv2.COLOR_BGR2LAB)
+        m = _fit(np.asarray(mask, bool), self.size, mask=True)
+        d = _distance(lab, self.lab, self.known)
+        return added_parts(d, m, self.known, lab), leaked(d, m, self.trusted)
+
+    def correct(self, bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``mask`` (bool, the frame's size) completed: missed parts added, leaks removed."""
+        add, rem = self.changes(bgr, mask)
+        self.corrected += 1
+        if not (add.any() or rem.any()):
+            return mask
+        self.changed += 1
+        self.added_px += int(add.sum())
+        self.removed_px += int(rem.sum())
+        if mask.shape[::-1] != self.size:
+            w, h = mask.shape[1], mask.shape[0]
+            add = cv2.resize(add.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+            rem = cv2.resize(rem.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+        return (mask | add) & ~rem
+
+    def summary(self) -> dict:
+        area = max(1, self.corrected * self.size[0] * self.size[1])
+        return {
+            "still_share": round(self.still, 3),
+            "plate_frames": self.frames,
+            "frames_changed": self.changed,
+            "added_share": round(self.added_px / area, 5),
+            "removed_share": round(self.removed_px / area, 5),
+        }
+
+
+def still_plate(n: int, load, force: bool = False) -> Plate | None:
+    """The still background of a sequence of ``n`` frames, or None where there is none.
+
+    ``load(i)`` returns frame ``i`` (BGR uint8) and its mask (bool); at most ``MAX_FRAMES``
+    evenly spaced frames are loaded, fitted within ``LONG_SIDE`` pixels, so memory stays
+    bounded for long sequences and big photos. None if fewer than 6 frames, or if the
+    background does not stand still (unless ``force``).
     """
+    if n < 6:
+        return None
     labs, small = [], []
     size = None
-    for f, m in zip(frames, masks):
+    for i in np.unique(np.linspace(0, n - 1, min(n, MAX_FRAMES)).round().astype(int)):
+        f, m = load(int(i))
         if size is None:
             h, w = f.shape[:2]
             s = min(1.0, LONG_SIDE / max(h, w))
             size = (max(1, round(w * s)), max(1, round(h * s)))
         labs.append(cv2.cvtColor(_fit(f, size), cv2.COLOR_BGR2LAB))
         small.append(_fit(np.asarray(m, bool), size, mask=True))
-    n = len(labs)
-    if n < 6:
-        return None
+    k = len(labs)
     labs = np.array(labs)
     clear = clear_of(small)
     plate, seen = plate_of(labs, clear)
@@ -203,10 +225,5 @@ def plate_corrections(frames, masks, force: bool = False) -> PlateCorrections | 
     still = still_share(labs, plate, clear, known)
     if still < STILL_SHARE and not force:
         return None
-    trusted = seen >= max(MIN_SEEN, REMOVE_SEEN * n)
-    added, removed = [], []
-    for lab, m in zip(labs, small):
-        d = _distance(lab, plate, known)
-        added.append(added_parts(d, m, known, lab))
-        removed.append(leaked(d, m, trusted))
-    return PlateCorrections(size, added, removed, still)
+    trusted = seen >= max(MIN_SEEN, REMOVE_SEEN * k)
+    return Plate(size, plate, known, trusted, still, k)

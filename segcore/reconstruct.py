@@ -45,6 +45,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import InputError, OutputError, SegcoreError, optional_import
+from .plate import MODES as plate_modes
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ SEQUENTIAL_OVERLAP = 12  # sequential matcher: each frame is matched with this m
 RESULT_VERSION = 1
 MATCHERS = ("auto", "exhaustive", "sequential")
 MAPPERS = ("incremental", "global", "turntable")
-PLATES = ("auto", "on", "off")  # masks completed from a still background (segcore.plate)
 # what each progress stage is called on screen (the CLI's bars, the add-on's status)
 STAGE_LABELS = {
     "prepare": "Preparing",
@@ -388,24 +388,24 @@ def prepare_workspace(
             )
         return m
 
-    if plate not in PLATES:
-        raise InputError(f"plate {plate!r}: choose one of {', '.join(PLATES)}")
-    fix = None
+    if plate not in plate_modes:
+        raise InputError(f"plate {plate!r}: choose one of {', '.join(plate_modes)}")
+    still = None
     if plate != "off":
-        from .plate import plate_corrections
+        from .plate import still_plate
 
-        fix = plate_corrections(
-            (read_image(p) for p in frames), (label(p) for p in frames), force=plate == "on"
+        still = still_plate(
+            len(frames), lambda i: (read_image(frames[i]), label(frames[i])), plate == "on"
         )
-    for i, p in enumerate(frames):
+    for p in frames:
         m = label(p)
-        if fix is not None:
-            m = fix.apply(i, m)
+        if still is not None:
+            m = still.correct(read_image(p), m)
         m8 = np.where(m, 255, 0).astype(np.uint8)
         write_png(out / f"{p.name}.png", m8)
         if kernel is not None:
             write_png(sfm / f"{p.name}.png", cv2.erode(m8, kernel))
-    return Prepared(frames, True, fix.summary() if fix is not None else None)
+    return Prepared(frames, True, still.summary() if still is not None else None)
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -516,8 +516,8 @@ def reconstruct(
         raise InputError(f"mapper {mapper!r}: choose one of {', '.join(MAPPERS)}")
     if quality not in QUALITIES:
         raise InputError(f"quality {quality!r}: choose one of {', '.join(QUALITIES)}")
-    if plate not in PLATES:
-        raise InputError(f"plate {plate!r}: choose one of {', '.join(PLATES)}")
+    if plate not in plate_modes:
+        raise InputError(f"plate {plate!r}: choose one of {', '.join(plate_modes)}")
     pycolmap = import_pycolmap()
     if seed is not None:  # RANSAC in matching and mapping
         pycolmap.set_random_seed(int(seed))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from segcore.io import read_label, write_png
-from segcore.plate import clear_of, plate_corrections, plate_of
+from segcore.plate import clear_of, plate_of, still_plate
 from segcore.reconstruct import prepare_workspace
 
 H, W, N = 120, 160, 12
@@ -44,6 +44,10 @@ def _turntable(moving_background: bool = False):
     return frames, truth, body
 
 
+def _plate(frames, masks, force=False):
+    return still_plate(len(frames), lambda i: (frames[i], masks[i]), force)
+
+
 def _iou(a, b) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
 
@@ -61,9 +65,9 @@ def test_plate_is_the_background_where_it_is_seen_clear():
 
 def test_turning_leg_missed_by_the_masks_is_added():
     frames, truth, body = _turntable()
-    fix = plate_corrections(frames, body)
-    assert fix is not None and fix.still > 0.95
-    fixed = [fix.apply(i, m) for i, m in enumerate(body)]
+    plate = _plate(frames, body)
+    assert plate is not None and plate.still > 0.95
+    fixed = [plate.correct(f, m) for f, m in zip(frames, body)]
     before = np.mean([_iou(m, t) for m, t in zip(body, truth)])
     after = np.mean([_iou(m, t) for m, t in zip(fixed, truth)])
     assert before < 0.9 and after > 0.97, (before, after)
@@ -78,8 +82,8 @@ def test_right_masks_are_left_alone_and_a_leak_is_removed():
     frames, truth, _ = _turntable()
     leaky = [t.copy() for t in truth]
     leaky[4][90:110, 10:40] = True  # a patch of background in one frame's mask
-    fix = plate_corrections(frames, leaky)
-    fixed = [fix.apply(i, m) for i, m in enumerate(leaky)]
+    plate = _plate(frames, leaky)
+    fixed = [plate.correct(f, m) for f, m in zip(frames, leaky)]
     assert not fixed[4][95:105, 15:35].any()
     for i, (f, t) in enumerate(zip(fixed, truth)):
         assert _iou(f, t) > 0.97, i
@@ -87,15 +91,16 @@ def test_right_masks_are_left_alone_and_a_leak_is_removed():
 
 def test_moving_background_is_not_a_plate():
     frames, _, body = _turntable(moving_background=True)
-    assert plate_corrections(frames, body) is None
-    assert plate_corrections(frames[:5], body[:5], force=True) is None  # too few frames
+    assert _plate(frames, body) is None
+    assert _plate(frames[:5], body[:5], force=True) is None  # too few frames
 
 
 def test_corrections_apply_at_full_resolution():
     frames, truth, body = _turntable()
-    fix = plate_corrections(frames, body)
+    plate = _plate(frames, body)
     big = cv2.resize(body[3].astype(np.uint8), (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST)
-    out = fix.apply(3, big.astype(bool))
+    frame = cv2.resize(frames[3], (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST)
+    out = plate.correct(frame, big.astype(bool))
     assert out.shape == (2 * H, 2 * W)
     small = cv2.resize(out.astype(np.float32), (W, H), interpolation=cv2.INTER_AREA) > 0.5
     assert _iou(small, truth[3]) > 0.95
@@ -123,3 +128,71 @@ def test_workspace_masks_are_completed_on_a_turntable(tmp_path, plate):
     else:
         assert info is None and iou < 0.9
     assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before  # inputs kept
+
+
+def test_segment_job_completes_its_outputs_from_the_plate(tmp_path):
+    from segcore.pipeline import FrameResult, SegmentOptions, SequenceJob
+
+    frames, truth, body = _turntable()
+    (tmp_path / "frames").mkdir()
+    for i, f in enumerate(frames):
+        write_png(tmp_path / "frames" / f"f{i:02d}.png", f)
+    out = tmp_path / "out"
+    job = SequenceJob(
+        tmp_path / "frames", out, SegmentOptions(formats=("mask", "rgba", "colmap"), workers=1)
+    )
+    # the network's outputs as a previous run left them: the disc only, a soft rim in RGBA
+    for i, (f, m) in enumerate(zip(frames, body)):
+        m8 = np.where(m, 255, 0).astype(np.uint8)
+        write_png(out / "masks" / f"f{i:02d}.png", m8)
+        write_png(out / "colmap_masks" / f"f{i:02d}.png.png", m8)
+        rgba = cv2.cvtColor(f, cv2.COLOR_BGR2BGRA)
+        rgba[:, :, 3] = cv2.GaussianBlur(m8, (3, 3), 0)
+        write_png(out / "rgba" / f"f{i:02d}.png", rgba)
+        job.results.append(FrameResult(i, str(job.frames[i]), "skipped"))
+    rim = read_label(out / "rgba" / "f00.png")
+    info = job.complete_from_plate()
+    assert info is not None and info["frames_changed"] >= N - 1
+    assert job.report()["plate"] == info
+    for i in range(N):
+        mask = read_label(out / "masks" / f"f{i:02d}.png")
+        assert _iou(mask, truth[i]) > 0.97
+        assert (read_label(out / "colmap_masks" / f"f{i:02d}.png.png") == mask).all()
+        alpha = cv2.imread(str(out / "rgba" / f"f{i:02d}.png"), cv2.IMREAD_UNCHANGED)[:, :, 3]
+        assert (alpha[mask & ~body[i]] == 255).all()  # the leg is opaque in the cut-out
+    soft = cv2.imread(str(out / "rgba" / "f00.png"), cv2.IMREAD_UNCHANGED)[:, :, 3]
+    assert ((soft > 0) & (soft < 255)).any() and rim.shape == soft.shape  # rim kept soft
+    # inputs untouched
+    assert all((cv2.imread(str(job.frames[i])) == frames[i]).all() for i in range(N))
+
+
+def test_segment_job_leaves_a_moving_background_alone(tmp_path):
+    from segcore.pipeline import FrameResult, SegmentOptions, SequenceJob
+
+    frames, _, body = _turntable(moving_background=True)
+    (tmp_path / "frames").mkdir()
+    for i, f in enumerate(frames):
+        write_png(tmp_path / "frames" / f"f{i:02d}.png", f)
+    out = tmp_path / "out"
+    job = SequenceJob(tmp_path / "frames", out, SegmentOptions(formats=("mask",), workers=1))
+    for i, m in enumerate(body):
+        write_png(out / "masks" / f"f{i:02d}.png", np.where(m, 255, 0).astype(np.uint8))
+        job.results.append(FrameResult(i, str(job.frames[i]), "skipped"))
+    before = [(out / "masks" / f"f{i:02d}.png").read_bytes() for i in range(N)]
+    assert job.complete_from_plate() is None and job.plate is None
+    assert [(out / "masks" / f"f{i:02d}.png").read_bytes() for i in range(N)] == before
+
+
+def test_plate_loads_a_bounded_sample_of_a_long_sequence():
+    from segcore import plate as plate_mod
+
+    frames, truth, body = _turntable()
+    loaded = []
+
+    def load(i):
+        loaded.append(i)
+        return frames[i % N], body[i % N]
+
+    plate = still_plate(1000, load)
+    assert plate is not None and plate.frames == plate_mod.MAX_FRAMES
+    assert len(loaded) == plate_mod.MAX_FRAMES and loaded[0] == 0 and loaded[-1] == 999
