@@ -13,6 +13,7 @@ from . import __version__
 from .card import DEFAULT_MODEL
 from .errors import SegcoreError
 from .formats import WRITERS
+from .plate import MODES as PLATE_MODES
 from .progress import Progress
 
 EPILOG = """examples:
@@ -104,14 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the frames are a sequence (turntable, camera ring): smooth the masks from frame "
         "to frame along the optical flow, against flicker (frames in name order)",
     )
-    s.add_argument(
-        "--plate",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="after the last frame, complete the masks from the still background of a "
-        "turntable (thin turning parts added, leaks onto the backdrop removed); auto: only "
-        "when the frames show a still background (default: auto)",
-    )
+    _plate_option(s, "after the last frame, complete the masks")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
 
     e = sub.add_parser(
@@ -181,19 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="known focal length in pixels, for frames without EXIF (rendered or exported); "
         "default: EXIF, else estimated",
     )
-    r.add_argument(
-        "--plate",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="complete the masks from the still background (a turntable's camera and backdrop "
-        "stand still: thin parts the masks missed, leaks onto the backdrop); auto: only when "
-        "the frames show a still background (default: auto)",
-    )
+    _plate_option(r, "complete the masks (in the workspace)")
     r.add_argument(
         "--voxels", type=int, default=160, metavar="N", help="hull grid, long side (default: 160)"
     )
     r.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
     return p
+
+
+def _plate_option(parser, what: str) -> None:
+    parser.add_argument(
+        "--plate",
+        choices=PLATE_MODES,
+        default="auto",
+        help=f"{what} from a turntable's still background: thin turning parts the network "
+        "missed (a stand's legs) added, leaks onto the backdrop removed; auto: only when the "
+        "frames show a still background (default: auto)",
+    )
 
 
 def _raise_interrupt(signum, frame):
