@@ -451,11 +451,13 @@ def _write_doc(args, data, seqs, md, summary, notes, rows) -> None:
         "also matches a point on each camera's optical axis (so it is compared where the "
         "cameras look), rendered into every ground-truth camera and compared with the "
         "ground-truth masks; 'own cameras': rendered into the reconstruction's cameras, "
-        "no alignment.",
+        "no alignment. Mask IoU 'a → b': the masks as given (a; ours: the network's) and as "
+        "the reconstruction used them after the still background's plate completed them "
+        "(b; `--plate`, `segcore.plate`).",
         "",
         f"Reproduce: `python build.py bench recon --data {data} --only "
         f"{','.join(s.name for s in seqs)} --voxels {args.voxels} --masks {args.masks} "
-        f"--quality {args.quality} --mapper {args.mapper}"
+        f"--quality {args.quality} --mapper {args.mapper} --plate {args.plate}"
         f"{'' if args.focal_prior else ' --no-focal-prior'}`",
         "",
         md,
