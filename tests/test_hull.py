@@ -154,3 +154,42 @@ def test_decimation_respects_the_face_budget(sphere_hull):
     assert len(f) <= 2000 and len(v) < len(mesh.vertices)
     r = np.linalg.norm(v - CENTRE, axis=1)
     assert abs(np.median(r) - RADIUS) < 0.05 * RADIUS
+
+
+def _rod_mask(view: View, top, bottom, radius) -> np.ndarray:
+    """Exact silhouette of a thin vertical rod (a cylinder from ``top`` to ``bottom``)."""
+    u, v = np.meshgrid(np.arange(view.width), np.arange(view.height))
+    pix = np.stack([u, v, np.ones_like(u)], -1).reshape(-1, 3).astype(float)
+    d = pix @ np.linalg.inv(view.K).T @ view.R
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    a = (bottom - top) / np.linalg.norm(bottom - top)
+    w0 = view.center - top
+    # closest approach of each ray to the rod's axis, within the rod's length
+    b, dd, e = d @ a, d @ w0, w0 @ a
+    den = np.maximum(1 - b**2, 1e-9)
+    s = (b * e - dd) / den  # along the ray
+    t = (e - b * dd) / den  # along the axis
+    t = np.clip(t, 0, np.linalg.norm(bottom - top))
+    p = view.center + s[:, None] * d
+    q = top + t[:, None] * a
+    return ((np.linalg.norm(p - q, axis=1) < radius) & (s > 0)).reshape(view.height, view.width)
+
+
+def test_a_rod_thinner_than_a_voxel_stays_whole():
+    # a sphere on a pole a quarter of a voxel thick, a pixel or less wide in the masks (a
+    # garment on a stand's pole)
+    top, bottom = CENTRE + [0, RADIUS * 0.9, 0], CENTRE + [0, RADIUS * 2.6, 0]
+    views = sphere_views(n=16)
+    for v in views:
+        v.mask = v.mask | _rod_mask(v, top, bottom, 0.006)
+    got = {}
+    for reach in (0.0, 0.3):
+        mesh = hull_from_views(views, voxels=48, colors=False, thin_reach=reach)
+        low = mesh.vertices[:, 1] > CENTRE[1] + RADIUS * 1.2
+        got[reach] = float(np.ptp(mesh.vertices[low, 1])) if low.any() else 0.0
+        if reach:
+            off_axis = np.linalg.norm((mesh.vertices[low] - top)[:, [0, 2]], axis=1)
+            assert np.median(off_axis) < mesh.info["voxel_size"]  # thin still, if fatter
+    length = RADIUS * 2.6 - RADIUS * 1.2
+    assert got[0.3] > 0.9 * length  # the whole pole below the sphere
+    assert got[0.0] < 0.5 * got[0.3]  # beads or nothing without it
