@@ -196,3 +196,14 @@ def test_plate_loads_a_bounded_sample_of_a_long_sequence():
     plate = still_plate(1000, load)
     assert plate is not None and plate.frames == plate_mod.MAX_FRAMES
     assert len(loaded) == plate_mod.MAX_FRAMES and loaded[0] == 0 and loaded[-1] == 999
+
+
+def test_the_bundled_ring_is_not_taken_for_a_turntable():
+    from pathlib import Path
+
+    from segcore.io import discover_frames, read_image
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "garment_ring"
+    frames = discover_frames(root / "images")
+    masks = [read_label(root / "masks" / f"{p.stem}.png") for p in frames]
+    assert still_plate(len(frames), lambda i: (read_image(frames[i]), masks[i])) is None
