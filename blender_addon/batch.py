@@ -142,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, on_signal)
         print(f"Segmenting {len(job.frames)} frames from {job.input} into {job.output}")
+        from segcore.plate import STAGES
+
+        def plate_progress(stage: str, done: int, total: int) -> None:
+            if done == total:  # the still-background pass after the last frame
+                print(f"{STAGES.get(stage, stage)} {done}/{total}", flush=True)
+
+        job.plate_progress = plate_progress
         outcome = runner.run_job(
             job,
             should_stop=lambda: stop["requested"],
@@ -181,7 +188,7 @@ def _reconstruct(runner, args, stop) -> int:
         masks_dir=str(out / "masks"),
         workspace=args.workspace or str(out / "reconstruction"),
         backgrounds_dir=str(rgba) if rgba.is_dir() else None,
-        **{k: getattr(args, k) for k in ("matcher", "mapper", "hull", "voxels", "quality")},
+        **{k: getattr(args, k) for k in importer.ReconSettings.KEYS},
     )
     print(f"Reconstructing into {settings.workspace}", flush=True)
     try:

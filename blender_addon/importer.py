@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import bpy
 
@@ -45,11 +46,12 @@ class ReconSettings:
     backgrounds_dir: str | None = None  # camera backgrounds (e.g. rgba/); None: the frames
     quality: str = "high"  # features: "high" (DSP-SIFT, for smooth fabric) or "fast"
     plate: str = "auto"  # masks completed from a still background: "auto", "on" or "off"
+    # the options run_reconstruction takes (the batch script's flags of the same names)
+    KEYS: ClassVar[tuple[str, ...]] = ("matcher", "mapper", "hull", "voxels", "quality", "plate")
 
     def options(self) -> dict:
         """The keyword options of ``segcore.reconstruct.run_reconstruction``."""
-        keys = ("matcher", "mapper", "hull", "voxels", "quality", "plate")
-        return {k: getattr(self, k) for k in keys}
+        return {k: getattr(self, k) for k in self.KEYS}
 
 
 def settings_from_segmentation(

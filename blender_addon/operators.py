@@ -72,6 +72,8 @@ class _Run(_Worker):
         super().__init__()
         self.job = job
         self.total = len(job.frames)
+        # the still-background pass after the last frame: ("plate", stage, done, total)
+        job.plate_progress = lambda stage, done, total: self.emit(("plate", stage, done, total))
 
     def work(self):
         return runner.run_job(
@@ -342,6 +344,10 @@ class GARMENT_SEG_OT_segment_sequence(_WorkerOperator, Operator):
         return f"Segmenting {run.total} frames from {run.job.input} into {run.job.output}"
 
     def _describe(self, run, item):
+        if item[0] == "plate":  # after the last frame: the still background's pass
+            stage, done, total = item[1:]
+            text = importer.progress_text(stage, done, total)
+            return text, done / max(total, 1), text
         res, done, total = item[1:]
         text = runner.progress_text(done, total, time.monotonic() - run.started)
         return runner.progress_line(res, done, total), done / max(total, 1), text

@@ -197,9 +197,15 @@ def _outcome(job, report: Path) -> Outcome:
     else:
         per = f", {s['seconds_per_frame']:.2f} s per frame" if s["seconds_per_frame"] else ""
         skipped = f" ({s['skipped']} skipped, already done)" if s["skipped"] else ""
+        plate = getattr(job, "plate", None)
+        still = (
+            f"; {plate['frames_changed']} masks completed from the still background"
+            if plate
+            else ""
+        )
         msg = (
             f"Segmented {s['frames']} frames{skipped} in {s['seconds']:.1f} s{per} "
-            f"into {job.output}"
+            f"into {job.output}{still}"
         )
         level = "INFO"
     return Outcome(s, msg, level, bool(job.interrupted), failures, report, rgba)

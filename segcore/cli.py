@@ -215,6 +215,14 @@ def cmd_segment(args) -> int:
     )
     job = SequenceJob(args.input, args.output, opts)
     bar = Progress(len(job.frames), "Segmenting", enabled=not args.quiet)
+    plate_bars = _StageBar(not args.quiet)
+
+    def plate_progress(stage: str, done: int, total: int) -> None:
+        if plate_bars.stage is None:
+            bar.close()  # the frames are done when the still-background pass starts
+        plate_bars(stage, done, total)
+
+    job.plate_progress = plate_progress
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for r in job.run():
@@ -224,7 +232,7 @@ def cmd_segment(args) -> int:
                 bar.write(f"warning: {r.path}: {'; '.join(r.warnings)}")
             bar.update(note=f"{r.path.rsplit('/', 1)[-1]}")
     except KeyboardInterrupt:
-        bar.close()
+        (bar if plate_bars.stage is None else plate_bars).close()
         job.write_report()
         s = job.summary()
         print(
@@ -233,7 +241,7 @@ def cmd_segment(args) -> int:
             file=sys.stderr,
         )
         return 130
-    bar.close()
+    (bar if plate_bars.stage is None else plate_bars).close()
     job.write_report()
     s = job.summary()
     if job.fatal:

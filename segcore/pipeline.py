@@ -292,6 +292,8 @@ class SequenceJob:
         self.interrupted = False
         self.fatal: str | None = None  # a fault that stops the whole run (disk full)
         self.plate: dict | None = None  # what the still background changed (complete_from_plate)
+        # progress(stage, done, total) of that pass (stages: segcore.plate.STAGES)
+        self.plate_progress: Callable[[str, int, int], None] | None = None
 
     def _check_stems(self) -> None:
         seen: dict[str, Path] = {}
@@ -378,16 +380,22 @@ class SequenceJob:
         finally:
             cv2.setNumThreads(cv_threads)
         if self.options.plate != "off" and not self.interrupted and not self.fatal:
-            self.complete_from_plate(force=self.options.plate == "on")
+            self.complete_from_plate(self.options.plate == "on", self.plate_progress, should_stop)
 
-    def complete_from_plate(self, force: bool = False) -> dict | None:
+    def complete_from_plate(
+        self,
+        force: bool = False,
+        progress: Callable[[str, int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> dict | None:
         """Second pass over a finished sequence: where the background stands still (a
         turntable), complete every frame's outputs from its plate (:mod:`segcore.plate`):
         thin turning parts the network missed are added, leaks onto the backdrop removed.
 
         Rewrites (atomically) only the outputs of frames that change; the RGBA cut-outs keep
         their soft rim. Returns (and keeps in ``self.plate``) what changed, or None where the
-        background moves or there are fewer than 6 frames.
+        background moves or there are fewer than 6 frames. ``should_stop`` ends the pass
+        early (every output stays valid: completed, or the network's as it was).
         """
         from .io import read_label
         from .plate import still_plate
@@ -400,18 +408,26 @@ class SequenceJob:
 
         try:
             plate = still_plate(
-                len(done), lambda k: (read_image(self.frames[done[k]]), mask_of(done[k])), force
+                len(done),
+                lambda k: (read_image(self.frames[done[k]]), mask_of(done[k])),
+                force,
+                progress,
             )
         except (SegcoreError, OSError) as exc:  # a frame gone or unreadable since: say so
             log.warning("no still-background pass: %s", getattr(exc, "reason", exc))
             return None
         if plate is None:
             return None
-        for i in done:
+        for k, i in enumerate(done):
+            if should_stop is not None and should_stop():
+                log.warning("still-background pass stopped after %d of %d frames", k, len(done))
+                break
             try:
                 self._complete_frame(i, plate, mask_of(i))
             except (SegcoreError, OSError) as exc:  # one bad frame never stops the others
                 log.warning("%s: not completed from the plate: %s", self.frames[i], exc)
+            if progress is not None:
+                progress("plate masks", k + 1, len(done))
         self.plate = plate.summary()
         log.info("masks completed from the still background: %s", self.plate)
         return self.plate

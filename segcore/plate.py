@@ -40,6 +40,8 @@ import cv2
 import numpy as np
 
 MODES = ("auto", "on", "off")  # auto: when the background is found to stand still
+# progress stages (reported as ``progress(stage, done, total)``) and their labels on screen
+STAGES = {"plate": "Still background", "plate masks": "Completing masks"}
 LONG_SIDE = 2048  # the plate's resolution cap (full resolution for most frames)
 MAX_FRAMES = 48  # frames the plate is built from (evenly spaced over the sequence)
 CLEAR_PX = 4  # a pixel is clear of the subject this far outside its (network) mask
@@ -199,20 +201,24 @@ class Plate:
         }
 
 
-def still_plate(n: int, load, force: bool = False) -> Plate | None:
+def still_plate(n: int, load, force: bool = False, progress=None) -> Plate | None:
     """The still background of a sequence of ``n`` frames, or None where there is none.
 
     ``load(i)`` returns frame ``i`` (BGR uint8) and its mask (bool); at most ``MAX_FRAMES``
     evenly spaced frames are loaded, fitted within ``LONG_SIDE`` pixels, so memory stays
     bounded for long sequences and big photos. None if fewer than 6 frames, or if the
-    background does not stand still (unless ``force``).
+    background does not stand still (unless ``force``). ``progress("plate", done, total)``
+    after each frame loaded.
     """
     if n < 6:
         return None
     labs, small = [], []
     size = None
-    for i in np.unique(np.linspace(0, n - 1, min(n, MAX_FRAMES)).round().astype(int)):
+    sample = np.unique(np.linspace(0, n - 1, min(n, MAX_FRAMES)).round().astype(int))
+    for k, i in enumerate(sample):
         f, m = load(int(i))
+        if progress is not None:
+            progress("plate", k + 1, len(sample))
         if size is None:
             h, w = f.shape[:2]
             s = min(1.0, LONG_SIDE / max(h, w))

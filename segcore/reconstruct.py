@@ -46,6 +46,7 @@ import numpy as np
 
 from .errors import InputError, OutputError, SegcoreError, optional_import
 from .plate import MODES as plate_modes
+from .plate import STAGES as plate_stages
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ STAGE_LABELS = {
     "turntable axis": "Turntable axis",
     "turntable refine": "Turntable fit",
     "hull": "Visual hull",
+    **plate_stages,
 }
 QUALITIES = ("high", "fast")
 ERODE_SHARE = 0.006  # default mask erosion for SfM, share of the frame's long side
@@ -324,7 +326,12 @@ class Prepared(NamedTuple):
 
 
 def prepare_workspace(
-    frames_dir, masks_dir, workspace, erode_px: int = 0, plate: str = "off"
+    frames_dir,
+    masks_dir,
+    workspace,
+    erode_px: int = 0,
+    plate: str = "off",
+    progress: Progress | None = None,
 ) -> Prepared:
     """Frames into ``workspace/images``, masks (COLMAP naming) into ``workspace/masks`` and,
     shrunk by ``erode_px`` for feature extraction, into ``workspace/sfm_masks``.
@@ -395,12 +402,17 @@ def prepare_workspace(
         from .plate import still_plate
 
         still = still_plate(
-            len(frames), lambda i: (read_image(frames[i]), label(frames[i])), plate == "on"
+            len(frames),
+            lambda i: (read_image(frames[i]), label(frames[i])),
+            plate == "on",
+            progress,
         )
-    for p in frames:
+    for k, p in enumerate(frames):
         m = label(p)
         if still is not None:
             m = still.correct(read_image(p), m)
+            if progress is not None:
+                progress("plate masks", k + 1, len(frames))
         m8 = np.where(m, 255, 0).astype(np.uint8)
         write_png(out / f"{p.name}.png", m8)
         if kernel is not None:
@@ -532,7 +544,7 @@ def reconstruct(
     with run.watch():
         with run.timed("prepare"):
             frames, masked, plate_info = prepare_workspace(
-                frames_dir, masks_dir, ws, mask_erode_px or 0, plate
+                frames_dir, masks_dir, ws, mask_erode_px or 0, plate, report
             )
         if plate_info is not None:
             log.info("masks completed from the still background: %s", plate_info)

@@ -207,3 +207,27 @@ def test_the_bundled_ring_is_not_taken_for_a_turntable():
     frames = discover_frames(root / "images")
     masks = [read_label(root / "masks" / f"{p.stem}.png") for p in frames]
     assert still_plate(len(frames), lambda i: (read_image(frames[i]), masks[i])) is None
+
+
+def test_segment_job_reports_the_plate_pass_and_can_stop_it(tmp_path):
+    from segcore.pipeline import FrameResult, SegmentOptions, SequenceJob
+    from segcore.plate import STAGES
+
+    frames, truth, body = _turntable()
+    (tmp_path / "frames").mkdir()
+    for i, f in enumerate(frames):
+        write_png(tmp_path / "frames" / f"f{i:02d}.png", f)
+    out = tmp_path / "out"
+    job = SequenceJob(tmp_path / "frames", out, SegmentOptions(formats=("mask",), workers=1))
+    for i, m in enumerate(body):
+        write_png(out / "masks" / f"f{i:02d}.png", np.where(m, 255, 0).astype(np.uint8))
+        job.results.append(FrameResult(i, str(job.frames[i]), "skipped"))
+    seen = []
+    job.complete_from_plate(
+        progress=lambda *a: seen.append(a), should_stop=lambda: len(seen) >= N + 4
+    )
+    stages = [s for s, _, _ in seen]
+    assert set(stages) <= set(STAGES) and stages.count("plate") == N
+    assert seen[N - 1] == ("plate", N, N) and seen[-1] == ("plate masks", 4, N)  # stopped
+    changed = [_iou(read_label(out / "masks" / f"f{i:02d}.png"), truth[i]) > 0.97 for i in range(N)]
+    assert changed[:4] == [True] * 4 and not all(changed)  # the rest kept the network's
