@@ -130,26 +130,33 @@ def test_workspace_masks_are_completed_on_a_turntable(tmp_path, plate):
     assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before  # inputs kept
 
 
-def test_segment_job_completes_its_outputs_from_the_plate(tmp_path):
+def _finished_job(tmp_path, frames, masks, formats=("mask",)):
+    """A segment job over ``frames`` whose outputs (``masks``, as the network left them,
+    a soft rim in RGBA) are written and counted as done: ready for the plate pass."""
     from segcore.pipeline import FrameResult, SegmentOptions, SequenceJob
 
-    frames, truth, body = _turntable()
     (tmp_path / "frames").mkdir()
     for i, f in enumerate(frames):
         write_png(tmp_path / "frames" / f"f{i:02d}.png", f)
     out = tmp_path / "out"
-    job = SequenceJob(
-        tmp_path / "frames", out, SegmentOptions(formats=("mask", "rgba", "colmap"), workers=1)
-    )
-    # the network's outputs as a previous run left them: the disc only, a soft rim in RGBA
-    for i, (f, m) in enumerate(zip(frames, body)):
+    job = SequenceJob(tmp_path / "frames", out, SegmentOptions(formats=formats, workers=1))
+    for i, (f, m) in enumerate(zip(frames, masks)):
         m8 = np.where(m, 255, 0).astype(np.uint8)
-        write_png(out / "masks" / f"f{i:02d}.png", m8)
-        write_png(out / "colmap_masks" / f"f{i:02d}.png.png", m8)
-        rgba = cv2.cvtColor(f, cv2.COLOR_BGR2BGRA)
-        rgba[:, :, 3] = cv2.GaussianBlur(m8, (3, 3), 0)
-        write_png(out / "rgba" / f"f{i:02d}.png", rgba)
+        for w in job.writers:
+            target = out / w.folder / w.filename(job.frames[i])
+            if w.name == "rgba":
+                rgba = cv2.cvtColor(f, cv2.COLOR_BGR2BGRA)
+                rgba[:, :, 3] = cv2.GaussianBlur(m8, (3, 3), 0)
+                write_png(target, rgba)
+            else:
+                write_png(target, m8)
         job.results.append(FrameResult(i, str(job.frames[i]), "skipped"))
+    return job, out
+
+
+def test_segment_job_completes_its_outputs_from_the_plate(tmp_path):
+    frames, truth, body = _turntable()
+    job, out = _finished_job(tmp_path, frames, body, ("mask", "rgba", "colmap"))
     rim = read_label(out / "rgba" / "f00.png")
     info = job.complete_from_plate()
     assert info is not None and info["frames_changed"] >= N - 1
@@ -167,17 +174,8 @@ def test_segment_job_completes_its_outputs_from_the_plate(tmp_path):
 
 
 def test_segment_job_leaves_a_moving_background_alone(tmp_path):
-    from segcore.pipeline import FrameResult, SegmentOptions, SequenceJob
-
     frames, _, body = _turntable(moving_background=True)
-    (tmp_path / "frames").mkdir()
-    for i, f in enumerate(frames):
-        write_png(tmp_path / "frames" / f"f{i:02d}.png", f)
-    out = tmp_path / "out"
-    job = SequenceJob(tmp_path / "frames", out, SegmentOptions(formats=("mask",), workers=1))
-    for i, m in enumerate(body):
-        write_png(out / "masks" / f"f{i:02d}.png", np.where(m, 255, 0).astype(np.uint8))
-        job.results.append(FrameResult(i, str(job.frames[i]), "skipped"))
+    job, out = _finished_job(tmp_path, frames, body)
     before = [(out / "masks" / f"f{i:02d}.png").read_bytes() for i in range(N)]
     assert job.complete_from_plate() is None and job.plate is None
     assert [(out / "masks" / f"f{i:02d}.png").read_bytes() for i in range(N)] == before
@@ -210,18 +208,10 @@ def test_the_bundled_ring_is_not_taken_for_a_turntable():
 
 
 def test_segment_job_reports_the_plate_pass_and_can_stop_it(tmp_path):
-    from segcore.pipeline import FrameResult, SegmentOptions, SequenceJob
     from segcore.plate import STAGES
 
     frames, truth, body = _turntable()
-    (tmp_path / "frames").mkdir()
-    for i, f in enumerate(frames):
-        write_png(tmp_path / "frames" / f"f{i:02d}.png", f)
-    out = tmp_path / "out"
-    job = SequenceJob(tmp_path / "frames", out, SegmentOptions(formats=("mask",), workers=1))
-    for i, m in enumerate(body):
-        write_png(out / "masks" / f"f{i:02d}.png", np.where(m, 255, 0).astype(np.uint8))
-        job.results.append(FrameResult(i, str(job.frames[i]), "skipped"))
+    job, out = _finished_job(tmp_path, frames, body)
     seen = []
     job.complete_from_plate(
         progress=lambda *a: seen.append(a), should_stop=lambda: len(seen) >= N + 4
