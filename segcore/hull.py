@@ -590,6 +590,58 @@ def render_silhouette(mesh: Mesh, view: View, supersample: int = 4) -> np.ndarra
     return out > 0
 
 
+def scaled_view(view: View, long_side: int) -> View:
+    """``view`` (and its mask) at most ``long_side`` pixels on the long side."""
+    s = min(1.0, long_side / max(view.width, view.height))
+    if s >= 1.0:
+        return view
+    w, h = max(1, round(view.width * s)), max(1, round(view.height * s))
+    sx, sy = w / view.width, h / view.height
+    K = np.asarray(view.K, float).copy()  # noqa: N806
+    K[0] *= sx
+    K[1] *= sy
+    K[0, 2] = (view.K[0, 2] + 0.5) * sx - 0.5  # pixel centres stay pixel centres
+    K[1, 2] = (view.K[1, 2] + 0.5) * sy - 0.5
+    mask = None
+    if view.mask is not None:
+        m = cv2.resize(view.mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        mask = m >= 0.5
+    return View(K, view.R, view.t, w, h, mask, view.dist, view.image, view.name)
+
+
+def silhouette_check(
+    mesh: Mesh, views: list[View], frames: int = 8, long_side: int = 640, cols: int = 4
+) -> tuple[np.ndarray, dict[str, float]]:
+    """A contact sheet of how the hull fits the masks, and the IoU per frame shown.
+
+    ``frames`` views spread over the sequence, each drawn with its mask's edge (magenta)
+    and the hull's reprojected silhouette's edge (green), labelled with their IoU: where
+    the two part, a mask missed or added something, or the cameras are off there.
+    """
+    from .io import read_image
+    from .sheet import grid, overlay
+
+    shown = [v for v in views if v.mask is not None]
+    if not shown:
+        raise HullError("no view has a mask to check the hull against")
+    idx = np.unique(np.linspace(0, len(shown) - 1, min(frames, len(shown))).round().astype(int))
+    tiles, labels, ious = [], [], {}
+    for i in idx:
+        v = scaled_view(shown[i], long_side)
+        sil = render_silhouette(mesh, v, supersample=2)
+        union = (sil | v.mask).sum()
+        iou = float((sil & v.mask).sum() / union) if union else 1.0
+        ious[v.name or str(i)] = round(iou, 4)
+        if v.image is not None:
+            bgr = cv2.resize(read_image(v.image), (v.width, v.height), interpolation=cv2.INTER_AREA)
+        else:
+            bgr = np.full((v.height, v.width, 3), 90, np.uint8)
+        m8 = np.where(sil, 255, 0).astype(np.uint8)
+        tiles.append(overlay(bgr, m8, np.where(v.mask, 255, 0).astype(np.uint8)))
+        labels.append(f"{v.name}  IoU {iou:.3f}")
+    return grid(tiles, min(cols, len(tiles)), tile_w=min(320, long_side), labels=labels), ious
+
+
 def write_ply(path, mesh: Mesh) -> Path:
     """A binary little-endian PLY with vertex colours (Blender, MeshLab, CloudCompare)."""
     from .io import atomic_write_bytes

@@ -71,6 +71,7 @@ STAGE_LABELS = {
 QUALITIES = ("high", "fast")
 ERODE_SHARE = 0.006  # default mask erosion for SfM, share of the frame's long side
 SFM_MASKS = "sfm_masks"  # the eroded masks feature extraction uses
+HULL_CHECK = "hull_check.png"  # frames with the masks' and the hull's outlines drawn
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -197,6 +198,9 @@ class ReconResult:
         """``16 of 16 frames registered, 812 points, 0.61 px, garment mesh 9,240 faces``."""
         s = self.summary()
         hull = f", garment mesh {len(mesh.faces):,} faces" if mesh is not None else ""
+        check = (getattr(mesh, "info", None) or {}).get("check") if mesh is not None else None
+        if check:  # how the hull's silhouettes fit the masks (silhouette_check)
+            hull += f" (fits the masks to IoU {check['mean_iou']:.3f}: {check['image']})"
         return (
             f"{s['registered']} of {s['frames']} frames registered, {s['points']:,} points, "
             f"mean reprojection error {s['mean_reprojection_error_px']:.2f} px{hull}"
@@ -907,7 +911,8 @@ def run_reconstruction(
     ``recon.json``. Returns ``(ReconResult, Mesh or None)``; the CLI, the Blender operator
     and its batch script all call this.
     """
-    from .hull import visual_hull, write_ply
+    from .hull import silhouette_check, views_from_result, visual_hull, write_ply
+    from .io import write_png
     from .nerfstudio import write_transforms
 
     if not 16 <= int(voxels) <= 1024:
@@ -942,6 +947,14 @@ def run_reconstruction(
         write_ply(ws / "hull.ply", mesh)
         result.timings["hull"] = time.perf_counter() - t
         extra["hull"] = {k: mesh.info[k] for k in ("vertices", "faces", "voxel_size", "views")}
+        # a picture of how the hull fits the masks (a person looks before trusting the mesh)
+        sheet, ious = silhouette_check(mesh, views_from_result(result))
+        write_png(ws / HULL_CHECK, sheet)
+        extra["hull"]["check"] = mesh.info["check"] = {
+            "image": HULL_CHECK,
+            "mean_iou": round(float(np.mean(list(ious.values()))), 4),
+            "iou": ious,
+        }
         report("hull", 1, 1)
     write_transforms(result, ws)
     write_result_json(result, ws / "recon.json", extra)

@@ -299,6 +299,12 @@ def test_reconstruct_outputs_agree(turntable_recon):
     mesh = read_ply(ws / "hull.ply")
     assert len(mesh.faces) > 500 and mesh.colors is not None
     assert len(res.points) > 100
+    # the picture of how the hull fits the masks, and its numbers in recon.json
+    check = json.loads((ws / "recon.json").read_text())["summary"]["hull"]["check"]
+    sheet = cv2.imread(str(ws / check["image"]))
+    assert sheet is not None and sheet.shape[1] > 600
+    assert 0 < len(check["iou"]) <= 8 and set(check["iou"]) <= {p.name for p in res.poses}
+    assert 0.7 < check["mean_iou"] <= 1.0
 
 
 def test_unmasked_turntable_fails_with_advice(tmp_path, capsys):
@@ -323,6 +329,8 @@ def test_summary_line_counts_frames_points_and_faces(tmp_path):
     assert res.summary_line() == line
     mesh = type("Mesh", (), {"faces": np.zeros((1234, 3))})()
     assert res.summary_line(mesh) == line + ", garment mesh 1,234 faces"
+    mesh.info = {"check": {"mean_iou": 0.9612, "image": "hull_check.png"}}
+    assert res.summary_line(mesh).endswith("faces (fits the masks to IoU 0.961: hull_check.png)")
 
 
 def test_final_distortion_refinement_keeps_a_known_focal_fixed():
