@@ -396,3 +396,18 @@ def test_turntable_mapper_solves_the_ci_turntable(tmp_path):
     assert e["rot_median_deg"] < 12.0, e
     assert (ws / "sparse" / "0" / "points3D.bin").stat().st_size > 0
     assert (ws / "hull.ply").exists()
+
+
+def test_reconstruct_warns_when_the_hull_fits_the_masks_poorly(tmp_path, monkeypatch, capsys):
+    import segcore.reconstruct as recon
+    from segcore.cli import main
+
+    res = known_result(tmp_path)
+    mesh = type("Mesh", (), {"faces": np.zeros((10, 3))})()
+    for iou, warned in ((0.97, False), (0.62, True)):
+        mesh.info = {"check": {"mean_iou": iou, "image": "hull_check.png"}}
+        monkeypatch.setattr(recon, "run_reconstruction", lambda *a, **k: (res, mesh))
+        assert main(["reconstruct", str(tmp_path), "-o", str(tmp_path / "ws")]) == 0
+        err = capsys.readouterr().err
+        assert ("fits the masks poorly (IoU 0.62)" in err) == warned, err
+        assert "hull_check.png" in err
