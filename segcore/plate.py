@@ -27,7 +27,7 @@ bundled example's plain backdrop, 0.99-1.00 on turntables; ``STILL_SHARE`` 0.9),
 the masks are left as they are.
 
 Measured on five rendered turntables (`docs/recon.md`, fifth session): mask IoU against the
-renderer's masks 0.900 -> 0.936 (a stand's legs), 0.933 -> 0.950 (leaks), unchanged
+renderer's masks 0.901 -> 0.938 (a stand's legs), 0.935 -> 0.953 (leaks), unchanged
 (within 0.001) where the network's masks were already right.
 """
 
