@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-hull", dest="hull", action="store_false", help="no garment mesh")
     r.add_argument("--matcher", default="auto", choices=("auto", "exhaustive", "sequential"))
     r.add_argument(
-        "--mapper", default="incremental", choices=("incremental", "global", "turntable")
+        "--mapper", default="auto", choices=("auto", "incremental", "global", "turntable")
     )
     r.add_argument("--quality", default="high", choices=("high", "fast"), help="features")
     r.add_argument("--save", metavar="FILE.blend", help="save the scene after the import")

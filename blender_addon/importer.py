@@ -40,7 +40,7 @@ class ReconSettings:
     masks_dir: str | None  # masks (255 = garment); None: none
     workspace: str  # where sparse/0, hull.ply, transforms.json, recon.json go
     matcher: str = "auto"
-    mapper: str = "incremental"
+    mapper: str = "auto"  # turntable when the background stands still, else incremental
     hull: bool = True
     voxels: int = 160
     backgrounds_dir: str | None = None  # camera backgrounds (e.g. rgba/); None: the frames

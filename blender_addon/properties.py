@@ -208,6 +208,12 @@ class GarmentSegSettings(PropertyGroup):
     recon_mapper: EnumProperty(
         name="Mapper",
         items=(
+            (
+                "auto",
+                "Auto",
+                "Turntable when the frames show a still background (camera on a tripod, garment "
+                "turning), else Incremental",
+            ),
             ("incremental", "Incremental", "COLMAP's incremental mapper"),
             ("global", "Global", "GLOMAP global mapper"),
             (
@@ -217,7 +223,7 @@ class GarmentSegSettings(PropertyGroup):
                 "calibrated from the silhouettes and feature tracks",
             ),
         ),
-        default="incremental",
+        default="auto",
     )
     # Runtime progress, written by the running operator on the main thread.
     progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")

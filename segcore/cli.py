@@ -147,11 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--mapper",
-        choices=("incremental", "global", "turntable"),
-        default="incremental",
+        choices=("auto", "incremental", "global", "turntable"),
+        default="auto",
         help="incremental (COLMAP) or global (GLOMAP) mapping, or turntable: frames in capture "
         "order, one axis, the same step between frames, calibrated from the masks' silhouettes "
-        "and feature tracks (default: incremental)",
+        "and feature tracks; auto: turntable when the masked frames show a still background, "
+        "else incremental (default: auto)",
     )
     r.add_argument(
         "--quality",
@@ -353,6 +354,14 @@ def cmd_reconstruct(args) -> int:
                 "part, or cameras that are off",
                 file=sys.stderr,
             )
+        opts = result.options or {}
+        if opts.get("mapper_asked") == "auto":
+            why = (
+                "the background stands still: a turntable"
+                if opts["mapper"] == "turntable"
+                else "no still background, or no masks"
+            )
+            print(f"mapper: {opts['mapper']} ({why})", file=sys.stderr)
         seconds = sum(v for k, v in result.timings.items() if k != "total")  # + the hull
         print(
             f"{result.summary_line(mesh)}, {seconds:.1f} s -> {Path(args.output)}", file=sys.stderr

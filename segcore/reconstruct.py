@@ -54,7 +54,7 @@ EXHAUSTIVE_MAX = 60  # "auto" matcher: exhaustive up to this many frames, sequen
 SEQUENTIAL_OVERLAP = 12  # sequential matcher: each frame is matched with this many successors
 RESULT_VERSION = 1
 MATCHERS = ("auto", "exhaustive", "sequential")
-MAPPERS = ("incremental", "global", "turntable")
+MAPPERS = ("auto", "incremental", "global", "turntable")  # auto: turntable if still, else incr.
 # what each progress stage is called on screen (the CLI's bars, the add-on's status)
 STAGE_LABELS = {
     "prepare": "Preparing",
@@ -492,7 +492,7 @@ def reconstruct(
     masks_dir,
     workspace,
     matcher: str = "auto",
-    mapper: str = "incremental",
+    mapper: str = "auto",
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     min_registered: int = 3,
@@ -557,6 +557,10 @@ def reconstruct(
         if n < 3:
             raise InputError(f"{frames_dir}: {n} frames; structure from motion needs 3 or more")
         report("prepare", n, n)
+        asked = mapper
+        if mapper == "auto":
+            mapper = _auto_mapper(frames, ws, masked, plate, plate_info)
+            log.info("mapper auto: %s", mapper)
         if mapper == "turntable":
             if not masked:
                 raise InputError(
@@ -594,6 +598,7 @@ def reconstruct(
     result.options = {
         "matcher": kind,
         "mapper": mapper,
+        "mapper_asked": asked,
         "camera_mode": "single",
         "camera_model": "SIMPLE_RADIAL",
         "max_image_size": max_image_size,
@@ -656,6 +661,32 @@ class _Stages:
             yield
         finally:
             finished.set()
+
+
+def _auto_mapper(
+    frames: list[Path], ws: Path, masked: bool, plate: str, plate_info: dict | None
+) -> str:
+    """``turntable`` when the masked frames show a still background (a turntable: the
+    camera stands still, the garment turns; :mod:`segcore.plate`), else ``incremental``."""
+    from .io import read_image, read_label
+    from .plate import STILL_SHARE, still_plate
+
+    if not masked:
+        return "incremental"  # the turntable solver calibrates from the silhouettes
+    if plate_info is not None:  # the plate pass measured it already
+        still = plate_info["still_share"] >= STILL_SHARE
+    elif plate == "auto":  # measured, and not still (or too few frames)
+        still = False
+    else:
+        masks = ws / "masks"
+        still = (
+            still_plate(
+                len(frames),
+                lambda i: (read_image(frames[i]), read_label(masks / f"{frames[i].name}.png")),
+            )
+            is not None
+        )
+    return "turntable" if still else "incremental"
 
 
 def _reader_options(pycolmap, ws: Path, first: Path, masked: bool, focal_px: float | None):
@@ -898,7 +929,7 @@ def run_reconstruction(
     masks_dir,
     workspace,
     matcher: str = "auto",
-    mapper: str = "incremental",
+    mapper: str = "auto",
     hull: bool = True,
     voxels: int = 160,
     progress: Progress | None = None,

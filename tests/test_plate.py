@@ -221,3 +221,21 @@ def test_segment_job_reports_the_plate_pass_and_can_stop_it(tmp_path):
     assert seen[N - 1] == ("plate", N, N) and seen[-1] == ("plate masks", 4, N)  # stopped
     changed = [_iou(read_label(out / "masks" / f"f{i:02d}.png"), truth[i]) > 0.97 for i in range(N)]
     assert changed[:4] == [True] * 4 and not all(changed)  # the rest kept the network's
+
+
+@pytest.mark.parametrize("moving", [False, True])
+def test_auto_mapper_follows_the_background(tmp_path, moving):
+    from segcore.reconstruct import _auto_mapper
+
+    frames, truth, _ = _turntable(moving_background=moving)
+    (tmp_path / "masks").mkdir()
+    paths = []
+    for i, (f, m) in enumerate(zip(frames, truth)):
+        paths.append(tmp_path / f"f{i:02d}.png")
+        write_png(paths[-1], f)
+        write_png(tmp_path / "masks" / f"f{i:02d}.png.png", np.where(m, 255, 0).astype(np.uint8))
+    want = "incremental" if moving else "turntable"
+    assert _auto_mapper(paths, tmp_path, True, "off", None) == want  # measured here
+    assert _auto_mapper(paths, tmp_path, False, "off", None) == "incremental"  # no masks
+    assert _auto_mapper(paths, tmp_path, True, "auto", None) == "incremental"  # measured: moving
+    assert _auto_mapper(paths, tmp_path, True, "on", {"still_share": 0.95}) == "turntable"

@@ -259,8 +259,26 @@ def turntable_recon(tmp_path_factory):
     code = main(
         ["reconstruct", str(TURNTABLE / "images"), str(TURNTABLE / "masks"), "-o", str(ws)]
         + ["--voxels", "64", "--quality", "fast", "--focal", str(focal), "-q"]
+        + ["--mapper", "incremental"]  # COLMAP's path (auto would take the turntable solver)
     )
     return code, ws
+
+
+def test_auto_mapper_takes_the_turntable_solver_on_a_still_background(tmp_path):
+    pytest.importorskip("pycolmap")
+    from segcore.reconstruct import load_result
+
+    if not (TURNTABLE / "cameras.json").exists():
+        pytest.skip("tests/data/recon_turntable is missing")
+    from segcore.cli import main
+
+    focal = json.loads((TURNTABLE / "cameras.json").read_text())["frames"][0]["K"][0][0]
+    ws = tmp_path / "ws"
+    args = ["reconstruct", str(TURNTABLE / "images"), str(TURNTABLE / "masks"), "-o", str(ws)]
+    assert main([*args, "--no-hull", "--focal", str(focal), "-q"]) == 0
+    opts = load_result(ws).options
+    assert opts["mapper_asked"] == "auto" and opts["mapper"] == "turntable"
+    assert opts["plate_changes"]["still_share"] > 0.9
 
 
 def test_masked_turntable_reconstructs_in_ci_time(turntable_recon):
