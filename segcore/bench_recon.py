@@ -220,6 +220,7 @@ def run_one(
     row["seconds"] = time.perf_counter() - t0
     row["reproj_px"] = result.mean_reprojection_error if result is not None else float("nan")
     row["error"] = error
+    row["mapper"] = (result.options or {}).get("mapper", mapper) if result is not None else mapper
     row["hull_iou"] = row["hull_iou_own"] = float("nan")
     if hull and masks is not None and result is not None and "similarity" in row:
         try:
@@ -350,8 +351,8 @@ def main(argv=None) -> int:
         "--mapper",
         default="incremental",
         choices=("incremental", "global", "turntable", "auto"),
-        help="SfM mapper; auto: the turntable solver for turntable sequences with masks, "
-        "incremental otherwise",
+        help="SfM mapper; auto: segcore's own choice, as a user gets it (the turntable solver "
+        "where the masked frames show a still background, incremental otherwise)",
     )
     p.add_argument(
         "--plate",
@@ -396,8 +397,6 @@ def main(argv=None) -> int:
             else:
                 masks, label = segment_with_model(seq, args.workdir / seq.name / "seg"), "ours"
             mapper = args.mapper
-            if mapper == "auto":
-                mapper = "turntable" if kind == "turntable" and masks is not None else "incremental"
             if mapper == "turntable" and masks is None:
                 mapper = "incremental"  # the circular solver needs silhouettes
             row = run_one(
@@ -412,8 +411,9 @@ def main(argv=None) -> int:
                 args.plate,
             )
             features = args.quality + ("" if args.focal_prior else ", no focal")
-            if mapper != "incremental":
-                features += f", {mapper}"
+            used = row.pop("mapper", mapper)
+            if used != "incremental":
+                features += f", {used}" + (" (auto)" if mapper == "auto" else "")
             row.update(sequence=seq.name, kind=kind, masks=label, quality=features)
             if masks is not None:
                 row["mask_iou"] = mask_iou(masks, seq / "masks")
