@@ -260,6 +260,12 @@ def test_full_disk_stops_with_message_and_no_partial_files(seg, frames, tmp_path
         subprocess.run(["umount", str(mnt)])
 
 
+def _default_sigint() -> None:
+    # a shell's background job ignores SIGINT and its children inherit that (Python then
+    # installs no KeyboardInterrupt handler): give the child the terminal's default back
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(args, **kw):
     return subprocess.Popen(
         [sys.executable, "-m", "segcore", *args],
@@ -267,6 +273,7 @@ def _cli(args, **kw):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
         **kw,
     )
 
