@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="then reconstruct cameras, points and garment mesh and import them",
     )
     r.add_argument("--workspace", metavar="DIR", help="default: OUTPUT/reconstruction")
-    r.add_argument("--voxels", type=int, default=160, metavar="N", help="visual hull grid")
+    r.add_argument("--voxels", type=int, default=224, metavar="N", help="visual hull grid")
     r.add_argument("--no-hull", dest="hull", action="store_false", help="no garment mesh")
     r.add_argument("--matcher", default="auto", choices=("auto", "exhaustive", "sequential"))
     r.add_argument(

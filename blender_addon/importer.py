@@ -42,7 +42,7 @@ class ReconSettings:
     matcher: str = "auto"
     mapper: str = "auto"  # turntable when the background stands still, else incremental
     hull: bool = True
-    voxels: int = 160
+    voxels: int = 224  # segcore.hull.DEFAULT_VOXELS
     backgrounds_dir: str | None = None  # camera backgrounds (e.g. rgba/); None: the frames
     quality: str = "high"  # features: "high" (DSP-SIFT, for smooth fabric) or "fast"
     plate: str = "auto"  # masks completed from a still background: "auto", "on" or "off"

@@ -182,7 +182,7 @@ class GarmentSegSettings(PropertyGroup):
     recon_voxels: IntProperty(
         name="Voxels",
         description="Visual hull grid resolution along its long side",
-        default=160,
+        default=224,
         min=16,
         max=1024,
         soft_min=48,

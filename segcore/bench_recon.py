@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .hull import DEFAULT_VOXELS
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ("/work/data/recon", str(ROOT / "data" / "recon"))
 MODEL = ROOT / "segcore" / "models" / "garment.onnx"
@@ -338,7 +340,7 @@ def main(argv=None) -> int:
     p.add_argument("--kinds", default="turntable,ring")
     p.add_argument("--limit", type=int, default=3, help="sequences per kind")
     p.add_argument("--only", default="", help="comma-separated sequence names")
-    p.add_argument("--voxels", type=int, default=160)
+    p.add_argument("--voxels", type=int, default=DEFAULT_VOXELS)
     p.add_argument("--quality", choices=("high", "fast"), default="high", help="SIFT features")
     p.add_argument(
         "--no-focal-prior",

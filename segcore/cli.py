@@ -13,6 +13,7 @@ from . import __version__
 from .card import DEFAULT_MODEL
 from .errors import SegcoreError
 from .formats import WRITERS
+from .hull import DEFAULT_VOXELS
 from .plate import MODES as PLATE_MODES
 from .progress import Progress
 
@@ -178,7 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _plate_option(r, "complete the masks (in the workspace)")
     r.add_argument(
-        "--voxels", type=int, default=160, metavar="N", help="hull grid, long side (default: 160)"
+        "--voxels",
+        type=int,
+        default=DEFAULT_VOXELS,
+        metavar="N",
+        help=f"hull grid, long side (default: {DEFAULT_VOXELS})",
     )
     r.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
     return p

@@ -38,7 +38,7 @@ from .errors import InputError, SegcoreError, optional_import
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VOXELS = 160  # the grid's long side: thin parts (a stand's legs) survive at 160
+DEFAULT_VOXELS = 224  # the grid's long side (a stand's pole: hull IoU 0.941 at 160, 0.953 here)
 DEFAULT_SMOOTH = 3  # Taubin iterations (each vertex moves at most SMOOTH_CLAMP voxels)
 SMOOTH_CLAMP = 0.25  # voxels
 KEEP_SHARE = 0.05  # pieces of the hull kept: at least this share of the largest one's faces

@@ -45,6 +45,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import InputError, OutputError, SegcoreError, optional_import
+from .hull import DEFAULT_VOXELS
 from .plate import MODES as plate_modes
 from .plate import STAGES as plate_stages
 
@@ -931,7 +932,7 @@ def run_reconstruction(
     matcher: str = "auto",
     mapper: str = "auto",
     hull: bool = True,
-    voxels: int = 160,
+    voxels: int = DEFAULT_VOXELS,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     quality: str = "high",
@@ -947,7 +948,7 @@ def run_reconstruction(
     from .nerfstudio import write_transforms
 
     if not 16 <= int(voxels) <= 1024:
-        raise InputError(f"voxels {voxels}: use 16 to 1024 (160 is a good start)")
+        raise InputError(f"voxels {voxels}: use 16 to 1024 ({DEFAULT_VOXELS} is a good start)")
     ws = Path(workspace)
     report = progress or (lambda stage, done, total: None)
     try:
