@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .hull import DEFAULT_VOXELS
+from .plate import MODES as PLATE_MODES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ("/work/data/recon", str(ROOT / "data" / "recon"))
@@ -358,7 +359,7 @@ def main(argv=None) -> int:
     )
     p.add_argument(
         "--plate",
-        choices=("auto", "on", "off"),
+        choices=PLATE_MODES,
         default="auto",
         help="masks completed from a still background (segcore.plate; default: auto)",
     )

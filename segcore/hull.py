@@ -590,23 +590,32 @@ def render_silhouette(mesh: Mesh, view: View, supersample: int = 4) -> np.ndarra
     return out > 0
 
 
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A bool mask at ``size`` (w, h): area-averaged, then cut at half."""
+    if mask.shape[::-1] == tuple(size):
+        return np.asarray(mask, bool)
+    return cv2.resize(np.asarray(mask, np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
+
+
+def scaled_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:  # noqa: N803
+    """``K`` for the image scaled by (sx, sy), OpenCV's pixel centres kept at pixel centres."""
+    k = np.asarray(K, float).copy()
+    k[0] *= sx
+    k[1] *= sy
+    k[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
+    k[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+    return k
+
+
 def scaled_view(view: View, long_side: int) -> View:
     """``view`` (and its mask) at most ``long_side`` pixels on the long side."""
     s = min(1.0, long_side / max(view.width, view.height))
     if s >= 1.0:
         return view
     w, h = max(1, round(view.width * s)), max(1, round(view.height * s))
-    sx, sy = w / view.width, h / view.height
-    K = np.asarray(view.K, float).copy()  # noqa: N806
-    K[0] *= sx
-    K[1] *= sy
-    K[0, 2] = (view.K[0, 2] + 0.5) * sx - 0.5  # pixel centres stay pixel centres
-    K[1, 2] = (view.K[1, 2] + 0.5) * sy - 0.5
-    mask = None
-    if view.mask is not None:
-        m = cv2.resize(view.mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-        mask = m >= 0.5
-    return View(K, view.R, view.t, w, h, mask, view.dist, view.image, view.name)
+    k = scaled_intrinsics(view.K, w / view.width, h / view.height)
+    mask = resize_mask(view.mask, (w, h)) if view.mask is not None else None
+    return View(k, view.R, view.t, w, h, mask, view.dist, view.image, view.name)
 
 
 def silhouette_check(

@@ -37,7 +37,7 @@ from .io import (
     write_png,
 )
 from .mask import clean_mask, cutout, foreground_share, threshold
-from .plate import MODES as plate_modes
+from .plate import check_mode as check_plate_mode
 from .preprocess import fit_size
 from .refine import GuidedCoefficients, band_window, refine_params
 from .temporal import SequenceSmoother
@@ -267,8 +267,7 @@ class SequenceJob:
             )
         if options.skip_existing and options.overwrite:
             raise InputError("--skip-existing and --overwrite exclude each other; pick one")
-        if options.plate not in plate_modes:
-            raise InputError(f"plate {options.plate!r}: choose one of {', '.join(plate_modes)}")
+        check_plate_mode(options.plate)
         self.frames = discover_frames(self.input)
         self.writers = [fmt.WRITERS[name] for name in options.formats]
         self.rim_colours = "rgba" in options.formats  # only the RGBA output uses them

@@ -39,6 +39,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .errors import InputError
+from .hull import resize_mask
+
 MODES = ("auto", "on", "off")  # auto: when the background is found to stand still
 # progress stages (reported as ``progress(stage, done, total)``) and their labels on screen
 STAGES = {"plate": "Still background", "plate masks": "Completing masks"}
@@ -144,13 +147,16 @@ def leaked(d: np.ndarray, mask: np.ndarray, trusted: np.ndarray) -> np.ndarray:
     return mask & trusted & (cv2.blur(d, (5, 5)) < KEEP_LEVEL)
 
 
-def _fit(img: np.ndarray, size: tuple[int, int], mask: bool = False) -> np.ndarray:
-    if img.shape[1::-1] == size:
-        return img
-    if mask:
-        small = cv2.resize(img.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-        return small > 0.5
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+def _fit(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A frame at ``size`` (w, h), area-averaged."""
+    return img if img.shape[1::-1] == size else cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def check_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`MODES`, else a one-line :class:`InputError`."""
+    if mode not in MODES:
+        raise InputError(f"plate {mode!r}: choose one of {', '.join(MODES)}")
+    return mode
 
 
 @dataclass
@@ -171,7 +177,7 @@ class Plate:
     def changes(self, bgr: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(added, removed) bool maps at ``size`` for one frame (BGR uint8) and its mask."""
         lab = cv2.cvtColor(_fit(bgr, self.size), cv2.COLOR_BGR2LAB)
-        m = _fit(np.asarray(mask, bool), self.size, mask=True)
+        m = resize_mask(mask, self.size)
         d = _distance(lab, self.lab, self.known)
         return added_parts(d, m, self.known, lab), leaked(d, m, self.trusted)
 
@@ -224,7 +230,7 @@ def still_plate(n: int, load, force: bool = False, progress=None) -> Plate | Non
             s = min(1.0, LONG_SIDE / max(h, w))
             size = (max(1, round(w * s)), max(1, round(h * s)))
         labs.append(cv2.cvtColor(_fit(f, size), cv2.COLOR_BGR2LAB))
-        small.append(_fit(np.asarray(m, bool), size, mask=True))
+        small.append(resize_mask(m, size))
     k = len(labs)
     labs = np.array(labs)
     clear = clear_of(small)

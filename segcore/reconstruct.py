@@ -46,8 +46,8 @@ import numpy as np
 
 from .errors import InputError, OutputError, SegcoreError, optional_import
 from .hull import DEFAULT_VOXELS
-from .plate import MODES as plate_modes
 from .plate import STAGES as plate_stages
+from .plate import check_mode as check_plate_mode
 
 log = logging.getLogger(__name__)
 
@@ -400,8 +400,7 @@ def prepare_workspace(
             )
         return m
 
-    if plate not in plate_modes:
-        raise InputError(f"plate {plate!r}: choose one of {', '.join(plate_modes)}")
+    check_plate_mode(plate)
     still = None
     if plate != "off":
         from .plate import still_plate
@@ -533,8 +532,7 @@ def reconstruct(
         raise InputError(f"mapper {mapper!r}: choose one of {', '.join(MAPPERS)}")
     if quality not in QUALITIES:
         raise InputError(f"quality {quality!r}: choose one of {', '.join(QUALITIES)}")
-    if plate not in plate_modes:
-        raise InputError(f"plate {plate!r}: choose one of {', '.join(plate_modes)}")
+    check_plate_mode(plate)
     pycolmap = import_pycolmap()
     if seed is not None:  # RANSAC in matching and mapping
         pycolmap.set_random_seed(int(seed))
@@ -943,7 +941,7 @@ def run_reconstruction(
     ``recon.json``. Returns ``(ReconResult, Mesh or None)``; the CLI, the Blender operator
     and its batch script all call this.
     """
-    from .hull import silhouette_check, views_from_result, visual_hull, write_ply
+    from .hull import hull_from_views, silhouette_check, views_from_result, write_ply
     from .io import write_png
     from .nerfstudio import write_transforms
 
@@ -975,12 +973,13 @@ def run_reconstruction(
             raise CancelledError("reconstruction cancelled")
         report("hull", 0, 1)
         t = time.perf_counter()
-        mesh = visual_hull(result, voxels=voxels)
+        views = views_from_result(result)  # masks read once: for the hull and its check
+        mesh = hull_from_views(views, points=result.points, voxels=voxels)
         write_ply(ws / "hull.ply", mesh)
         result.timings["hull"] = time.perf_counter() - t
         extra["hull"] = {k: mesh.info[k] for k in ("vertices", "faces", "voxel_size", "views")}
         # a picture of how the hull fits the masks (a person looks before trusting the mesh)
-        sheet, ious = silhouette_check(mesh, views_from_result(result))
+        sheet, ious = silhouette_check(mesh, views)
         write_png(ws / HULL_CHECK, sheet)
         extra["hull"]["check"] = mesh.info["check"] = {
             "image": HULL_CHECK,

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .hull import sample_bilinear, silhouette_sdf
+from .hull import resize_mask, sample_bilinear, scaled_intrinsics, silhouette_sdf
 from .plate import clear_of, plate_of
 
 log = logging.getLogger(__name__)
@@ -252,15 +252,7 @@ def resized_masks(masks, K, long_side: int):
     H, W = masks[0].shape
     s = long_side / max(H, W)
     size = (max(1, round(W * s)), max(1, round(H * s)))
-    small = [
-        cv2.resize(np.asarray(m, np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
-        for m in masks
-    ]
-    k = K.copy()
-    k[:2] *= s
-    k[0, 2] = (K[0, 2] + 0.5) * s - 0.5
-    k[1, 2] = (K[1, 2] + 0.5) * s - 0.5
-    return small, k, size
+    return [resize_mask(m, size) for m in masks], scaled_intrinsics(K, s, s), size
 
 
 class Silhouettes:
@@ -333,9 +325,9 @@ def background_like(grays, masks, tol: float = 8.0, min_seen: int = 3) -> list[n
 
     On a turntable the background stands still: its plate (:func:`segcore.plate.plate_of`)
     is the per-pixel median of the frames in which the pixel is clear of the (dilated) mask.
-    A masked pixel that matches the
-    plate (mean absolute difference over 5 x 5 pixels below ``tol`` grey levels) is
-    background; where fewer than ``min_seen`` frames show the plate, nothing is said.
+    A masked pixel that matches the plate (mean absolute difference over 5 x 5 pixels below
+    ``tol`` grey levels) is background; where fewer than ``min_seen`` frames show the plate,
+    nothing is said.
     """
     stack = np.array(grays, np.float32)
     plate, seen = plate_of(stack, clear_of(masks, 3), min_seen)
