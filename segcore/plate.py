@@ -33,7 +33,6 @@ renderer's masks 0.901 -> 0.938 (a stand's legs), 0.935 -> 0.953 (leaks), unchan
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -78,11 +77,19 @@ def plate_of(stack: np.ndarray, clear: np.ndarray, min_seen: int = MIN_SEEN):
     plate = np.zeros(stack.shape[1:], np.float32)
     rows = max(1, (1 << 22) // max(1, stack[0].size // stack.shape[1]) // len(stack))
     sel = clear if stack.ndim == 3 else clear[..., None]
+    cnt = seen if stack.ndim == 3 else seen[..., None]
     for y in range(0, stack.shape[1], rows):  # in bands: float copies of the stack stay small
-        band = np.where(sel[:, y : y + rows], stack[:, y : y + rows].astype(np.float32), np.nan)
-        with warnings.catch_warnings():  # never-clear pixels: all-NaN columns, unknown below
-            warnings.simplefilter("ignore", RuntimeWarning)
-            plate[y : y + rows] = np.nan_to_num(np.nanmedian(band, axis=0))
+        # the median of the clear values: not-clear ones sort last (inf), then the middle one
+        # (or two) of the first ``seen`` (nanmedian's result, several times faster)
+        band = np.where(sel[:, y : y + rows], stack[:, y : y + rows].astype(np.float32), np.inf)
+        band.sort(axis=0)
+        c = np.broadcast_to(cnt[y : y + rows], band.shape[1:])
+        lo = np.maximum(c - 1, 0) // 2
+        hi = np.minimum(np.where(c % 2 == 0, c // 2, lo), band.shape[0] - 1)
+        mid = 0.5 * (
+            np.take_along_axis(band, lo[None], 0)[0] + np.take_along_axis(band, hi[None], 0)[0]
+        )
+        plate[y : y + rows] = np.where(c > 0, mid, 0)
     known = seen >= min_seen
     plate[~known] = 0
     return plate, seen
