@@ -50,6 +50,15 @@ MIN_TRACKS = 30  # fewer: the axis comes from the silhouettes alone
 RAY_LONG_SIDE = (512, 1024)  # outline rays on masks of this size (smaller ones upsampled)
 STILL_PX = 1.0  # a track moving less than this per frame is dropped
 COARSE_TILTS = (0.0, 0.15, -0.15, 0.3, -0.3)  # axis tilts (radians) of the coarse step search
+STILL_OUTLINE_PX = 8  # an outline is still where, this far in/out, every frame agrees...
+STILL_SHARE = 0.15  # ...but for this share of the frames (the masks' own errors),
+STILL_GREY = 6.0  # or where the frames barely change on both sides (grey levels, std)
+STILL_KEEP = 0.3  # still outlines are kept when dropping them would leave less than this
+VERTICAL_MIN = 6  # fewer vertical background edges: no vertical-direction term
+VERTICAL_MAX = 40  # the longest this many are used
+VERTICAL_LEN = 0.025  # shortest edge, share of the frame's long side
+VERTICAL_DEG = 20.0  # largest angle to the image's vertical
+VERTICAL_WEIGHT = 20.0  # a vertical edge's pixel against an outline's
 
 
 @dataclass
@@ -339,6 +348,25 @@ def background_like(grays, masks, tol: float = 8.0, min_seen: int = 3) -> list[n
     return out
 
 
+def _still_outline(pts, inward, occ, std) -> np.ndarray:
+    """Which outline points (``inward``: unit normals into the mask) lie on a still outline:
+    ``STILL_OUTLINE_PX`` inside, nearly every frame's mask covers the point, outside nearly
+    none (``occ``: the share of frames masked); or the frames barely change on either side
+    (``std``: the per-pixel standard deviation over the frames, blurred)."""
+    h, w = occ.shape
+
+    def at(img, q):
+        q = np.rint(q).astype(int)
+        return img[np.clip(q[:, 1], 0, h - 1), np.clip(q[:, 0], 0, w - 1)]
+
+    d = STILL_OUTLINE_PX
+    same = (at(occ, pts + d * inward) >= 1 - STILL_SHARE) & (
+        at(occ, pts - d * inward) <= STILL_SHARE
+    )
+    quiet = (at(std, pts + 4 * inward) < STILL_GREY) & (at(std, pts - 4 * inward) < STILL_GREY)
+    return same | quiet
+
+
 class RayCoherence:
     """Silhouette coherence as a smooth residual per outline point (the refinement's term).
 
@@ -385,7 +413,12 @@ class RayCoherence:
             ]
             still = background_like(grays, small, still_tol)
         self.dropped = 0
-        self.outline = []
+        self.still = 0
+        occ = std = None
+        if frames is not None:
+            occ = np.mean(small, axis=0, dtype=np.float32)  # the share of frames masked
+            std = np.std([cv2.blur(g, (5, 5)) for g in grays], axis=0)
+        outlines, stills = [], []
         for i, m in enumerate(small):
             cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
             pts = np.concatenate([c.reshape(-1, 2) for c in cs]) if cs else np.zeros((0, 2))
@@ -407,8 +440,20 @@ class RayCoherence:
                 pts, g = pts[~leak], g[~leak]
             pts = pts - self.sdf[i][pts[:, 1].astype(int), pts[:, 0].astype(int), None] * g
             if len(pts) > samples:
-                pts = pts[np.linspace(0, len(pts) - 1, samples).astype(int)]
-            self.outline.append(pts)
+                keep = np.linspace(0, len(pts) - 1, samples).astype(int)
+                pts, g = pts[keep], g[keep]
+            outlines.append(pts)
+            if occ is not None:
+                stills.append(_still_outline(pts, g, occ, std))
+        # outlines that are the same in every frame (a stand's round base, its pole) carry no
+        # turn, and a mask's error there is the same in every frame, so it reads as a tilt of
+        # the axis; they are left out unless they are most of what there is
+        n_still = sum(int(st.sum()) for st in stills)
+        total = sum(len(o) for o in outlines)
+        if stills and total - n_still >= STILL_KEEP * total:
+            outlines = [o[~st] for o, st in zip(outlines, stills)]
+            self.still = n_still
+        self.outline = outlines
         ys, xs = np.nonzero(np.any(small, axis=0))
         self.x_range = (
             ((xs.min() - self.K[0, 2]) / self.K[0, 0], (xs.max() - self.K[0, 2]) / self.K[0, 0])
@@ -481,6 +526,73 @@ class RayCoherence:
         return np.where(np.isfinite(res), res, -20.0)
 
 
+# --------------------------------------------------------------------------- verticals
+
+
+def vertical_edges(grays, masks) -> np.ndarray:
+    """(N, 4) straight edges (x1, y1, x2, y2) of the still background near the image's
+    vertical: walls' corners, door frames, table legs, a lamp's pole.
+
+    A turntable stands on a level floor, so its axis is vertical, and so are such edges: they
+    meet at the image of the axis direction (the vertical vanishing point), which fixes the
+    axis' tilt and roll without the subject. Taken from the background plate (the frames'
+    per-pixel median where the subject is clear, :func:`segcore.plate.plate_of`) with OpenCV's
+    line segment detector, away from every frame's mask; at most ``VERTICAL_MAX``, the longest.
+    Empty when OpenCV has no line segment detector.
+    """
+    if not hasattr(cv2, "createLineSegmentDetector"):
+        return np.zeros((0, 4))
+    h, w = masks[0].shape
+    plate, seen = plate_of(np.array(grays, np.float32), clear_of(masks, 3), 3)
+    try:
+        segs = cv2.createLineSegmentDetector(cv2.LSD_REFINE_STD).detect(
+            np.clip(plate, 0, 255).astype(np.uint8)
+        )[0]
+    except cv2.error:  # builds without the detector raise on use
+        return np.zeros((0, 4))
+    if segs is None:
+        return np.zeros((0, 4))
+    segs = segs.reshape(-1, 4).astype(np.float64)
+    d = segs[:, 2:] - segs[:, :2]
+    length = np.linalg.norm(d, axis=1)
+    upright = np.degrees(np.arctan2(np.abs(d[:, 0]), np.abs(d[:, 1]))) <= VERTICAL_DEG
+    pad = max(3, round(0.02 * max(h, w)))
+    subject = cv2.dilate(
+        np.any(masks, axis=0).astype(np.uint8), np.ones((2 * pad + 1,) * 2, np.uint8)
+    )
+    away = (subject == 0) & (seen >= 3)
+    clear = np.ones(len(segs), bool)
+    for t in np.linspace(0.0, 1.0, 5):  # the ends, the middle and between
+        q = np.rint(segs[:, :2] + t * d).astype(int)
+        clear &= away[np.clip(q[:, 1], 0, h - 1), np.clip(q[:, 0], 0, w - 1)]
+    keep = upright & clear & (length >= VERTICAL_LEN * max(h, w))
+    segs, length = segs[keep], length[keep]
+    return segs[np.argsort(-length)[:VERTICAL_MAX]]
+
+
+def vertical_residuals(K, edges, params) -> np.ndarray:
+    """Per edge, how far (pixels) its first end lies from the line through its middle and
+    the vanishing point of the axis of ``params``: 0 when the edge points along the axis."""
+    v = K @ axis_direction(params[0], params[1])
+    a, b = edges[:, :2], edges[:, 2:]
+    m = np.hstack([(a + b) / 2, np.ones((len(a), 1))])
+    line = np.cross(m, v[None])
+    line /= np.maximum(np.linalg.norm(line[:, :2], axis=1, keepdims=True), 1e-12)
+    return line[:, 0] * a[:, 0] + line[:, 1] * a[:, 1] + line[:, 2]
+
+
+def vertical_axis(K, edges) -> tuple[float, float, float]:
+    """(tilt, roll, median residual in pixels) of the axis that the vertical edges alone
+    give (robust least squares from upright)."""
+    from scipy.optimize import least_squares
+
+    res = least_squares(
+        lambda x: vertical_residuals(K, edges, (x[0], x[1])), [0.0, 0.0], loss="cauchy"
+    )
+    r = np.abs(vertical_residuals(K, edges, res.x))
+    return float(res.x[0]), float(res.x[1]), float(np.median(r))
+
+
 def triangulate_batched(K, rs, ts, obs_t, obs_f, obs_x, n_tracks: int) -> np.ndarray:
     """Linear (DLT) triangulation of every track at once (normalised coordinates)."""
     xn = (obs_x - K[[0, 1], [2, 2]]) / K[[0, 1], [0, 1]]
@@ -530,12 +642,17 @@ class CircularFit:
     The track points are eliminated (triangulated, then polished as a bundle adjustment
     would), so the only unknowns are the five circular-motion parameters; ``v`` slides the
     scene along the axis (a gauge) and is held. Residuals are in full-resolution pixels with
-    one robust (Cauchy) loss for both terms; ``sil_weight`` scales the outline term. With
-    few tracks (a plain garment) the outlines carry the fit on their own.
+    one robust (Cauchy) loss for all terms; ``sil_weight`` scales the outline term. With
+    few tracks (a plain garment) the outlines carry the fit on their own. ``verticals``: the
+    background's vertical edges (:func:`vertical_edges`), a third term that holds the axis
+    to their vanishing point, weighted ``VERTICAL_WEIGHT``.
     """
 
-    def __init__(self, K, tracks, rays: RayCoherence, sil_weight: float = 1.0, f_scale=2.0):
+    def __init__(
+        self, K, tracks, rays: RayCoherence, sil_weight: float = 1.0, f_scale=2.0, verticals=None
+    ):
         self.K = K
+        self.verticals = verticals if verticals is not None and len(verticals) else None
         self.n_tracks = len(tracks)
         self.obs = _observations(tracks)
         self.rays = rays
@@ -553,6 +670,8 @@ class CircularFit:
             pr, _ = _project(self.K, rs, ts, X[obs_t], obs_f)
             fr = (pr - obs_x).ravel()
             out.insert(0, np.where(np.isfinite(fr), fr, 100.0))
+        if self.verticals is not None:
+            out.append(VERTICAL_WEIGHT * vertical_residuals(self.K, self.verticals, params))
         return np.concatenate(out)
 
     def cost(self, params) -> float:
@@ -658,10 +777,22 @@ def solve_turntable(
     rays = RayCoherence(sils, K, frames=grays if leaks else None)
     if rays.dropped:
         notes.append(f"{rays.dropped} outline points on the still background left out")
-    fit = CircularFit(K, tracks, rays)
+    if rays.still:
+        notes.append(f"{rays.still} outline points on still parts (a stand) left out")
+    edges = vertical_edges(grays, sils)
+    starts = [np.array(p0, float)]
+    if len(edges) >= VERTICAL_MIN:
+        ve, vr, vres = vertical_axis(K, edges)
+        notes.append(
+            f"{len(edges)} vertical background edges: tilt {np.degrees(ve):.2f} deg, "
+            f"roll {np.degrees(vr):.2f} deg (median {vres:.2f} px)"
+        )
+        starts.append(np.array([ve, vr, p0[2], p0[3], p0[4]], float))
+    else:
+        edges = None
+    fit = CircularFit(K, tracks, rays, verticals=edges)
     # 2. the axis from the feature tracks with that step held (both directions tried); a
     # plain garment gives too few tracks, or wrong ones: the joint cost arbitrates
-    starts = [np.array(p0, float)]
     if len(tracks) >= MIN_TRACKS:
         report("turntable axis", 0, 1)
         axis, _, _ = adjust_axis(K, n, tracks, abs(p0[4]), max_nfev=100)
@@ -670,10 +801,10 @@ def solve_turntable(
     costs = [fit.cost(p) for p in starts]
     params = starts[int(np.argmin(costs))]
     if len(starts) > 1:
+        names = ["silhouettes"] + (["verticals"] if edges is not None else [])
+        names += ["feature axis"] * (len(starts) - len(names))
         notes.append(
-            "start: "
-            + ("feature axis" if np.argmin(costs) == 1 else "silhouettes")
-            + f" (costs {', '.join(f'{c:.0f}' for c in costs)})"
+            f"start: {names[int(np.argmin(costs))]} (costs {', '.join(f'{c:.0f}' for c in costs)})"
         )
     # 3. everything but the gauge at once: the tracks' reprojection and the outline rays
     report("turntable refine", 0, 30)

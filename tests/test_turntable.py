@@ -12,12 +12,16 @@ from segcore.turntable import (
     Silhouettes,
     TurntableFit,
     _observations,
+    _still_outline,
     adjust_axis,
     axis_direction,
     background_like,
     circular_poses,
     triangulate,
     triangulate_batched,
+    vertical_axis,
+    vertical_edges,
+    vertical_residuals,
     write_colmap_text,
 )
 
@@ -228,3 +232,64 @@ def test_a_plain_garment_is_solved_from_its_silhouettes_alone():
     assert abs(np.degrees(abs(fit.theta) - TRUE[4])) < 0.3
     params = (fit.elevation, fit.roll, *fit.centre[:2], fit.theta)
     assert _rotation_errors(params) < 2.0
+
+
+def _vertical_lines(params):
+    """Image segments of 3D lines along the axis of ``params`` (a room's vertical edges), in
+    the strips left and right of the subject."""
+    a = axis_direction(params[0], params[1])
+    segs = []
+    for x in (-0.26, -0.22, 0.265, 0.285):  # normalised image x of the lines' middles
+        for y, z in ((-0.22, 2.0), (0.2, 3.0)):
+            ends = np.array([[x * z, y * z, z]]) + np.array([[-0.1], [0.1]]) * z * a
+            px = ends @ K.T
+            segs.append((px[:, :2] / px[:, 2:]).ravel())
+    return np.array(segs)
+
+
+def test_vertical_edges_meet_at_the_axis_vanishing_point():
+    edges = _vertical_lines(TRUE)
+    assert np.abs(vertical_residuals(K, edges, TRUE)).max() < 1e-6
+    off = (TRUE[0] + np.radians(3.0), *TRUE[1:])
+    assert np.abs(vertical_residuals(K, edges, off)).max() > 0.5  # a 3 deg tilt shows
+    tilt, roll, med = vertical_axis(K, edges)
+    assert abs(np.degrees(tilt - TRUE[0])) < 0.05 and abs(np.degrees(roll - TRUE[1])) < 0.05
+    assert med < 0.01
+
+
+def test_vertical_edges_are_found_in_the_still_background_only():
+    """Drawn vertical lines of a still room are found; the turning subject's are not."""
+    masks = _masks(TRUE)
+    room = np.full((H, W), 60, np.uint8)
+    for x1, y1, x2, y2 in _vertical_lines(TRUE):
+        cv2.line(room, (round(x1), round(y1)), (round(x2), round(y2)), 200, 2, cv2.LINE_AA)
+    grays = []
+    for i, m in enumerate(masks):
+        g = room.copy()
+        g[m] = 120
+        g[m & (np.arange(W)[None] % 12 < 3)] = 20 + 10 * i  # upright stripes on the subject
+        grays.append(g)
+    edges = vertical_edges(grays, masks)
+    if not hasattr(cv2, "createLineSegmentDetector"):
+        assert len(edges) == 0
+        return
+    assert len(edges) >= 6
+    union = np.any(masks, axis=0)
+    mid = np.rint((edges[:, :2] + edges[:, 2:]) / 2).astype(int)
+    assert not union[mid[:, 1], mid[:, 0]].any()
+    tilt, roll, _ = vertical_axis(K, edges)
+    assert abs(np.degrees(tilt - TRUE[0])) < 1.0 and abs(np.degrees(roll - TRUE[1])) < 1.0
+
+
+def test_an_outline_the_same_in_every_frame_is_still():
+    """A stand's base (masked in every frame, its surroundings in none) is a still outline;
+    a turning sleeve's edge (masked in some frames on both sides) is not."""
+    occ = np.zeros((100, 100), np.float32)
+    occ[60:90, 20:80] = 1.0  # the base
+    occ[10:50, 20:80] = 0.5  # where the garment sometimes is
+    busy = np.full_like(occ, 40.0)  # the frames change everywhere: no quiet outline
+    pts = np.array([[50.0, 60.0], [50.0, 50.0]])  # the base's top edge; the garment's bottom
+    inward = np.array([[0.0, 1.0], [0.0, -1.0]])
+    assert _still_outline(pts, inward, occ, busy).tolist() == [True, False]
+    quiet = np.zeros_like(occ)  # nothing changes at all: every outline is still
+    assert _still_outline(pts, inward, occ, quiet).all()
