@@ -353,18 +353,19 @@ def background_like(grays, masks, tol: float = 8.0, min_seen: int = 3) -> list[n
     return out
 
 
+def _pixel_at(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """``img`` at the nearest pixel of each point (x, y), clipped into the image."""
+    q = np.rint(xy).astype(int)
+    h, w = img.shape[:2]
+    return img[np.clip(q[:, 1], 0, h - 1), np.clip(q[:, 0], 0, w - 1)]
+
+
 def _still_outline(pts, inward, occ, std) -> np.ndarray:
     """Which outline points (``inward``: unit normals into the mask) lie on a still outline:
     ``STILL_OUTLINE_PX`` inside, nearly every frame's mask covers the point, outside nearly
     none (``occ``: the share of frames masked); or the frames barely change on either side
     (``std``: the per-pixel standard deviation over the frames, blurred)."""
-    h, w = occ.shape
-
-    def at(img, q):
-        q = np.rint(q).astype(int)
-        return img[np.clip(q[:, 1], 0, h - 1), np.clip(q[:, 0], 0, w - 1)]
-
-    d = STILL_OUTLINE_PX
+    at, d = _pixel_at, STILL_OUTLINE_PX
     same = (at(occ, pts + d * inward) >= 1 - STILL_SHARE) & (
         at(occ, pts - d * inward) <= STILL_SHARE
     )
@@ -437,10 +438,7 @@ class RayCoherence:
             g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-6)
             if still is not None and len(pts):
                 # an outline whose inside looks like the still background bounds a leak
-                q = np.rint(pts + 3 * g).astype(int)
-                q[:, 0] = np.clip(q[:, 0], 0, w - 1)
-                q[:, 1] = np.clip(q[:, 1], 0, h - 1)
-                leak = still[i][q[:, 1], q[:, 0]]
+                leak = _pixel_at(still[i], pts + 3 * g)
                 self.dropped += int(leak.sum())
                 pts, g = pts[~leak], g[~leak]
             pts = pts - self.sdf[i][pts[:, 1].astype(int), pts[:, 0].astype(int), None] * g
@@ -568,8 +566,7 @@ def vertical_edges(grays, masks) -> np.ndarray:
     away = (subject == 0) & (seen >= 3)
     clear = np.ones(len(segs), bool)
     for t in np.linspace(0.0, 1.0, 5):  # the ends, the middle and between
-        q = np.rint(segs[:, :2] + t * d).astype(int)
-        clear &= away[np.clip(q[:, 1], 0, h - 1), np.clip(q[:, 0], 0, w - 1)]
+        clear &= _pixel_at(away, segs[:, :2] + t * d)
     keep = upright & clear & (length >= VERTICAL_LEN * max(h, w))
     segs, length = segs[keep], length[keep]
     return segs[np.argsort(-length)[:VERTICAL_MAX]]
@@ -785,14 +782,14 @@ def solve_turntable(
     if rays.still:
         notes.append(f"{rays.still} outline points on still parts (a stand) left out")
     edges = vertical_edges(grays, sils)
-    starts = [np.array(p0, float)]
+    starts = {"silhouettes": np.array(p0, float)}
     if len(edges) >= VERTICAL_MIN:
         ve, vr, vres = vertical_axis(K, edges)
         notes.append(
             f"{len(edges)} vertical background edges: tilt {np.degrees(ve):.2f} deg, "
             f"roll {np.degrees(vr):.2f} deg (median {vres:.2f} px)"
         )
-        starts.append(np.array([ve, vr, p0[2], p0[3], p0[4]], float))
+        starts["verticals"] = np.array([ve, vr, p0[2], p0[3], p0[4]], float)
     else:
         edges = None
     fit = CircularFit(K, tracks, rays, verticals=edges)
@@ -801,16 +798,13 @@ def solve_turntable(
     if len(tracks) >= MIN_TRACKS:
         report("turntable axis", 0, 1)
         axis, _, _ = adjust_axis(K, n, tracks, abs(p0[4]), max_nfev=100)
-        starts.append(np.array(axis, float))
+        starts["feature axis"] = np.array(axis, float)
         report("turntable axis", 1, 1)
-    costs = [fit.cost(p) for p in starts]
-    params = starts[int(np.argmin(costs))]
+    costs = {name: fit.cost(p) for name, p in starts.items()}
+    best = min(costs, key=costs.get)
+    params = starts[best]
     if len(starts) > 1:
-        names = ["silhouettes"] + (["verticals"] if edges is not None else [])
-        names += ["feature axis"] * (len(starts) - len(names))
-        notes.append(
-            f"start: {names[int(np.argmin(costs))]} (costs {', '.join(f'{c:.0f}' for c in costs)})"
-        )
+        notes.append(f"start: {best} (costs {', '.join(f'{c:.0f}' for c in costs.values())})")
     # 3. everything but the gauge at once: the tracks' reprojection and the outline rays
     report("turntable refine", 0, 30)
     params, _ = fit.refine(params, progress=lambda d, t: report("turntable refine", d, t))
