@@ -59,6 +59,7 @@ STILL_OUTLINE_PX = 8  # an outline is still where, this far in/out, every frame 
 STILL_SHARE = 0.15  # ...but for this share of the frames (the masks' own errors),
 STILL_GREY = 6.0  # or where the frames barely change on both sides (grey levels, std)
 STILL_KEEP = 0.3  # still outlines are kept when dropping them would leave less than this
+JUNCTION_PX = 6  # feature observations this close to a still pixel are dropped
 VERTICAL_MIN = 6  # fewer vertical background edges: no vertical-direction term
 VERTICAL_MAX = 40  # the longest this many are used
 VERTICAL_LEN = 0.025  # shortest edge, share of the frame's long side
@@ -88,6 +89,13 @@ def axis_direction(e: float, r: float) -> np.ndarray:
     rx = cv2.Rodrigues(np.array([e, 0.0, 0.0]))[0]
     rz = cv2.Rodrigues(np.array([0.0, 0.0, r]))[0]
     return rz @ rx @ np.array([0.0, -1.0, 0.0])
+
+
+def mirrored(params) -> np.ndarray:
+    """The mirror hypothesis of ``params``: the axis tilted the other way, the turn
+    reversed. In orthographic projection it explains the outlines and the tracks exactly as
+    well (the depth-reversed scene, the Necker reversal); only perspective tells them apart."""
+    return np.asarray(params, float) * [-1, 1, 1, 1, -1]
 
 
 def circular_poses(n: int, params) -> tuple[np.ndarray, np.ndarray]:
@@ -353,6 +361,34 @@ def background_like(grays, masks, tol: float = 8.0, min_seen: int = 3) -> list[n
     return out
 
 
+def temporal_std(grays) -> np.ndarray:
+    """Per pixel, the standard deviation over the frames of the 5 x 5-blurred grey levels:
+    below ``STILL_GREY`` the pixel shows something that does not change as the subject
+    turns (the background, a stand's round base or pole)."""
+    return np.std([cv2.blur(np.asarray(g, np.float32), (5, 5)) for g in grays], axis=0)
+
+
+def off_junctions(tracks, std: np.ndarray, radius: int = JUNCTION_PX) -> tuple[list, int]:
+    """``tracks`` without the observations within ``radius`` pixels of a still pixel
+    (``std``: :func:`temporal_std`), and how many were dropped.
+
+    A feature where a turning part meets a still one (a leg's outline against a dark round
+    base, a hem against the pole) is a T-junction: no point of the garment, it slides along
+    the still part as the garment turns, and a few dozen such tracks pull the axis' tilt by
+    a degree. Tracks left with fewer than two observations are dropped.
+    """
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    near = cv2.dilate((std < STILL_GREY).astype(np.uint8), k) > 0
+    out, dropped = [], 0
+    for tr in tracks:
+        off = ~_pixel_at(near, np.array([p for _, p in tr], np.float64))
+        kept = [ob for ob, ok in zip(tr, off) if ok]
+        dropped += len(tr) - len(kept)
+        if len(kept) >= 2:
+            out.append(kept)
+    return out, dropped
+
+
 def _pixel_at(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """``img`` at the nearest pixel of each point (x, y), clipped into the image."""
     q = np.rint(xy).astype(int)
@@ -423,7 +459,7 @@ class RayCoherence:
         occ = std = None
         if frames is not None:
             occ = np.mean(small, axis=0, dtype=np.float32)  # the share of frames masked
-            std = np.std([cv2.blur(g, (5, 5)) for g in grays], axis=0)
+            std = temporal_std(grays)
         outlines, stills = [], []
         for i, m in enumerate(small):
             cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -753,11 +789,14 @@ def solve_turntable(
         raise ValueError("the masks are empty")
     notes: list[str] = []
     report("turntable features", 0, 1)
-    tracks = feature_tracks(grays, masks)
+    tracks, dropped = off_junctions(feature_tracks(grays, masks), temporal_std(grays))
     # still tracks are the background seen through a mask's leak, or the axis itself
     # (a stand's pole): they carry no turn and pull the axis; drop them
     moving = [tr for tr in tracks if _track_motion(tr) >= STILL_PX]
-    notes.append(f"{len(moving)} tracks ({len(tracks) - len(moving)} still ones dropped)")
+    notes.append(
+        f"{len(moving)} tracks ({len(tracks) - len(moving)} still ones dropped; "
+        f"{dropped} observations at junctions with still parts)"
+    )
     tracks = moving
     report("turntable features", 1, 1)
     # 1. coarse step and tilt from the silhouettes alone
@@ -805,10 +844,24 @@ def solve_turntable(
     params = starts[best]
     if len(starts) > 1:
         notes.append(f"start: {best} (costs {', '.join(f'{c:.0f}' for c in costs.values())})")
+    # the mirror of a start (tilt and turn reversed) explains the outlines almost as well
+    # (exactly so in orthographic projection: Necker reversal); the best start of the other
+    # turn direction, or the mirror of the best, is refined too and the lower cost kept
+    other = {k: p for k, p in starts.items() if np.sign(p[4]) != np.sign(params[4])}
+    if other:
+        alt_name = min(other, key=costs.get)
+        alt = other[alt_name]
+    else:
+        alt_name, alt = f"{best} mirrored", mirrored(params)
     # 3. everything but the gauge at once: the tracks' reprojection and the outline rays
-    report("turntable refine", 0, 30)
-    params, _ = fit.refine(params, progress=lambda d, t: report("turntable refine", d, t))
-    report("turntable refine", 30, 30)
+    report("turntable refine", 0, 60)
+    params, r1 = fit.refine(params, progress=lambda d, t: report("turntable refine", d, 2 * t))
+    alt, r2 = fit.refine(alt, progress=lambda d, t: report("turntable refine", t + d, 2 * t))
+    c1, c2 = fit.cost(params), fit.cost(alt)
+    notes.append(f"refined costs: {best} {c1:.0f}, {alt_name} {c2:.0f}")
+    if c2 < c1:
+        params = alt
+    report("turntable refine", 60, 60)
     notes.append(
         f"refined: step {np.degrees(params[4]):.3f} deg, tilt {np.degrees(params[0]):.2f} deg, "
         f"roll {np.degrees(params[1]):.2f} deg, axis x {params[2]:.4f}"
