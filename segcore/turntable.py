@@ -20,7 +20,8 @@ own model, with five unknowns in all:
   must graze the hull of the other views) it is smooth enough for least squares;
 - **feature tracks** between frames up to three apart (SIFT inside the masks, ratio test,
   a fundamental-matrix check) fix the axis direction well, the step poorly (their
-  adjustment's cost is flat in it);
+  adjustment's cost is flat in it); observations next to something still (a leg's outline
+  against a dark round base: a T-junction that slides as the leg turns) are left out;
 - the **vertical edges of the still background** (a room's corners, a table's legs) meet at
   the vanishing point of the axis, which stands upright on a level floor; and outlines that
   are the same in every frame (a stand's base) are left out of the outline term: they say
@@ -30,8 +31,10 @@ Coarse ``theta`` and tilt from the silhouettes; the axis from the vertical edges
 are six or more) and from features with that step held (when there are tracks); of these,
 the start with the lower joint cost; then one robust least-squares fit of tilt, roll, axis
 position and step to the tracks (points eliminated, :class:`CircularFit`), the outline rays
-and the vertical edges together. A plain garment with no tracks is
-solved from its outlines alone. About a minute or two for 36 frames at 768x1024.
+and the vertical edges together, from that start and from its mirror (tilt and turn
+reversed, :func:`mirrored`, which the outlines alone cannot tell from the truth); the lower
+cost wins. A plain garment with no tracks is solved from its outlines alone. About one to
+three minutes for 36 frames at 768x1024.
 """
 
 from __future__ import annotations
