@@ -20,8 +20,7 @@ own model, with five unknowns in all:
   must graze the hull of the other views) it is smooth enough for least squares;
 - **feature tracks** between frames up to three apart (SIFT inside the masks, ratio test,
   a fundamental-matrix check) fix the axis direction well, the step poorly (their
-  adjustment's cost is flat in it); observations next to something still (a leg's outline
-  against a dark round base: a T-junction that slides as the leg turns) are left out;
+  adjustment's cost is flat in it);
 - the **vertical edges of the still background** (a room's corners, a table's legs) meet at
   the vanishing point of the axis, which stands upright on a level floor; and outlines that
   are the same in every frame (a stand's base) are left out of the outline term: they say
@@ -62,7 +61,6 @@ STILL_OUTLINE_PX = 8  # an outline is still where, this far in/out, every frame 
 STILL_SHARE = 0.15  # ...but for this share of the frames (the masks' own errors),
 STILL_GREY = 6.0  # or where the frames barely change on both sides (grey levels, std)
 STILL_KEEP = 0.3  # still outlines are kept when dropping them would leave less than this
-JUNCTION_PX = 6  # feature observations this close to a still pixel are dropped
 VERTICAL_MIN = 6  # fewer vertical background edges: no vertical-direction term
 VERTICAL_MAX = 40  # the longest this many are used
 VERTICAL_LEN = 0.025  # shortest edge, share of the frame's long side
@@ -369,27 +367,6 @@ def temporal_std(grays) -> np.ndarray:
     below ``STILL_GREY`` the pixel shows something that does not change as the subject
     turns (the background, a stand's round base or pole)."""
     return np.std([cv2.blur(np.asarray(g, np.float32), (5, 5)) for g in grays], axis=0)
-
-
-def off_junctions(tracks, std: np.ndarray, radius: int = JUNCTION_PX) -> tuple[list, int]:
-    """``tracks`` without the observations within ``radius`` pixels of a still pixel
-    (``std``: :func:`temporal_std`), and how many were dropped.
-
-    A feature where a turning part meets a still one (a leg's outline against a dark round
-    base, a hem against the pole) is a T-junction: no point of the garment, it slides along
-    the still part as the garment turns, and a few dozen such tracks pull the axis' tilt by
-    a degree. Tracks left with fewer than two observations are dropped.
-    """
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    near = cv2.dilate((std < STILL_GREY).astype(np.uint8), k) > 0
-    out, dropped = [], 0
-    for tr in tracks:
-        off = ~_pixel_at(near, np.array([p for _, p in tr], np.float64))
-        kept = [ob for ob, ok in zip(tr, off) if ok]
-        dropped += len(tr) - len(kept)
-        if len(kept) >= 2:
-            out.append(kept)
-    return out, dropped
 
 
 def _pixel_at(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -792,14 +769,11 @@ def solve_turntable(
         raise ValueError("the masks are empty")
     notes: list[str] = []
     report("turntable features", 0, 1)
-    tracks, dropped = off_junctions(feature_tracks(grays, masks), temporal_std(grays))
+    tracks = feature_tracks(grays, masks)
     # still tracks are the background seen through a mask's leak, or the axis itself
     # (a stand's pole): they carry no turn and pull the axis; drop them
     moving = [tr for tr in tracks if _track_motion(tr) >= STILL_PX]
-    notes.append(
-        f"{len(moving)} tracks ({len(tracks) - len(moving)} still ones dropped; "
-        f"{dropped} observations at junctions with still parts)"
-    )
+    notes.append(f"{len(moving)} tracks ({len(tracks) - len(moving)} still ones dropped)")
     tracks = moving
     report("turntable features", 1, 1)
     # 1. coarse step and tilt from the silhouettes alone
@@ -858,8 +832,8 @@ def solve_turntable(
         alt_name, alt = f"{best} mirrored", mirrored(params)
     # 3. everything but the gauge at once: the tracks' reprojection and the outline rays
     report("turntable refine", 0, 60)
-    params, r1 = fit.refine(params, progress=lambda d, t: report("turntable refine", d, 2 * t))
-    alt, r2 = fit.refine(alt, progress=lambda d, t: report("turntable refine", t + d, 2 * t))
+    params, _ = fit.refine(params, progress=lambda d, t: report("turntable refine", d, 2 * t))
+    alt, _ = fit.refine(alt, progress=lambda d, t: report("turntable refine", t + d, 2 * t))
     c1, c2 = fit.cost(params), fit.cost(alt)
     notes.append(f"refined costs: {best} {c1:.0f}, {alt_name} {c2:.0f}")
     if c2 < c1:

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from segcore.turntable import (
-    STILL_GREY,
     CircularFit,
     RayCoherence,
     Silhouettes,
@@ -19,8 +18,6 @@ from segcore.turntable import (
     background_like,
     circular_poses,
     mirrored,
-    off_junctions,
-    temporal_std,
     triangulate,
     triangulate_batched,
     vertical_axis,
@@ -162,23 +159,6 @@ def test_still_tracks_are_measured_per_frame():
     moving = [(0, (10.0, 10.0)), (2, (16.0, 10.0))]  # 3 px a frame across a gap
     assert _track_motion(still) < STILL_PX <= _track_motion(moving)
     assert _track_motion(moving) == pytest.approx(3.0)
-
-
-def test_observations_at_a_junction_with_a_still_part_are_dropped():
-    """A feature where a turning part meets a still one slides along it: dropped."""
-    rng = np.random.default_rng(0)
-    grays = [rng.uniform(0, 255, (H, W)).astype(np.uint8) for _ in range(24)]  # turning
-    for g in grays:
-        g[200:260, 60:180] = 40  # a still, dark round base
-    std = temporal_std(grays)
-    assert std[230, 120] < 1.0 and std[100, 120] > 2 * STILL_GREY
-    far = [(0, (120.0, 100.0)), (1, (124.0, 100.0)), (2, (128.0, 101.0))]
-    touching = [(0, (100.0, 196.0)), (1, (104.0, 196.0)), (2, (108.0, 150.0))]  # 4 px above
-    on_base = [(0, (70.0, 230.0)), (1, (74.0, 230.0))]
-    kept, dropped = off_junctions([far, touching, on_base], std)
-    assert kept == [far] and dropped == 4  # touching loses two observations, then too short
-    kept, dropped = off_junctions([touching], std, radius=2)
-    assert kept == [touching] and dropped == 0
 
 
 def test_the_mirror_hypothesis_costs_more_once_refined():
