@@ -61,6 +61,7 @@ STILL_OUTLINE_PX = 8  # an outline is still where, this far in/out, every frame 
 STILL_SHARE = 0.15  # ...but for this share of the frames (the masks' own errors),
 STILL_GREY = 6.0  # or where the frames barely change on both sides (grey levels, std)
 STILL_KEEP = 0.3  # still outlines are kept when dropping them would leave less than this
+ALT_MARGIN = 1.3  # the other turn direction is refined on while its cost is below this x
 VERTICAL_MIN = 6  # fewer vertical background edges: no vertical-direction term
 VERTICAL_MAX = 40  # the longest this many are used
 VERTICAL_LEN = 0.025  # shortest edge, share of the frame's long side
@@ -831,14 +832,21 @@ def solve_turntable(
     else:
         alt_name, alt = f"{best} mirrored", mirrored(params)
     # 3. everything but the gauge at once: the tracks' reprojection and the outline rays
-    report("turntable refine", 0, 60)
-    params, _ = fit.refine(params, progress=lambda d, t: report("turntable refine", d, 2 * t))
-    alt, _ = fit.refine(alt, progress=lambda d, t: report("turntable refine", t + d, 2 * t))
-    c1, c2 = fit.cost(params), fit.cost(alt)
+    # (the other one a few iterations first: it goes on only while it is not far worse)
+    report("turntable refine", 0, 40)
+    params, _ = fit.refine(params, progress=lambda d, t: report("turntable refine", d, 40))
+    c1 = fit.cost(params)
+    alt, _ = fit.refine(
+        alt, max_nfev=10, progress=lambda d, t: report("turntable refine", 30 + d, 40)
+    )
+    c2 = fit.cost(alt)
+    if c2 < ALT_MARGIN * c1:
+        alt, _ = fit.refine(alt)
+        c2 = fit.cost(alt)
     notes.append(f"refined costs: {best} {c1:.0f}, {alt_name} {c2:.0f}")
     if c2 < c1:
         params = alt
-    report("turntable refine", 60, 60)
+    report("turntable refine", 40, 40)
     notes.append(
         f"refined: step {np.degrees(params[4]):.3f} deg, tilt {np.degrees(params[0]):.2f} deg, "
         f"roll {np.degrees(params[1]):.2f} deg, axis x {params[2]:.4f}"
