@@ -841,7 +841,7 @@ def solve_turntable(
     )
     c2 = fit.cost(alt)
     if c2 < ALT_MARGIN * c1:
-        alt, _ = fit.refine(alt)
+        alt, _ = fit.refine(alt, max_nfev=20)
         c2 = fit.cost(alt)
     notes.append(f"refined costs: {best} {c1:.0f}, {alt_name} {c2:.0f}")
     if c2 < c1:
