@@ -363,13 +363,6 @@ def background_like(grays, masks, tol: float = 8.0, min_seen: int = 3) -> list[n
     return out
 
 
-def temporal_std(grays) -> np.ndarray:
-    """Per pixel, the standard deviation over the frames of the 5 x 5-blurred grey levels:
-    below ``STILL_GREY`` the pixel shows something that does not change as the subject
-    turns (the background, a stand's round base or pole)."""
-    return np.std([cv2.blur(np.asarray(g, np.float32), (5, 5)) for g in grays], axis=0)
-
-
 def _pixel_at(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """``img`` at the nearest pixel of each point (x, y), clipped into the image."""
     q = np.rint(xy).astype(int)
@@ -440,7 +433,7 @@ class RayCoherence:
         occ = std = None
         if frames is not None:
             occ = np.mean(small, axis=0, dtype=np.float32)  # the share of frames masked
-            std = temporal_std(grays)
+            std = np.std([cv2.blur(g, (5, 5)) for g in grays], axis=0)
         outlines, stills = [], []
         for i, m in enumerate(small):
             cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -834,15 +827,15 @@ def solve_turntable(
     # 3. everything but the gauge at once: the tracks' reprojection and the outline rays
     # (the other one a few iterations first: it goes on only while it is not far worse)
     report("turntable refine", 0, 40)
-    params, _ = fit.refine(params, progress=lambda d, t: report("turntable refine", d, 40))
-    c1 = fit.cost(params)
-    alt, _ = fit.refine(
+    # (least squares' own cost at its result: CircularFit.cost, without evaluating it again)
+    params, res = fit.refine(params, progress=lambda d, t: report("turntable refine", d, 40))
+    c1 = res.cost
+    alt, res = fit.refine(
         alt, max_nfev=10, progress=lambda d, t: report("turntable refine", 30 + d, 40)
     )
-    c2 = fit.cost(alt)
-    if c2 < ALT_MARGIN * c1:
-        alt, _ = fit.refine(alt, max_nfev=20)
-        c2 = fit.cost(alt)
+    if res.cost < ALT_MARGIN * c1:
+        alt, res = fit.refine(alt, max_nfev=20)
+    c2 = res.cost
     notes.append(f"refined costs: {best} {c1:.0f}, {alt_name} {c2:.0f}")
     if c2 < c1:
         params = alt
