@@ -15,7 +15,7 @@ cv2 = pytest.importorskip("cv2")
 from training.synth import cameras as cam  # noqa: E402
 from training.synth import cli  # noqa: E402
 from training.synth.render import render_sequence, sequence_complete  # noqa: E402
-from training.synth.spec import sample_spec  # noqa: E402
+from training.synth.spec import focus_spec, sample_spec  # noqa: E402
 
 W, H = 160, 120
 
@@ -123,6 +123,23 @@ def test_same_seed_gives_the_same_sequence_and_complete_ones_are_skipped(rendere
             assert a.read() == b.read()
     assert sample_spec(1, 5) == sample_spec(1, 5)
     assert sample_spec(1, 5) != sample_spec(2, 5)
+
+
+def test_focus_stand_redraws_only_the_stand_floor_and_view():
+    for index in range(12):
+        spec = sample_spec(7, index, kinds=("turntable",))
+        focused = focus_spec(spec, "stand")
+        assert focused == focus_spec(spec, "stand")
+        assert focused["form"]["stand"] == "disc" and focused["form"]["stand_metal"]
+        assert focused["form"]["kind"] in ("dress_form", "mannequin")
+        assert max(focused["background"]["floor_colour"]) < 0.2
+        assert min(focused["camera"]["elevations"]) >= 0.1 and not focused["camera"]["close"]
+        assert "metal_disc_stand" in focused["difficulty"]
+        for key in ("garment", "fabric", "body", "light", "post", "geometry_seed"):
+            assert focused[key] == spec[key]
+        assert "stand_metal" not in spec["form"]  # the input spec is left alone
+    with pytest.raises(ValueError, match="unknown focus"):
+        focus_spec(spec, "hands")
 
 
 def test_camera_conventions():

@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--shard", type=_shard, default=(0, 1), help="i/n: render sequences k %% n == i"
     )
     parser.add_argument("--kinds", default="ring,turntable", help="capture kinds to draw from")
+    parser.add_argument(
+        "--focus",
+        choices=["stand"],
+        default=None,
+        help="targeted data: 'stand' = every form on a chrome disc base over a dark floor",
+    )
     parser.add_argument("--samples", type=int, default=5, help="Cycles samples (denoised)")
     parser.add_argument("--threads", type=int, default=None, help="render threads (default: all)")
     parser.add_argument("--start", type=int, default=0, help="first sequence index")
@@ -86,7 +92,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from .render import render_sequence
-    from .spec import sample_spec
+    from .spec import focus_spec, sample_spec
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
@@ -107,6 +113,8 @@ def run(args) -> int:
     t0 = time.time()
     for k in todo:
         spec = sample_spec(args.seed, k, kinds)
+        if args.focus:
+            spec = focus_spec(spec, args.focus)
         bar.set_description(f"{spec['name']} {spec['garment']}/{spec['form']['kind']}")
 
         def on_frame(kind, idx, secs):

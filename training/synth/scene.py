@@ -206,7 +206,7 @@ def build_subject(spec: dict) -> Subject:
         top = 0.82 if kind == "dress_form" else 0.12
         st = stand_mesh(form["stand"] if kind == "dress_form" else "disc", rng, top)
         ob = mesh_object("stand", st, root, recalc=True)
-        metal = rng.uniform() < 0.5
+        metal = rng.uniform() < 0.5 or form.get("stand_metal", False)
         ob.data.materials.append(
             materials.solid(
                 "stand",

@@ -227,6 +227,38 @@ def sample_spec(seed: int, index: int, kinds=("ring", "turntable")) -> dict[str,
     }
 
 
+FOCUS = ("stand",)
+
+
+def focus_spec(spec: dict[str, Any], focus: str) -> dict[str, Any]:
+    """``spec`` redrawn towards one hard case, for targeted training data.
+
+    ``"stand"``: the form stands on a chrome disc base over a dark floor, seen from above, so
+    the base's rim mirrors the floor (the rim the model missed on benchmark turntables). The
+    changes are drawn from their own generator, seeded by the spec's seed and index, so the
+    rest of the spec is the same as without ``focus``.
+    """
+    if focus not in FOCUS:
+        raise ValueError(f"unknown focus {focus!r}; choose from {', '.join(FOCUS)}")
+    rng = np.random.default_rng([spec["seed"], spec["index"], 7919])
+    spec = {k: dict(v) if isinstance(v, dict) else v for k, v in spec.items()}
+    form, bg, cam = spec["form"], spec["background"], spec["camera"]
+    if form["kind"] == "figure":
+        form["kind"] = "mannequin"
+        form["headless"] = bool(rng.uniform() < 0.5)
+    form["stand"] = "disc"
+    form["stand_metal"] = True
+    form["turntable"] = bool(rng.uniform() < 0.5)
+    value = rng.uniform(0.03, 0.15)
+    bg["floor_colour"] = [float(x) for x in np.clip(value * rng.uniform(0.7, 1.3, 3), 0.01, 0.98)]
+    bg["reflective_floor"] = bool(rng.uniform() < 0.5)
+    cam["elevations"] = sorted(float(x) for x in rng.uniform(0.1, 0.45, len(cam["elevations"])))
+    if cam["close"]:
+        cam["close"], cam["fill"] = False, float(rng.uniform(0.75, 1.0))
+    spec["difficulty"] = [*spec["difficulty"], "metal_disc_stand"]
+    return spec
+
+
 def meta_from_spec(spec: dict[str, Any], garment_tags=()) -> dict[str, Any]:
     """The summary written to ``meta.json`` (held-out splits by garment/background)."""
     return {
