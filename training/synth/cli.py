@@ -15,6 +15,8 @@ import os
 import sys
 import time
 
+from .spec import FOCUS
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -48,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kinds", default="ring,turntable", help="capture kinds to draw from")
     parser.add_argument(
         "--focus",
-        choices=["stand"],
+        choices=FOCUS,
         default=None,
         help="targeted data: 'stand' = every form on a chrome disc base over a dark floor",
     )
