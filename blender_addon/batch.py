@@ -1,7 +1,8 @@
 """Segment a frame folder headless, with the add-on's own runner (the button's code path).
 
     blender -b -P blender_addon/batch.py -- --input DIR --output DIR [--model PATH]
-        [--size N] [--threshold T] [--refine | --no-refine] [--formats rgba,mask]
+        [--size N] [--threshold T] [--refine | --no-refine] [--flip | --no-flip]
+        [--formats rgba,mask]
         [--skip-existing | --overwrite] [--workers N] [--temporal] [--plate auto|on|off]
         [--reconstruct [--workspace DIR] [--voxels N] [--no-hull] [--save FILE.blend]]
 
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.0, metavar="T", help="in (0, 1)")
     p.add_argument("--refine", dest="refine", action="store_true", default=None)
     p.add_argument("--no-refine", dest="refine", action="store_false")
+    p.add_argument("--flip", dest="flip", action="store_true", default=None)
+    p.add_argument("--no-flip", dest="flip", action="store_false")
     p.add_argument(
         "--formats", default="rgba,mask", metavar="LIST", help="comma-separated output formats"
     )
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             size=args.size,
             threshold=args.threshold,
             refine=args.refine,
+            flip=args.flip,
             formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
             skip_existing=args.skip_existing,
             overwrite=args.overwrite,

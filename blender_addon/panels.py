@@ -64,6 +64,7 @@ def draw_garment_panel(layout, context) -> None:
     col.prop(props, "size", text="Input Size (0 = Model)")
     col.prop(props, "threshold", text="Threshold (0 = Model)")
     col.prop(props, "refine")
+    col.prop(props, "flip")
     col.prop(props, "temporal")
     col.prop(props, "plate")
     _draw_formats(col, props, context)

@@ -88,6 +88,7 @@ class Settings:
     size: int = 0  # network input long side; 0 = the model card's
     threshold: float = 0.0  # subject probability threshold; 0 = the model card's
     refine: bool | None = None  # edge refinement; None = the model card's
+    flip: bool | None = None  # test-time flip averaging; None = the model card's
     formats: tuple[str, ...] = ("rgba", "mask")
     skip_existing: bool = False
     overwrite: bool = False
@@ -103,6 +104,7 @@ class Settings:
             size=self.size or None,
             threshold=self.threshold or None,
             refine=self.refine,
+            flip=self.flip,
             formats=tuple(self.formats),
             skip_existing=self.skip_existing,
             overwrite=self.overwrite,

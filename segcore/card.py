@@ -27,8 +27,9 @@ class PostprocessParams:
     min_blob_share: float = 0.0005  # foreground specks smaller than this share of the frame go
     max_hole_share: float = 0.0002  # enclosed background holes smaller than this are filled
     refine: bool = True  # guided-filter edge refinement at full resolution
-    refine_radius: float = 8.0  # guided-filter window radius, in network pixels
+    refine_radius: float = 4.0  # guided-filter window radius, in network pixels
     refine_eps: float = 1e-4  # guided-filter regularisation (colours in 0..1)
+    flip: bool = True  # average the network's output with its output on the mirrored frame
 
     @classmethod
     def from_dict(cls, d: dict) -> PostprocessParams:
@@ -42,6 +43,7 @@ class PostprocessParams:
             "refine": self.refine,
             "refine_radius": self.refine_radius,
             "refine_eps": self.refine_eps,
+            "flip": self.flip,
         }
 
 

@@ -84,6 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-refine", dest="refine", action="store_false", help="plain spline-upsampled mask edges"
     )
     s.add_argument(
+        "--flip",
+        dest="flip",
+        action="store_true",
+        default=None,
+        help="also run the network on the mirrored frame and average (default: the card's)",
+    )
+    s.add_argument(
+        "--no-flip",
+        dest="flip",
+        action="store_false",
+        help="one inference a frame: faster, slightly less accurate",
+    )
+    s.add_argument(
         "--formats",
         type=_formats,
         default=("rgba", "mask"),
@@ -218,6 +231,7 @@ def cmd_segment(args) -> int:
         size=args.size,
         threshold=args.threshold,
         refine=args.refine,
+        flip=args.flip,
         formats=args.formats,
         skip_existing=args.skip_existing,
         overwrite=args.overwrite,

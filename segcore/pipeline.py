@@ -56,6 +56,7 @@ class SegmentOptions:
     size: int | None = None  # network input long side
     threshold: float | None = None
     refine: bool | None = None
+    flip: bool | None = None  # test-time flip averaging (Segmenter.probability)
     formats: tuple[str, ...] = ("rgba", "mask")
     skip_existing: bool = False  # keep frames whose outputs all exist (resume)
     overwrite: bool = False  # replace existing outputs
@@ -133,7 +134,7 @@ def segment_frame(
             bgr, (max(1, round(W / sub)), max(1, round(H / sub))), interpolation=cv2.INTER_AREA
         )
     t["preprocess"] = time.perf_counter() - t0
-    small, geo = segmenter.probability(bgr, source=source)
+    small, geo = segmenter.probability(bgr, source=source, flip=post.flip)
     t1 = time.perf_counter()
     t["inference"] = t1 - t0 - t["preprocess"]
     if smooth is not None:
@@ -226,6 +227,8 @@ def load_segmenter(options: SegmentOptions) -> tuple[Segmenter, PostprocessParam
         post = replace(post, threshold=float(options.threshold))
     if options.refine is not None:
         post = replace(post, refine=bool(options.refine))
+    if options.flip is not None:
+        post = replace(post, flip=bool(options.flip))
     return seg, post
 
 

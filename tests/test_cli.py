@@ -167,6 +167,8 @@ def test_help_is_readable():
         "--size",
         "--threshold",
         "--refine",
+        "--flip",
+        "--no-flip",
         "--formats",
         "--skip-existing",
         "--workers",

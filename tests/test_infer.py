@@ -38,6 +38,34 @@ def test_backends_agree_on_real_photo(random_model):
     assert np.abs(cv.probability(img2)[0] - tc.probability(img2)[0]).max() < 1e-4
 
 
+def test_flip_averaging_commutes_with_mirroring_the_frame(random_model):
+    """Flip averaging sees the frame and its mirror image, so mirroring the frame mirrors its
+    output exactly (the frame fills the padded input's width); one pass of a net does not."""
+    cv, _ = _both(random_model)
+    side = cv.card.preprocess.input_size
+    img = np.random.default_rng(2).integers(0, 256, (side * 3 // 4, side, 3), dtype=np.uint8)
+    mirrored = np.ascontiguousarray(img[:, ::-1])
+    p, geo = cv.probability(img, flip=True)
+    assert geo.padded_hw[1] == geo.scaled_hw[1] == side
+    assert np.abs(p[:, ::-1] - cv.probability(mirrored, flip=True)[0]).max() < 1e-5
+    single = np.abs(cv.probability(img)[0][:, ::-1] - cv.probability(mirrored)[0]).max()
+    assert single > 1e-3  # a random net is not symmetric: the check above means something
+    assert np.abs(p - cv.probability(img)[0]).max() > 1e-3
+
+
+def test_flip_is_a_card_default_the_user_can_override(random_model):
+    from dataclasses import replace
+
+    from segcore.card import PostprocessParams
+    from segcore.pipeline import SegmentOptions, load_segmenter
+
+    assert PostprocessParams.from_dict({"refine": True}).flip  # older cards: on
+    assert not PostprocessParams.from_dict(replace(PostprocessParams(), flip=False).to_dict()).flip
+    card = str(random_model["card"])
+    assert load_segmenter(SegmentOptions(model=card))[1].flip
+    assert not load_segmenter(SegmentOptions(model=card, flip=False))[1].flip
+
+
 def test_missing_and_corrupt_models_fail_before_any_frame(random_model, tmp_path):
     with pytest.raises(ModelError, match="not found"):
         Segmenter.load(tmp_path / "nope.json")

@@ -127,7 +127,7 @@ def cmd_eval(args) -> int:
         model = args.model
         if model and model.endswith(".pt"):
             model = _export_temp(model)
-        predict = segcore_predictor(model, args.refine, args.temporal)
+        predict = segcore_predictor(model, args.refine, args.temporal, args.flip)
     rows, pooled = evaluate(predict, samples)
     table = MARKDOWN_HEAD + "\n" + markdown_row(args.name or str(args.model), pooled)
     print(table)
@@ -279,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sequences", nargs="+", help="only these sequences")
     e.add_argument("--refine", dest="refine", action="store_true", default=None)
     e.add_argument("--no-refine", dest="refine", action="store_false")
+    e.add_argument("--flip", dest="flip", action="store_true", default=None)
+    e.add_argument(
+        "--no-flip", dest="flip", action="store_false", help="one inference a frame (default: card)"
+    )
     e.add_argument(
         "--temporal", action="store_true", help="smooth along each sequence (segcore --temporal)"
     )

@@ -20,7 +20,10 @@ Predictor = Callable[[np.ndarray], np.ndarray]  # BGR frame -> uint8 mask (255 =
 
 
 def segcore_predictor(
-    model: str | None, refine: bool | None = None, temporal: bool = False
+    model: str | None,
+    refine: bool | None = None,
+    temporal: bool = False,
+    flip: bool | None = None,
 ) -> Predictor:
     """The segcore pipeline as a predictor. ``temporal``: frames are fed in sequence order and
     smoothed along it (:mod:`segcore.temporal`); :func:`evaluate` calls ``new_sequence()`` at
@@ -32,7 +35,11 @@ def segcore_predictor(
     from segcore.temporal import network_gray, smooth_step
 
     seg = Segmenter.load(model)
-    post = seg.card.postprocess if refine is None else replace(seg.card.postprocess, refine=refine)
+    post = seg.card.postprocess
+    if refine is not None:
+        post = replace(post, refine=refine)
+    if flip is not None:
+        post = replace(post, flip=flip)
     if not temporal:
         return lambda bgr: segment_frame(bgr, seg, post).mask
 

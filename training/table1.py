@@ -60,7 +60,7 @@ def run_table1(base: TrainConfig, out: Path, refine: bool = False) -> str:
                     seq = full.split("/", 1)[1]
                     if full.startswith(Path(root).name + "/") and seq in seqs:
                         val_samples += seqs[seq]
-        _, pooled = evaluate(segcore_predictor(str(card), refine), val_samples)
+        _, pooled = evaluate(segcore_predictor(str(card), refine, flip=False), val_samples)
         rows.append(markdown_row(name, pooled))
     for name, pred in (
         ("OpenCV GrabCut (rectangle init)", grabcut_predictor()),

@@ -176,7 +176,7 @@ def validate(model: nn.Module, cfg: TrainConfig, samples, refine: bool = False) 
 
     card = card_for(cfg)
     seg = Segmenter(card, backend=TorchBackend(model))
-    post = PostprocessParams(refine=refine)
+    post = PostprocessParams(refine=refine, flip=False)  # one inference: checkpoints compare
     scores = Scores()
     model.eval()
     for s in samples:

@@ -26,7 +26,8 @@ def sweep(model: str, samples, radii, epsilons) -> list[tuple[str, dict]]:
 
     seg = Segmenter.load(model)
     frames = [(read_image(s.image), read_label(s.mask)) for s in samples]
-    cached = [seg.probability(bgr) for bgr, _ in frames]  # the network, once per frame
+    flip = seg.card.postprocess.flip
+    cached = [seg.probability(bgr, flip=flip) for bgr, _ in frames]  # the network, once each
     base = replace(seg.card.postprocess, refine=False)
 
     def score(post: PostprocessParams) -> dict:
