@@ -32,8 +32,8 @@ of these starts (of the cheapest one's turn direction) a robust least-squares fi
 roll, axis position and step to the tracks (points eliminated, :class:`CircularFit`), the
 outline rays and the vertical edges together, and one from the winner's mirror (tilt and
 turn reversed, :func:`mirrored`, which the outlines alone cannot tell from the truth); the
-lowest cost wins. A plain garment with no tracks is solved from its outlines alone. About one to
-three minutes for 36 frames at 768x1024.
+lowest cost wins. A plain garment with no tracks is solved from its outlines alone. About
+one to three minutes for 36 frames at 768x1024.
 """
 
 from __future__ import annotations

@@ -28,18 +28,11 @@ def segcore_predictor(
     """The segcore pipeline as a predictor. ``temporal``: frames are fed in sequence order and
     smoothed along it (:mod:`segcore.temporal`); :func:`evaluate` calls ``new_sequence()`` at
     each sequence's first frame."""
-    from dataclasses import replace
-
-    from segcore.infer import Segmenter
-    from segcore.pipeline import segment_frame
+    from segcore.pipeline import SegmentOptions, load_segmenter, segment_frame
     from segcore.temporal import network_gray, smooth_step
 
-    seg = Segmenter.load(model)
-    post = seg.card.postprocess
-    if refine is not None:
-        post = replace(post, refine=refine)
-    if flip is not None:
-        post = replace(post, flip=flip)
+    # the card's post-processing with the caller's overrides, as `segcore segment` applies them
+    seg, post = load_segmenter(SegmentOptions(model=model, refine=refine, flip=flip))
     if not temporal:
         return lambda bgr: segment_frame(bgr, seg, post).mask
 
