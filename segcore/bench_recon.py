@@ -258,7 +258,7 @@ def segment_with_model(seq: Path, out: Path) -> Path | None:
     job = SequenceJob(
         seq / "images",
         out,
-        SegmentOptions(model=str(MODEL), formats=("mask", "hull"), workers=2, plate="off"),
+        SegmentOptions(model=str(MODEL), formats=("mask",), workers=2, plate="off"),
     )
     for _ in job.run():
         pass

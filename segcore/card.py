@@ -30,9 +30,6 @@ class PostprocessParams:
     refine_radius: float = 4.0  # guided-filter window radius, in network pixels
     refine_eps: float = 1e-4  # guided-filter regularisation (colours in 0..1)
     flip: bool = True  # average the network's output with its output on the mirrored frame
-    # the visual hull's masks (format "hull"): a hull is the intersection of the views, so a
-    # pixel a mask misses costs more there than one it adds (docs/recon.md, "Hull masks")
-    hull_threshold: float = 0.3
 
     @classmethod
     def from_dict(cls, d: dict) -> PostprocessParams:
@@ -47,7 +44,6 @@ class PostprocessParams:
             "refine_radius": self.refine_radius,
             "refine_eps": self.refine_eps,
             "flip": self.flip,
-            "hull_threshold": self.hull_threshold,
         }
 
 

@@ -3,10 +3,6 @@
 ``mask``: ``masks/<stem>.png``, uint8 one channel, 255 = subject, 0 = background.
 ``rgba``: ``rgba/<stem>.png``, the frame with the mask as alpha (the mask operation); the
 alpha is soft along the rim and the rim's colours are defringed.
-``hull``: ``hull_masks/<stem>.png``, as ``mask`` but decided at the card's ``hull_threshold``
-(0.3, not 0.5): the masks ``segcore reconstruct`` carves the visual hull with when it finds
-them beside ``masks/``. A hull keeps only what every view keeps, so it forgives a mask's
-extra pixels (another view carves them away) but never its missing ones.
 The photogrammetry conventions live beside these (see :data:`WRITERS`).
 """
 
@@ -23,9 +19,6 @@ from .io import write_png
 
 if TYPE_CHECKING:
     from .pipeline import FrameMasks
-
-
-HULL_MASKS = "hull_masks"  # the "hull" format's folder, beside "masks"
 
 
 @dataclass(frozen=True)
@@ -45,23 +38,12 @@ def _write_rgba(path: Path, bgr, fm) -> None:
     write_png(path, fm.rgba(bgr))
 
 
-def _write_hull(path: Path, bgr, fm) -> None:
-    write_png(path, fm.hull)
-
-
 WRITERS: dict[str, Writer] = {
     "mask": Writer(
         "mask", "masks", lambda p: f"{p.stem}.png", _write_mask, "255 = subject, 0 = background"
     ),
     "rgba": Writer(
         "rgba", "rgba", lambda p: f"{p.stem}.png", _write_rgba, "the frame, mask as alpha"
-    ),
-    "hull": Writer(
-        "hull",
-        HULL_MASKS,
-        lambda p: f"{p.stem}.png",
-        _write_hull,
-        "255 = subject at the hull's threshold (for segcore reconstruct)",
     ),
     # COLMAP / pycolmap: ImageReaderOptions.mask_path holds "<image file name>.png" for each
     # image (e.g. "frame_001.jpg.png"); no features are extracted where the mask is 0

@@ -88,8 +88,6 @@ class FrameMasks:
     timings: dict[str, float]
     # defringed subject colours on the soft rim: (y0, x0, selection, BGR uint8 (n, 3)) tiles
     rim: list = field(default_factory=list)
-    # uint8 (H, W) or None: the mask at the card's hull_threshold (segment_frame(hull=True))
-    hull: np.ndarray | None = None
 
     def rgba(self, bgr: np.ndarray) -> np.ndarray:
         """The mask operation: the frame with soft alpha, rim colours defringed."""
@@ -110,7 +108,6 @@ def segment_frame(
     post: PostprocessParams,
     rim_colours: bool = True,
     smooth: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-    hull: bool = False,
 ) -> FrameMasks:
     """Full-resolution BGR frame -> binary mask and soft alpha at full resolution.
 
@@ -124,8 +121,6 @@ def segment_frame(
     ``rim_colours=False`` skips the defringed rim colours, which only the RGBA output uses.
     ``smooth(frame_small, probability)``, if given, replaces the network's probability before
     step 1 (temporal consistency: :class:`segcore.temporal.SequenceSmoother`).
-    ``hull=True`` also decides steps 1-3 at ``post.hull_threshold`` (``FrameMasks.hull``: the
-    recall-leaning mask a visual hull is carved with; the network runs once).
     """
     t = {}
     t0 = time.perf_counter()
@@ -145,33 +140,7 @@ def segment_frame(
     if smooth is not None:
         small = smooth(source, small)
         t1, t["temporal"] = time.perf_counter(), time.perf_counter() - t1
-    mask, alpha, rim = _decide(
-        bgr, source, small, post, post.threshold, radius, scale, t, rim_colours
-    )
-    hull_mask = None
-    if hull:
-        th = time.perf_counter()
-        hull_mask = _decide(
-            bgr, source, small, post, post.hull_threshold, radius, scale, {}, False
-        )[0]
-        t["hull"] = time.perf_counter() - th
-    return FrameMasks(mask, alpha, small, t, rim, hull_mask)
-
-
-def _decide(
-    bgr,
-    source,
-    small,
-    post: PostprocessParams,
-    thr: float,
-    radius: int,
-    scale: float,
-    t: dict,
-    rim_colours: bool,
-):
-    """Steps 1-3 of :func:`segment_frame` at threshold ``thr``: (mask, alpha, rim)."""
-    H, W = bgr.shape[:2]
-    t1 = time.perf_counter()
+    thr = post.threshold
     coarse = clean_mask(threshold(small, thr), post.min_blob_share, post.max_hole_share)
     p = small.copy()
     p[(coarse > 0) & (small <= thr)] = 1.0  # filled holes
@@ -240,7 +209,7 @@ def _decide(
         np.copyto(alpha[y0:y1, x0:x1], a8, where=sel)
     t["upsample"] = t_up
     t["refine"] = t_ref
-    return mask, alpha, rim
+    return FrameMasks(mask, alpha, small, t, rim)
 
 
 def load_segmenter(options: SegmentOptions) -> tuple[Segmenter, PostprocessParams]:
@@ -305,7 +274,6 @@ class SequenceJob:
         self.frames = discover_frames(self.input)
         self.writers = [fmt.WRITERS[name] for name in options.formats]
         self.rim_colours = "rgba" in options.formats  # only the RGBA output uses them
-        self.hull = "hull" in options.formats  # a second decision at the hull's threshold
         self._check_stems()
         _check_output(self.input, self.output)
         self.segmenter, self.post = load_segmenter(options)
@@ -363,9 +331,7 @@ class SequenceJob:
             smooth = None
             if self.smoother is not None:
                 smooth = partial(self.smoother.smooth, index)
-            fm = segment_frame(
-                bgr, self.segmenter, self.post, self.rim_colours, smooth, hull=self.hull
-            )
+            fm = segment_frame(bgr, self.segmenter, self.post, self.rim_colours, smooth)
             res.timings.update(fm.timings)
             tb = time.perf_counter()
             for w in self.writers:
@@ -437,7 +403,7 @@ class SequenceJob:
         from .plate import still_plate
 
         done = sorted(r.index for r in self.results if r.status in ("ok", "skipped"))
-        src = next((w for w in self.writers if w.name not in ("rgba", "hull")), self.writers[0])
+        src = next((w for w in self.writers if w.name != "rgba"), self.writers[0])
 
         def mask_of(i: int) -> np.ndarray:
             return read_label(self.output / src.folder / src.filename(self.frames[i]))
@@ -459,7 +425,7 @@ class SequenceJob:
                 log.warning("still-background pass stopped after %d of %d frames", k, len(done))
                 break
             try:
-                self._complete_frame(i, plate, mask_of(i), src)
+                self._complete_frame(i, plate, mask_of(i))
             except (SegcoreError, OSError) as exc:  # one bad frame never stops the others
                 log.warning("%s: not completed from the plate: %s", self.frames[i], exc)
             if progress is not None:
@@ -468,9 +434,7 @@ class SequenceJob:
         log.info("masks completed from the still background: %s", self.plate)
         return self.plate
 
-    def _complete_frame(self, i: int, plate, old: np.ndarray, src) -> None:
-        from .io import read_label
-
+    def _complete_frame(self, i: int, plate, old: np.ndarray) -> None:
         new = plate.correct(read_image(self.frames[i]), old)
         gain, loss = new & ~old, old & ~new
         if not (gain.any() or loss.any()):
@@ -483,9 +447,6 @@ class SequenceJob:
                     raise OutputError(f"{target}: cannot read the cut-out back")
                 rgba[gain, 3], rgba[loss, 3] = 255, 0
                 write_png(target, rgba)
-            elif w.name == "hull" and w is not src:  # the same parts added, leaks removed
-                hull = (read_label(target) | gain) & ~loss
-                write_png(target, np.where(hull, 255, 0).astype(np.uint8))
             else:
                 write_png(target, np.where(new, 255, 0).astype(np.uint8))
 

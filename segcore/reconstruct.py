@@ -45,7 +45,6 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import InputError, OutputError, SegcoreError, optional_import
-from .formats import HULL_MASKS
 from .hull import DEFAULT_VOXELS
 from .plate import STAGES as plate_stages
 from .plate import check_mode as check_plate_mode
@@ -73,7 +72,6 @@ STAGE_LABELS = {
 QUALITIES = ("high", "fast")
 ERODE_SHARE = 0.006  # default mask erosion for SfM, share of the frame's long side
 SFM_MASKS = "sfm_masks"  # the eroded masks feature extraction uses
-
 HULL_CHECK = "hull_check.png"  # frames with the masks' and the hull's outlines drawn
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -183,14 +181,6 @@ class ReconResult:
     def mask_path(self, name: str) -> Path | None:
         d = self.masks_dir
         return d / f"{name}.png" if d is not None else None
-
-    def hull_mask_path(self, name: str) -> Path | None:
-        """The mask the visual hull is carved with: ``hull_masks/`` when the workspace has
-        them (segmentation's ``hull`` format, see :func:`find_hull_masks`), else the mask."""
-        d = self.workspace / HULL_MASKS
-        if self.masked and (d / f"{name}.png").is_file():
-            return d / f"{name}.png"
-        return self.mask_path(name)
 
     def summary(self) -> dict:
         return {
@@ -312,26 +302,6 @@ def find_masks_dir(masks_dir: str | os.PathLike) -> Path:
     return d
 
 
-def find_hull_masks(masks_dir: Path, frames: list[Path]) -> Path | None:
-    """``hull_masks/`` beside a segmentation's ``masks/`` (``segcore segment --formats
-    mask,hull``), when it holds a mask for every frame; else None (the hull uses the masks).
-
-    They are decided at the model card's ``hull_threshold`` (0.3) instead of 0.5. A visual
-    hull is the intersection of the views: a pixel one mask adds is carved away by the others
-    unless they all add it, a pixel it misses is gone for good. So the hull is carved with
-    masks that lean to recall; SfM and the turntable solver keep the masks.
-    """
-    if masks_dir.name != "masks":
-        return None
-    d = masks_dir.parent / HULL_MASKS
-    if not d.is_dir():
-        return None
-    if any(mask_for(p, d) is None for p in frames):
-        log.warning("%s: not every frame has a hull mask; the hull uses %s", d, masks_dir)
-        return None
-    return d
-
-
 def mask_for(frame: Path, masks_dir: Path) -> Path | None:
     """The mask of ``frame``: ``<name>.png`` (COLMAP) or ``<stem>.png`` (segcore)."""
     for cand in (masks_dir / f"{frame.name}.png", masks_dir / f"{frame.stem}.png"):
@@ -358,7 +328,6 @@ class Prepared(NamedTuple):
     frames: list[Path]
     masked: bool
     plate: dict | None = None  # what the still background's plate changed (segcore.plate)
-    hull_masks: Path | None = None  # the hull's masks it found (find_hull_masks)
 
 
 def prepare_workspace(
@@ -370,8 +339,7 @@ def prepare_workspace(
     progress: Progress | None = None,
 ) -> Prepared:
     """Frames into ``workspace/images``, masks (COLMAP naming) into ``workspace/masks`` and,
-    shrunk by ``erode_px`` for feature extraction, into ``workspace/sfm_masks``; the hull's
-    masks, where segmentation wrote them (:func:`find_hull_masks`), into ``hull_masks``.
+    shrunk by ``erode_px`` for feature extraction, into ``workspace/sfm_masks``.
 
     ``plate``: "auto" completes the masks from the still background's plate when the
     background does stand still (a turntable; :mod:`segcore.plate`), "on" always, "off" never.
@@ -400,8 +368,8 @@ def prepare_workspace(
     for p in frames:
         _link_or_copy(p, ws / "images" / p.name)
     if masks_dir is None:
-        for d in ("masks", SFM_MASKS, HULL_MASKS):
-            shutil.rmtree(ws / d, ignore_errors=True)
+        shutil.rmtree(ws / "masks", ignore_errors=True)
+        shutil.rmtree(ws / SFM_MASKS, ignore_errors=True)
         return Prepared(frames, False)
     mdir = find_masks_dir(masks_dir)
     found = {p.name: mask_for(p, mdir) for p in frames}
@@ -411,27 +379,23 @@ def prepare_workspace(
             f"{mdir}: no mask for {len(missing)} of {len(frames)} frames (first: {missing[0]}; "
             f"looked for {missing[0]}.png and {Path(missing[0]).stem}.png); segment every frame"
         )
-    out, sfm, hout = ws / "masks", ws / SFM_MASKS, ws / HULL_MASKS
-    if mdir.resolve() in (out.resolve(), sfm.resolve(), hout.resolve()):
+    out, sfm = ws / "masks", ws / SFM_MASKS
+    if mdir.resolve() in (out.resolve(), sfm.resolve()):
         raise InputError(f"{mdir}: is the workspace's own masks folder; pass the original masks")
-    hdir = find_hull_masks(mdir, frames)
-    for d in (out, sfm, hout):
+    for d in (out, sfm):
         shutil.rmtree(d, ignore_errors=True)
     out.mkdir(parents=True)
-    if hdir is not None:
-        hout.mkdir(parents=True)
     kernel = None
     if erode_px > 0:
         sfm.mkdir(parents=True)
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode_px + 1,) * 2)
 
-    def label(p: Path, path: Path | None = None) -> np.ndarray:
-        path = path or found[p.name]
-        m = read_label(path)
+    def label(p: Path) -> np.ndarray:
+        m = read_label(found[p.name])
         h, w = _image_size(p)
         if m.shape != (h, w):
             raise InputError(
-                f"{path}: the mask is {m.shape[1]}x{m.shape[0]} but the frame is "
+                f"{found[p.name]}: the mask is {m.shape[1]}x{m.shape[0]} but the frame is "
                 f"{w}x{h}; masks must have the frames' full resolution"
             )
         return m
@@ -448,20 +412,16 @@ def prepare_workspace(
             progress,
         )
     for k, p in enumerate(frames):
-        m = m0 = label(p)
+        m = label(p)
         if still is not None:
-            m = still.correct(read_image(p), m0)
+            m = still.correct(read_image(p), m)
             if progress is not None:
                 progress("plate masks", k + 1, len(frames))
         m8 = np.where(m, 255, 0).astype(np.uint8)
         write_png(out / f"{p.name}.png", m8)
         if kernel is not None:
             write_png(sfm / f"{p.name}.png", cv2.erode(m8, kernel))
-        if hdir is not None:  # the plate's corrections too; never less than the mask
-            hm = (label(p, mask_for(p, hdir)) & ~(m0 & ~m)) | m
-            write_png(hout / f"{p.name}.png", np.where(hm, 255, 0).astype(np.uint8))
-    plate_info = still.summary() if still is not None else None
-    return Prepared(frames, True, plate_info, hdir)
+    return Prepared(frames, True, still.summary() if still is not None else None)
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -586,11 +546,9 @@ def reconstruct(
         mask_erode_px = max(1, round(ERODE_SHARE * max(read_image(first).shape[:2])))
     with run.watch():
         with run.timed("prepare"):
-            frames, masked, plate_info, hull_masks = prepare_workspace(
+            frames, masked, plate_info = prepare_workspace(
                 frames_dir, masks_dir, ws, mask_erode_px or 0, plate, report
             )
-        if hull_masks is not None:
-            log.info("the visual hull will use the masks in %s", hull_masks)
         if plate_info is not None:
             log.info("masks completed from the still background: %s", plate_info)
         names = [p.name for p in frames]
@@ -649,7 +607,6 @@ def reconstruct(
         "seed": seed,
         "plate": plate,
         "plate_changes": plate_info,
-        "hull_masks": str(hull_masks) if hull_masks is not None else None,
         "pycolmap": getattr(pycolmap, "__version__", "?"),
     }
     k = len(result.poses)

@@ -84,29 +84,3 @@ def test_temporal_sequence_is_the_same_with_one_or_two_frames_in_flight(tmp_path
     # the first frame and the one after the bad frame have no predecessor: unchanged
     for k in ("0000.png", "0004.png"):
         assert np.array_equal(masks["one"][k], masks["plain"][k]), k
-
-
-def test_hull_mask_is_the_mask_at_the_cards_hull_threshold(tmp_path):
-    from dataclasses import replace
-
-    from segcore.pipeline import SegmentOptions, SequenceJob
-
-    seg = Segmenter.load()
-    post = seg.card.postprocess
-    assert post.hull_threshold < post.threshold  # it leans to recall
-    bgr = read_image(discover_frames(ROOT / "examples" / "garment_ring" / "images")[0])
-    both = segment_frame(bgr, seg, post, hull=True)
-    low = segment_frame(bgr, seg, replace(post, threshold=post.hull_threshold))
-    assert np.array_equal(both.hull, low.mask)  # one network run, two decisions
-    assert np.array_equal(both.mask, segment_frame(bgr, seg, post).mask)
-    assert (both.hull > 0).sum() > (both.mask > 0).sum()
-    assert segment_frame(bgr, seg, post).hull is None  # only when asked
-
-    frames = ROOT / "examples" / "garment_ring" / "images"
-    job = SequenceJob(frames, tmp_path / "out", SegmentOptions(formats=("mask", "hull")))
-    results = list(job.run())
-    assert all(r.status == "ok" for r in results)
-    names = sorted(p.name for p in (tmp_path / "out" / "hull_masks").iterdir())
-    assert names == sorted(p.stem + ".png" for p in job.frames)
-    first = cv2.imread(str(tmp_path / "out" / "hull_masks" / names[0]), cv2.IMREAD_UNCHANGED)
-    assert first.ndim == 2 and set(np.unique(first)) <= {0, 255}

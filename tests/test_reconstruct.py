@@ -143,7 +143,7 @@ def test_workspace_takes_segcore_or_colmap_mask_names(tmp_path):
         m = np.zeros((30, 40), np.uint8)
         m[5:25, 10:30] = 255
         cv2.imwrite(str(out / "masks" / f"f_{i}.png"), m)
-    frames, masked, _, _ = prepare_workspace(tmp_path / "frames", out, tmp_path / "ws")
+    frames, masked, _ = prepare_workspace(tmp_path / "frames", out, tmp_path / "ws")
     assert masked and [p.name for p in frames] == ["f_0.jpg", "f_1.jpg", "f_2.jpg"]
     ws_masks = sorted(p.name for p in (tmp_path / "ws" / "masks").iterdir())
     assert ws_masks == ["f_0.jpg.png", "f_1.jpg.png", "f_2.jpg.png"]  # COLMAP: <name>.png
@@ -152,36 +152,6 @@ def test_workspace_takes_segcore_or_colmap_mask_names(tmp_path):
     assert (tmp_path / "ws" / "images" / "f_2.jpg").read_bytes() == (
         tmp_path / "frames" / "f_2.jpg"
     ).read_bytes()
-
-
-def test_workspace_takes_the_hull_masks_beside_the_masks(tmp_path):
-    _frames(tmp_path / "frames")
-    out = tmp_path / "seg"
-    for sub in ("masks", "hull_masks"):
-        (out / sub).mkdir(parents=True)
-    for i in range(3):  # the hull's masks lean to recall: a larger box, and a hole
-        m = np.zeros((30, 40), np.uint8)
-        m[5:25, 10:30] = 255
-        cv2.imwrite(str(out / "masks" / f"f_{i}.png"), m)
-        h = np.zeros((30, 40), np.uint8)
-        h[3:27, 8:32] = 255
-        h[10, 20] = 0  # a pixel the mask has: the hull's masks never hold less
-        cv2.imwrite(str(out / "hull_masks" / f"f_{i}.png"), h)
-    prep = prepare_workspace(tmp_path / "frames", out, tmp_path / "ws")
-    assert prep.hull_masks == out / "hull_masks"
-    ws = tmp_path / "ws"
-    m = cv2.imread(str(ws / "masks" / "f_1.jpg.png"), cv2.IMREAD_UNCHANGED)
-    h = cv2.imread(str(ws / "hull_masks" / "f_1.jpg.png"), cv2.IMREAD_UNCHANGED)
-    assert m[4, 9] == 0 and h[4, 9] == 255  # SfM keeps the masks, the hull its own
-    assert h[10, 20] == 255 and ((h > 0) | ~(m > 0)).all()  # hull masks >= masks
-    res = ReconResult(ws, {}, [], np.zeros((0, 3)), np.zeros((0, 3)), [], 0.0)
-    assert res.hull_mask_path("f_1.jpg") == ws / "hull_masks" / "f_1.jpg.png"
-    assert res.mask_path("f_1.jpg") == ws / "masks" / "f_1.jpg.png"
-    # one frame without a hull mask: none are used (the hull takes the masks), stale ones go
-    (out / "hull_masks" / "f_2.png").unlink()
-    prep = prepare_workspace(tmp_path / "frames", out, ws)
-    assert prep.hull_masks is None and not (ws / "hull_masks").exists()
-    assert res.hull_mask_path("f_1.jpg") == ws / "masks" / "f_1.jpg.png"
 
 
 def test_missing_or_wrong_size_masks_are_one_line_errors(tmp_path):
