@@ -438,13 +438,14 @@ def color_vertices(mesh: Mesh, views: list[View], h: float) -> np.ndarray:
 
 
 def views_from_result(result, with_images: bool = True) -> list[View]:
-    """One :class:`View` per registered frame of a ``ReconResult`` (masks from its workspace)."""
+    """One :class:`View` per registered frame of a ``ReconResult`` (masks from its workspace:
+    the hull's own, ``hull_masks/``, where the plate made them)."""
     from .io import read_label
 
     views = []
     for p in result.poses:
         cam = result.camera(p)
-        mpath = result.mask_path(p.name)
+        mpath = result.hull_mask_path(p.name)
         mask = read_label(mpath) if mpath is not None and mpath.exists() else None
         img = result.images_dir / p.name
         views.append(

@@ -20,6 +20,12 @@ it. The per-pixel median over those frames (the *plate*) is a second opinion on 
   ``REMOVE_SEEN`` of the frames: a part of the subject that looks the same in every frame
   (the stand's pole, its round base) is clear too rarely to be mistaken for the plate.
 
+For the visual hull (:meth:`Plate.correct_pair`, a reconstruction workspace's
+``hull_masks/``) a part is also added where it differs from the plate by only
+``HULL_ADD_LEVEL``: a dark side on a dark backdrop, a pale leg on a pale floor. A hull keeps
+only what every view keeps, so where such a piece is wrong (a shadow turning with the
+subject) the other views carve it away; a part the masks miss is lost for good.
+
 Parts of the subject that never move (a pole on the axis) are never clear: nothing is said
 there. Whether the background stands still is measured, not assumed (:func:`still_share`):
 a handheld ring's frames do not match any plate (0.17 on a rendered ring, 0.81 on the
@@ -50,6 +56,10 @@ CLEAR_PX = 4  # a pixel is clear of the subject this far outside its (network) m
 MIN_SEEN = 3  # frames that must show a pixel clear for the plate to be known there
 REMOVE_SEEN = 0.3  # share of the frames that must show it clear before the mask loses it
 ADD_LEVEL = 20.0  # Lab distance from the plate: subject
+# ... for the visual hull's masks (Plate.correct_pair): a hull keeps only what every view
+# keeps, so a wrongly added piece (a shadow that turns with the subject) is carved away by
+# the other views, a missed one is lost for good (docs/recon.md, "Eleventh session")
+HULL_ADD_LEVEL = 12.0
 KEEP_LEVEL = 6.0  # mean Lab distance (5 x 5) to the plate under which a masked pixel leaks
 BAND_PX = 3  # a missed part must reach beyond this band round the mask
 MIN_CORE = 10  # pixels of it beyond the band
@@ -112,14 +122,17 @@ def still_share(labs, plate, clear, known) -> float:
     return float(np.median(shares)) if shares else 0.0
 
 
-def added_parts(d: np.ndarray, mask: np.ndarray, known: np.ndarray, lab=None) -> np.ndarray:
-    """Pixels outside ``mask`` that differ from the plate and belong to a missed part.
+def added_parts(
+    d: np.ndarray, mask: np.ndarray, known: np.ndarray, lab=None, level: float = ADD_LEVEL
+) -> np.ndarray:
+    """Pixels outside ``mask`` that differ from the plate (by ``level``) and belong to a
+    missed part.
 
     Right round a mask that hardly changes from frame to frame (a pole on the axis) the
     plate is unknown (never clear): a missed part hangs on to the mask across that ring, and
     is continued through it where the frame's colour (``lab``) matches the part's.
     """
-    cand = known & ~mask & (d > ADD_LEVEL) & (d >= 0.5 * cv2.dilate(d, np.ones((5, 5), np.uint8)))
+    cand = known & ~mask & (d > level) & (d >= 0.5 * cv2.dilate(d, np.ones((5, 5), np.uint8)))
     band = cv2.dilate(mask.astype(np.uint8), _disk(BAND_PX)) > 0
     far = cand & ~band
     if not far.any():
@@ -138,7 +151,7 @@ def added_parts(d: np.ndarray, mask: np.ndarray, known: np.ndarray, lab=None) ->
         box = (2 * CLEAR_PX + 5,) * 2
         w = cv2.blur(added.astype(np.float32), box)
         ref = cv2.blur(labf * added[..., None], box) / np.maximum(w, 1e-6)[..., None]
-        like = ring & (w > 0) & (np.sqrt(((labf - ref) ** 2).sum(axis=-1)) < ADD_LEVEL)
+        like = ring & (w > 0) & (np.sqrt(((labf - ref) ** 2).sum(axis=-1)) < level)
         for _ in range(CLEAR_PX + 2):  # continue the part through the ring, a pixel a step
             grow = (
                 like & ~added & (cv2.dilate(added.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
@@ -181,27 +194,45 @@ class Plate:
     added_px: int = 0  # pixels (at ``size``) added and removed over all of them
     removed_px: int = 0
 
-    def changes(self, bgr: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(added, removed) bool maps at ``size`` for one frame (BGR uint8) and its mask."""
+    def changes(
+        self, bgr: np.ndarray, mask: np.ndarray, levels: tuple[float, ...] = (ADD_LEVEL,)
+    ) -> tuple[np.ndarray, ...]:
+        """(added at each of ``levels``..., removed): bool maps at ``size`` for one frame
+        (BGR uint8) and its mask."""
         lab = cv2.cvtColor(_fit(bgr, self.size), cv2.COLOR_BGR2LAB)
         m = resize_mask(mask, self.size)
         d = _distance(lab, self.lab, self.known)
-        return added_parts(d, m, self.known, lab), leaked(d, m, self.trusted)
+        added = [added_parts(d, m, self.known, lab, level) for level in levels]
+        return (*added, leaked(d, m, self.trusted))
 
     def correct(self, bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """``mask`` (bool, the frame's size) completed: missed parts added, leaks removed."""
-        add, rem = self.changes(bgr, mask)
+        return self._apply(mask, *self.changes(bgr, mask))
+
+    def correct_pair(
+        self, bgr: np.ndarray, mask: np.ndarray, hull_level: float = HULL_ADD_LEVEL
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(:meth:`correct`'s mask, the visual hull's): the hull's also takes the parts that
+        differ from the plate by ``hull_level`` (never less than the mask)."""
+        add, add_hull, rem = self.changes(bgr, mask, (ADD_LEVEL, hull_level))
+        out = self._apply(mask, add, rem)
+        return out, out | self._fit_to(mask, add_hull & ~rem)
+
+    def _fit_to(self, mask: np.ndarray, part: np.ndarray) -> np.ndarray:
+        """``part`` (bool, at ``size``) at ``mask``'s size."""
+        if mask.shape[::-1] == self.size:
+            return part
+        w, h = mask.shape[1], mask.shape[0]
+        return cv2.resize(part.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+
+    def _apply(self, mask: np.ndarray, add: np.ndarray, rem: np.ndarray) -> np.ndarray:
         self.corrected += 1
         if not (add.any() or rem.any()):
             return mask
         self.changed += 1
         self.added_px += int(add.sum())
         self.removed_px += int(rem.sum())
-        if mask.shape[::-1] != self.size:
-            w, h = mask.shape[1], mask.shape[0]
-            add = cv2.resize(add.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
-            rem = cv2.resize(rem.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
-        return (mask | add) & ~rem
+        return (mask | self._fit_to(mask, add)) & ~self._fit_to(mask, rem)
 
     def summary(self) -> dict:
         area = max(1, self.corrected * self.size[0] * self.size[1])

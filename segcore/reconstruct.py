@@ -72,6 +72,7 @@ STAGE_LABELS = {
 QUALITIES = ("high", "fast")
 ERODE_SHARE = 0.006  # default mask erosion for SfM, share of the frame's long side
 SFM_MASKS = "sfm_masks"  # the eroded masks feature extraction uses
+HULL_MASKS = "hull_masks"  # the visual hull's masks, where the plate made them (below)
 HULL_CHECK = "hull_check.png"  # frames with the masks' and the hull's outlines drawn
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -181,6 +182,14 @@ class ReconResult:
     def mask_path(self, name: str) -> Path | None:
         d = self.masks_dir
         return d / f"{name}.png" if d is not None else None
+
+    def hull_mask_path(self, name: str) -> Path | None:
+        """The mask the visual hull is carved with: ``hull_masks/<name>.png`` where the
+        still background's plate made one (:func:`prepare_workspace`), else the mask."""
+        d = self.workspace / HULL_MASKS
+        if self.masked and (d / f"{name}.png").is_file():
+            return d / f"{name}.png"
+        return self.mask_path(name)
 
     def summary(self) -> dict:
         return {
@@ -343,6 +352,9 @@ def prepare_workspace(
 
     ``plate``: "auto" completes the masks from the still background's plate when the
     background does stand still (a turntable; :mod:`segcore.plate`), "on" always, "off" never.
+    Where it does, the visual hull gets masks of its own in ``workspace/hull_masks``
+    (:meth:`segcore.plate.Plate.correct_pair`): they also take the turning parts that differ
+    from the plate less clearly, which the other views carve away where they are wrong.
     """
     import cv2
 
@@ -368,8 +380,8 @@ def prepare_workspace(
     for p in frames:
         _link_or_copy(p, ws / "images" / p.name)
     if masks_dir is None:
-        shutil.rmtree(ws / "masks", ignore_errors=True)
-        shutil.rmtree(ws / SFM_MASKS, ignore_errors=True)
+        for d in ("masks", SFM_MASKS, HULL_MASKS):
+            shutil.rmtree(ws / d, ignore_errors=True)
         return Prepared(frames, False)
     mdir = find_masks_dir(masks_dir)
     found = {p.name: mask_for(p, mdir) for p in frames}
@@ -379,10 +391,10 @@ def prepare_workspace(
             f"{mdir}: no mask for {len(missing)} of {len(frames)} frames (first: {missing[0]}; "
             f"looked for {missing[0]}.png and {Path(missing[0]).stem}.png); segment every frame"
         )
-    out, sfm = ws / "masks", ws / SFM_MASKS
-    if mdir.resolve() in (out.resolve(), sfm.resolve()):
+    out, sfm, hout = ws / "masks", ws / SFM_MASKS, ws / HULL_MASKS
+    if mdir.resolve() in (out.resolve(), sfm.resolve(), hout.resolve()):
         raise InputError(f"{mdir}: is the workspace's own masks folder; pass the original masks")
-    for d in (out, sfm):
+    for d in (out, sfm, hout):
         shutil.rmtree(d, ignore_errors=True)
     out.mkdir(parents=True)
     kernel = None
@@ -411,10 +423,13 @@ def prepare_workspace(
             plate == "on",
             progress,
         )
+    if still is not None:
+        hout.mkdir(parents=True)
     for k, p in enumerate(frames):
         m = label(p)
         if still is not None:
-            m = still.correct(read_image(p), m)
+            m, hull = still.correct_pair(read_image(p), m)
+            write_png(hout / f"{p.name}.png", np.where(hull, 255, 0).astype(np.uint8))
             if progress is not None:
                 progress("plate masks", k + 1, len(frames))
         m8 = np.where(m, 255, 0).astype(np.uint8)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from segcore.io import read_label, write_png
-from segcore.plate import clear_of, plate_of, still_plate
-from segcore.reconstruct import prepare_workspace
+from segcore.plate import ADD_LEVEL, clear_of, plate_of, still_plate
+from segcore.reconstruct import ReconResult, prepare_workspace
 
 H, W, N = 120, 160, 12
 
@@ -78,6 +78,21 @@ def test_turning_leg_missed_by_the_masks_is_added():
         ).sum() == 0
 
 
+def test_a_faint_turning_leg_is_added_to_the_hulls_masks_only():
+    frames, truth, body = _turntable()
+    bg = _background()
+    for f, t, b in zip(frames, truth, body):  # the leg a little lighter than the wall
+        f[t & ~b] = np.clip(bg[t & ~b].astype(int) + 20, 0, 255).astype(np.uint8)
+    plate = _plate(frames, body)
+    pairs = [plate.correct_pair(f, m) for f, m in zip(frames, body)]
+    masks = np.mean([_iou(m, t) for (m, _), t in zip(pairs, truth)])
+    hulls = np.mean([_iou(h, t) for (_, h), t in zip(pairs, truth)])
+    assert masks < 0.9 and hulls > 0.95, (masks, hulls)  # the masks keep the sure parts
+    assert all((h | ~m).all() for m, h in pairs)  # a hull's mask never holds less
+    m, h = plate.correct_pair(frames[3], body[3], ADD_LEVEL)  # at the masks' own level
+    assert np.array_equal(m, h) and np.array_equal(m, plate.correct(frames[3], body[3]))
+
+
 def test_right_masks_are_left_alone_and_a_leak_is_removed():
     frames, truth, _ = _turntable()
     leaky = [t.copy() for t in truth]
@@ -121,12 +136,20 @@ def test_workspace_masks_are_completed_on_a_turntable(tmp_path, plate):
     assert masked and len(names) == N
     used = [read_label(tmp_path / "ws" / "masks" / f"f{i:02d}.png.png") for i in range(N)]
     iou = np.mean([_iou(u, t) for u, t in zip(used, truth)])
+    res = ReconResult(tmp_path / "ws", {}, [], np.zeros((0, 3)), np.zeros((0, 3)), [], 0.0)
+    hull_dir = tmp_path / "ws" / "hull_masks"
     if plate == "auto":
         missed = sum(bool((t & ~b).any()) for t, b in zip(truth, body))
         assert info["frames_changed"] == missed and info["added_share"] > 0
         assert iou > 0.97
+        assert len(list(hull_dir.iterdir())) == N  # the hull's own masks, never less
+        for i, u in enumerate(used):
+            assert (read_label(hull_dir / f"f{i:02d}.png.png") | ~u).all()
+        assert res.hull_mask_path("f03.png") == hull_dir / "f03.png.png"
     else:
         assert info is None and iou < 0.9
+        assert not hull_dir.exists()  # no plate, no hull masks: the hull takes the masks
+        assert res.hull_mask_path("f03.png") == tmp_path / "ws" / "masks" / "f03.png.png"
     assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before  # inputs kept
 
 

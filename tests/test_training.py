@@ -14,7 +14,7 @@ from training.data import find_sequences, split_sequences  # noqa: E402
 from training.prepare import prepare  # noqa: E402
 from training.train import TrainConfig, make_model  # noqa: E402
 
-from .conftest import blob_image  # noqa: E402
+from .conftest import ROOT, blob_image  # noqa: E402
 
 
 def test_tiny_training_run_learns(shapes_model):
@@ -160,3 +160,24 @@ def test_eval_measures_flicker_and_restarts_temporal_state_per_sequence(shapes_m
     assert len(rows) == len(samples)
     # smoothing is a refinement of the same masks, not a different segmentation
     assert abs(pooled_t["f1"] - pooled["f1"]) < 0.05
+
+
+def test_hull_sweep_scores_masks_by_the_hull_they_carve(capsys):
+    from segcore.card import MODELS_DIR
+    from training import hull_sweep
+
+    seq = ROOT / "tests" / "data" / "recon_turntable"  # 16 frames, masks, true cameras
+    if not (MODELS_DIR / "garment.json").exists():
+        pytest.skip("no bundled model")
+    assert hull_sweep.main([str(seq), "--thresholds", "0.5,0.3", "--voxels", "48", "--gt"]) == 0
+    rows = [r.split("|")[1:-1] for r in capsys.readouterr().out.splitlines() if r[:2] == "| "]
+    score = {  # label -> mask IoU, FN, FP, hull IoU, seconds (rows[0]: the header)
+        r[0].strip().replace(" + plate", ""): [float(x) for x in r[1:]] for r in rows[1:]
+    }
+    assert set(score) == {"ground truth", "ours, 0.5", "ours, 0.3"}
+    iou, fn, fp, hull, _ = score["ground truth"]
+    assert (iou, fn, fp) == (1.0, 0.0, 0.0) and hull > 0.85  # the true masks carve the shape
+    rows = score
+    assert rows["ours, 0.3"][1] <= rows["ours, 0.5"][1]  # a lower threshold misses less
+    assert rows["ours, 0.3"][2] >= rows["ours, 0.5"][2]  # and adds more
+    assert 0.5 < rows["ours, 0.5"][3] <= 1.0

@@ -4,8 +4,9 @@
 
 For one rendered turntable (``images/``, ``masks/``, ``cameras.json`` from
 ``training.synth``), the bundled model's masks are decided at each threshold, completed
-from the still background's plate as a reconstruction workspace does, and a visual hull is
-carved from them with the **ground-truth cameras** (so only the masks differ). Printed per
+from the still background's plate as a reconstruction workspace completes its hull masks
+(``--hull-level``), and a visual hull is carved from them with the **ground-truth
+cameras** (so only the masks differ). Printed per
 row: mask IoU, the subject's missed (FN) and added (FP) shares, and the hull's silhouettes
 against the ground-truth masks (IoU, mean over frames), as ``bench recon`` scores it.
 ``--sizes`` runs the network at other input sizes; ``--moving`` adds rows where the lower
@@ -29,7 +30,7 @@ from segcore.hull import DEFAULT_VOXELS, View, hull_from_views
 from segcore.infer import Segmenter
 from segcore.io import read_image, read_label
 from segcore.pipeline import segment_frame
-from segcore.plate import still_plate
+from segcore.plate import ADD_LEVEL, HULL_ADD_LEVEL, still_plate
 
 
 def _floats(text: str) -> list[float]:
@@ -45,6 +46,13 @@ def main(argv=None) -> int:
     p.add_argument("--moving", type=_floats, default=[], help="grey std limits, e.g. 4,6,10")
     p.add_argument(
         "--sizes", type=_floats, default=[], help="network input sizes (default: the card's)"
+    )
+    p.add_argument(
+        "--hull-level",
+        type=float,
+        default=HULL_ADD_LEVEL,
+        help=f"Lab distance from the plate for the hull masks' added parts (default "
+        f"{HULL_ADD_LEVEL:g} as in a workspace; {ADD_LEVEL:g}: the masks' own, no hull masks)",
     )
     p.add_argument("--voxels", type=int, default=DEFAULT_VOXELS)
     p.add_argument("--model", default=None, help="bundled name or card (default: garment)")
@@ -84,8 +92,8 @@ def main(argv=None) -> int:
         for thr in sorted(set(args.thresholds) | {post.threshold}, reverse=True):
             masks = [segment_frame(b, seg, replace(post, threshold=thr)).mask > 0 for b in imgs]
             plate = still_plate(len(imgs), lambda k, m=masks: (imgs[k], m[k]))
-            if plate is not None:
-                masks = [plate.correct(b, m) for b, m in zip(imgs, masks)]
+            if plate is not None:  # the hull's masks, as a reconstruction workspace makes them
+                masks = [plate.correct_pair(b, m, args.hull_level)[1] for b, m in zip(imgs, masks)]
             decided[thr] = masks
             if thr in args.thresholds:
                 label = f"ours, {thr}" + (" + plate" if plate is not None else "")
