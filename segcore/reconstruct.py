@@ -993,6 +993,7 @@ def run_reconstruction(
         write_ply(ws / "hull.ply", mesh)
         result.timings["hull"] = time.perf_counter() - t
         extra["hull"] = {k: mesh.info[k] for k in ("vertices", "faces", "voxel_size", "views")}
+        extra["hull"]["masks"] = HULL_MASKS if (ws / HULL_MASKS).is_dir() else "masks"
         # a picture of how the hull fits the masks (a person looks before trusting the mesh)
         sheet, ious = silhouette_check(mesh, views)
         write_png(ws / HULL_CHECK, sheet)

@@ -318,7 +318,10 @@ def test_reconstruct_outputs_agree(turntable_recon):
     assert len(mesh.faces) > 500 and mesh.colors is not None
     assert len(res.points) > 100
     # the picture of how the hull fits the masks, and its numbers in recon.json
-    check = json.loads((ws / "recon.json").read_text())["summary"]["hull"]["check"]
+    hull = json.loads((ws / "recon.json").read_text())["summary"]["hull"]
+    assert hull["masks"] == "hull_masks"  # a still background: the hull's own masks
+    assert len(list((ws / "hull_masks").iterdir())) == len(list((ws / "masks").iterdir()))
+    check = hull["check"]
     sheet = cv2.imread(str(ws / check["image"]))
     assert sheet is not None and sheet.shape[1] > 600
     assert 0 < len(check["iou"]) <= 8 and set(check["iou"]) <= {p.name for p in res.poses}

@@ -6,9 +6,9 @@ For one rendered turntable (``images/``, ``masks/``, ``cameras.json`` from
 ``training.synth``), the bundled model's masks are decided at each threshold, completed
 from the still background's plate as a reconstruction workspace completes its hull masks
 (``--hull-level``), and a visual hull is carved from them with the **ground-truth
-cameras** (so only the masks differ). Printed per
-row: mask IoU, the subject's missed (FN) and added (FP) shares, and the hull's silhouettes
-against the ground-truth masks (IoU, mean over frames), as ``bench recon`` scores it.
+cameras** (so only the masks differ). Printed per row: mask IoU, the subject's missed (FN)
+and added (FP) shares, and the hull's silhouettes against the ground-truth masks (IoU,
+mean over frames), as ``bench recon`` scores it.
 ``--sizes`` runs the network at other input sizes; ``--moving`` adds rows where the lower
 threshold only applies to pixels that change between frames (grey standard deviation above
 each value). docs/recon.md, "Eleventh session", quotes the results.
