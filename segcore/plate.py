@@ -22,7 +22,8 @@ it. The per-pixel median over those frames (the *plate*) is a second opinion on 
 
 For the visual hull (:meth:`Plate.correct_pair`, a reconstruction workspace's
 ``hull_masks/``) a part is also added where it differs from the plate by only
-``HULL_ADD_LEVEL``: a dark side on a dark backdrop, a pale leg on a pale floor. A hull keeps
+``HULL_ADD_LEVEL`` (also the colour match that continues a part across the unknown ring
+round a still one): a dark side on a dark backdrop, a pale leg on a pale floor. A hull keeps
 only what every view keeps, so where such a piece is wrong (a shadow turning with the
 subject) the other views carve it away; a part the masks miss is lost for good.
 
@@ -189,10 +190,12 @@ class Plate:
     trusted: np.ndarray  # bool (h, w): seen clear often enough to remove a mask's leak
     still: float  # :func:`still_share`
     frames: int  # how many frames it was built from
-    corrected: int = 0  # frames passed to :meth:`correct` so far
+    corrected: int = 0  # frames passed to :meth:`correct` (or correct_pair) so far
     changed: int = 0  # of those, how many changed
     added_px: int = 0  # pixels (at ``size``) added and removed over all of them
     removed_px: int = 0
+    hull_changed: int = 0  # frames whose hull mask (correct_pair) holds more than the mask
+    hull_added_px: int = 0  # pixels (at ``size``) only the hull masks have
 
     def changes(
         self, bgr: np.ndarray, mask: np.ndarray, levels: tuple[float, ...] = (ADD_LEVEL,)
@@ -216,7 +219,12 @@ class Plate:
         differ from the plate by ``hull_level`` (never less than the mask)."""
         add, add_hull, rem = self.changes(bgr, mask, (ADD_LEVEL, hull_level))
         out = self._apply(mask, add, rem)
-        return out, out | self._fit_to(mask, add_hull & ~rem)
+        extra = add_hull & ~add & ~rem
+        if not extra.any():
+            return out, out
+        self.hull_changed += 1
+        self.hull_added_px += int(extra.sum())
+        return out, out | self._fit_to(mask, extra)
 
     def _fit_to(self, mask: np.ndarray, part: np.ndarray) -> np.ndarray:
         """``part`` (bool, at ``size``) at ``mask``'s size."""
@@ -242,6 +250,8 @@ class Plate:
             "frames_changed": self.changed,
             "added_share": round(self.added_px / area, 5),
             "removed_share": round(self.removed_px / area, 5),
+            "hull_frames_changed": self.hull_changed,
+            "hull_added_share": round(self.hull_added_px / area, 5),
         }
 
 

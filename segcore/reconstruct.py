@@ -537,7 +537,9 @@ def reconstruct(
     once at the end; without it the focal starts at 1.2 x the long side and is refined
     throughout, which a small subject on a turntable constrains poorly.
     ``plate``: complete the masks from a still background ("auto": when it is still; see
-    :mod:`segcore.plate`); the corrected masks are the workspace's, for SfM and the hull.
+    :mod:`segcore.plate`); the corrected masks are the workspace's, for SfM and the solver,
+    and the hull is carved from the plate's hull masks (``hull_masks/``, see
+    :func:`prepare_workspace`).
     """
     if focal_px is not None and not focal_px > 0:
         raise InputError(f"focal length {focal_px}: give it in pixels (> 0), or leave it out")

@@ -78,11 +78,17 @@ def test_turning_leg_missed_by_the_masks_is_added():
         ).sum() == 0
 
 
-def test_a_faint_turning_leg_is_added_to_the_hulls_masks_only():
+def _faint_turntable():
+    """:func:`_turntable` with the leg only a little lighter than the wall behind it."""
     frames, truth, body = _turntable()
     bg = _background()
-    for f, t, b in zip(frames, truth, body):  # the leg a little lighter than the wall
+    for f, t, b in zip(frames, truth, body):
         f[t & ~b] = np.clip(bg[t & ~b].astype(int) + 20, 0, 255).astype(np.uint8)
+    return frames, truth, body
+
+
+def test_a_faint_turning_leg_is_added_to_the_hulls_masks_only():
+    frames, truth, body = _faint_turntable()
     plate = _plate(frames, body)
     pairs = [plate.correct_pair(f, m) for f, m in zip(frames, body)]
     masks = np.mean([_iou(m, t) for (m, _), t in zip(pairs, truth)])
@@ -151,6 +157,35 @@ def test_workspace_masks_are_completed_on_a_turntable(tmp_path, plate):
         assert not hull_dir.exists()  # no plate, no hull masks: the hull takes the masks
         assert res.hull_mask_path("f03.png") == tmp_path / "ws" / "masks" / "f03.png.png"
     assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before  # inputs kept
+
+
+def test_the_hull_is_carved_from_the_workspaces_hull_masks(tmp_path):
+    from segcore.hull import views_from_result
+    from segcore.reconstruct import Intrinsics, Pose
+
+    frames, truth, body = _faint_turntable()
+    for d in ("frames", "m"):
+        (tmp_path / d).mkdir()
+    for i, (f, m) in enumerate(zip(frames, body)):
+        write_png(tmp_path / "frames" / f"f{i:02d}.png", f)
+        write_png(tmp_path / "m" / f"f{i:02d}.png", np.where(m, 255, 0).astype(np.uint8))
+    ws = tmp_path / "ws"
+    info = prepare_workspace(tmp_path / "frames", tmp_path / "m", ws, plate="auto").plate
+    assert info["frames_changed"] == 0  # too faint for the masks...
+    assert info["hull_frames_changed"] > 0 and info["hull_added_share"] > 0  # ...not the hull's
+    masks = [read_label(ws / "masks" / f"f{i:02d}.png.png") for i in range(N)]
+    hulls = [read_label(ws / "hull_masks" / f"f{i:02d}.png.png") for i in range(N)]
+    assert np.mean([_iou(m, t) for m, t in zip(masks, truth)]) < 0.9
+    assert np.mean([_iou(h, t) for h, t in zip(hulls, truth)]) > 0.95
+    cam = Intrinsics(1, "SIMPLE_RADIAL", W, H, 100.0, 100.0, W / 2, H / 2, 0.0)
+    poses = [Pose(f"f{i:02d}.png", 1, np.eye(3), np.zeros(3)) for i in range(N)]
+    res = ReconResult(ws, {1: cam}, poses, np.zeros((0, 3)), np.zeros((0, 3)), [], 0.0)
+    views = views_from_result(res, with_images=False)
+    assert all(np.array_equal(v.mask, h) for v, h in zip(views, hulls))  # what is carved
+    # the same workspace again without the plate: no hull masks left behind
+    prepare_workspace(tmp_path / "frames", tmp_path / "m", ws, plate="off")
+    assert not (ws / "hull_masks").exists()
+    assert all(np.array_equal(v.mask, m) for v, m in zip(views_from_result(res, False), masks))
 
 
 def _finished_job(tmp_path, frames, masks, formats=("mask",)):
