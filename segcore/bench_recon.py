@@ -145,18 +145,22 @@ def pose_errors(result, cameras_json: dict) -> dict:
     return out
 
 
-def hull_iou(mesh, sim, cameras_json: dict, masks_dir: Path) -> float:
-    """Mean IoU of the hull's silhouettes in every ground-truth camera vs the GT masks."""
+def gt_views(cameras_json: dict) -> dict:
+    """``cameras.json``'s frames as :class:`segcore.hull.View` s (no masks), by image name."""
     from .hull import View
 
-    s, r, t = sim
-    moved = type(mesh)(s * mesh.vertices @ r.T + t, mesh.faces)
     w, h = int(cameras_json["width"]), int(cameras_json["height"])
-    views = {
+    return {
         f["image"]: View(np.array(f["K"]), np.array(f["R"]), np.array(f["t"]), w, h)
         for f in cameras_json["frames"]
     }
-    return _silhouette_iou(moved, views, masks_dir)
+
+
+def hull_iou(mesh, sim, cameras_json: dict, masks_dir: Path) -> float:
+    """Mean IoU of the hull's silhouettes in every ground-truth camera vs the GT masks."""
+    s, r, t = sim
+    moved = type(mesh)(s * mesh.vertices @ r.T + t, mesh.faces)
+    return _silhouette_iou(moved, gt_views(cameras_json), masks_dir)
 
 
 def hull_iou_own(mesh, result, masks_dir: Path) -> float:

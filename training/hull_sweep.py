@@ -25,11 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segcore.bench_recon import _silhouette_iou
-from segcore.hull import DEFAULT_VOXELS, View, hull_from_views
-from segcore.infer import Segmenter
+from segcore.bench_recon import _silhouette_iou, gt_views
+from segcore.hull import DEFAULT_VOXELS, hull_from_views
 from segcore.io import read_image, read_label
-from segcore.pipeline import segment_frame
+from segcore.pipeline import SegmentOptions, load_segmenter, segment_frame
 from segcore.plate import ADD_LEVEL, HULL_ADD_LEVEL, still_plate
 
 
@@ -59,20 +58,15 @@ def main(argv=None) -> int:
     p.add_argument("--gt", action="store_true", help="also the ground-truth masks' row")
     args = p.parse_args(argv)
     seq = args.sequence
-    cams = json.loads((seq / "cameras.json").read_text())
-    w, h = int(cams["width"]), int(cams["height"])
-    frames = cams["frames"]
-
-    def view(f, mask=None) -> View:
-        return View(np.array(f["K"]), np.array(f["R"]), np.array(f["t"]), w, h, mask=mask)
-
-    imgs = [read_image(seq / "images" / f["image"]) for f in frames]
-    gts = [read_label(seq / "masks" / (Path(f["image"]).stem + ".png")) for f in frames]
-    truth = {f["image"]: view(f) for f in frames}
+    truth = gt_views(json.loads((seq / "cameras.json").read_text()))
+    names = list(truth)
+    imgs = [read_image(seq / "images" / n) for n in names]
+    gts = [read_label(seq / "masks" / (Path(n).stem + ".png")) for n in names]
 
     def score(label: str, masks: list[np.ndarray]) -> None:
         t0 = time.perf_counter()
-        mesh = hull_from_views([view(f, m) for f, m in zip(frames, masks)], voxels=args.voxels)
+        views = [replace(truth[n], mask=m) for n, m in zip(names, masks)]
+        mesh = hull_from_views(views, voxels=args.voxels)
         hull = _silhouette_iou(mesh, truth, seq / "masks")
         iou = np.mean([(m & g).sum() / (m | g).sum() for m, g in zip(masks, gts)])
         fn = np.mean([(g & ~m).sum() / g.sum() for m, g in zip(masks, gts)])
@@ -80,15 +74,13 @@ def main(argv=None) -> int:
         s = time.perf_counter() - t0
         print(f"| {label} | {iou:.4f} | {fn:.4f} | {fp:.4f} | {hull:.4f} | {s:.0f} |", flush=True)
 
-    print(f"{seq.name}, {len(frames)} frames, {args.voxels} voxels, ground-truth cameras\n")
+    print(f"{seq.name}, {len(names)} frames, {args.voxels} voxels, ground-truth cameras\n")
     print("| masks | mask IoU | FN | FP | hull IoU | s |\n|---|---|---|---|---|---|")
     if args.gt:
         score("ground truth", gts)
-    seg = Segmenter.load(args.model)
-    post, card = seg.card.postprocess, seg.card
     decided = {}
-    for size in args.sizes or [card.preprocess.input_size]:
-        seg.card = replace(card, preprocess=replace(card.preprocess, input_size=int(size)))
+    for size in args.sizes or [None]:  # None: the card's input size
+        seg, post = load_segmenter(SegmentOptions(model=args.model, size=size and int(size)))
         for thr in sorted(set(args.thresholds) | {post.threshold}, reverse=True):
             masks = [segment_frame(b, seg, replace(post, threshold=thr)).mask > 0 for b in imgs]
             plate = still_plate(len(imgs), lambda k, m=masks: (imgs[k], m[k]))
