@@ -66,6 +66,7 @@ STAGE_LABELS = {
     "turntable step": "Turntable step",
     "turntable axis": "Turntable axis",
     "turntable refine": "Turntable fit",
+    "turntable polish": "Turntable polish",
     "hull": "Visual hull",
     **plate_stages,
 }

@@ -214,6 +214,27 @@ def test_joint_refinement_recovers_step_and_axis_from_a_rough_start():
     assert _rotation_errors(params) < 1.0  # the worst frame; the start was over 5 degrees off
 
 
+def test_the_polish_walks_down_the_cost_from_a_start_off_in_tilt_and_roll():
+    rays = RayCoherence(_masks(TRUE), K, long_side=240, samples=40, depth_samples=64)
+    fit = CircularFit(K, _tracks(TRUE), rays)
+    start = np.array(TRUE) + [np.radians(0.8), np.radians(-0.6), 0.002, 0.0, np.radians(0.05)]
+    params, before, after, evals = fit.polish(start)
+    assert before == pytest.approx(fit.cost(start))
+    assert after == pytest.approx(fit.cost(params)) and after < before
+    assert 0 < evals <= 300
+    assert params[3] == start[3]  # the gauge is held
+    assert _rotation_errors(params) < 0.5 * _rotation_errors(start)
+
+
+def test_the_polish_never_returns_a_higher_cost():
+    rays = RayCoherence(_masks(TRUE), K, long_side=240, samples=40, depth_samples=64)
+    fit = CircularFit(K, _tracks(TRUE), rays)
+    params, before, after, _ = fit.polish(TRUE, max_evals=8)
+    assert after <= before == pytest.approx(fit.cost(TRUE))
+    if after == before:
+        np.testing.assert_array_equal(params, TRUE)
+
+
 def test_masked_still_background_is_told_from_the_turning_subject():
     rng = np.random.default_rng(0)
     plate = rng.uniform(0, 255, (H, W)).astype(np.float32)  # a textured, still background
