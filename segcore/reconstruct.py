@@ -575,6 +575,7 @@ def reconstruct(
             raise InputError(f"{frames_dir}: {n} frames; structure from motion needs 3 or more")
         report("prepare", n, n)
         asked = mapper
+        turntable_notes = None  # the turntable solver's log, for recon.json
         if mapper == "auto":
             mapper = _auto_mapper(frames, ws, masked, plate, plate_info)
             log.info("mapper auto: %s", mapper)
@@ -583,8 +584,13 @@ def reconstruct(
                 raise InputError(
                     "the turntable solver needs masks (it calibrates from the silhouettes)"
                 )
+
+            def checked(stage, done, total):  # a stop request ends the solve between steps
+                run.check()
+                report(stage, done, total)
+
             with run.timed("turntable"):
-                best = _turntable_model(pycolmap, ws, names, focal_px, report)
+                best, turntable_notes = _turntable_model(pycolmap, ws, names, focal_px, checked)
             models = {0: best}
         kind = matcher
         if kind == "auto":
@@ -625,6 +631,7 @@ def reconstruct(
         "seed": seed,
         "plate": plate,
         "plate_changes": plate_info,
+        "turntable": turntable_notes,
         "pycolmap": getattr(pycolmap, "__version__", "?"),
     }
     k = len(result.poses)
@@ -820,7 +827,7 @@ def _map(pycolmap, run, report, ws, n, mapper, threads, seed, focal_px=None) -> 
 def _turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report):
     """Circular-motion SfM (:mod:`segcore.turntable`) on the workspace's frames (features in
     the eroded masks, outlines from the masks as they are), as a pycolmap reconstruction
-    (written as a COLMAP text model and read back)."""
+    (written as a COLMAP text model and read back), and the solver's notes."""
     import cv2
 
     from .io import read_image, read_label
@@ -852,7 +859,7 @@ def _turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report):
     write_colmap_text(text, fit, names, (w, h), K, colours)
     rec = pycolmap.Reconstruction(str(text))
     shutil.rmtree(text, ignore_errors=True)
-    return rec
+    return rec, list(fit.log)
 
 
 MAX_K1 = 0.5  # a refined |k1| beyond this is a runaway, not a lens

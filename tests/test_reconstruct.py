@@ -417,6 +417,36 @@ def test_turntable_mapper_solves_the_ci_turntable(tmp_path):
     assert e["rot_median_deg"] < 12.0, e
     assert (ws / "sparse" / "0" / "points3D.bin").stat().st_size > 0
     assert (ws / "hull.ply").exists()
+    notes = res.options["turntable"]  # the solver's log, kept in recon.json
+    assert any(n.startswith("polished: cost") for n in notes), notes
+    assert any(n.startswith("final: step") for n in notes), notes
+
+
+def test_a_stop_request_ends_the_turntable_solve(tmp_path):
+    """The solver takes minutes on full-size frames: a stop (the add-on's Cancel) ends it at
+    its next progress report, not after it."""
+    pytest.importorskip("pycolmap")
+    if not (TURNTABLE / "cameras.json").exists():
+        pytest.skip("tests/data/recon_turntable is missing")
+    from segcore.reconstruct import CancelledError, reconstruct
+
+    stages = []
+    stop = [False]
+
+    def progress(stage, done, total):
+        stages.append(stage)
+        stop[0] = stage == "turntable step" and done >= 3
+
+    with pytest.raises(CancelledError):
+        reconstruct(
+            TURNTABLE / "images",
+            TURNTABLE / "masks",
+            tmp_path / "ws",
+            mapper="turntable",
+            progress=progress,
+            should_stop=lambda: stop[0],
+        )
+    assert stages[-1] == "turntable step"  # nothing after the stop
 
 
 def test_reconstruct_warns_when_the_hull_fits_the_masks_poorly(tmp_path, monkeypatch, capsys):
