@@ -69,6 +69,7 @@ VERTICAL_MAX = 40  # the longest this many are used
 VERTICAL_LEN = 0.025  # shortest edge, share of the frame's long side
 VERTICAL_DEG = 20.0  # largest angle to the image's vertical
 VERTICAL_WEIGHT = 20.0  # a vertical edge's pixel against an outline's
+FREE = (0, 1, 2, 4)  # the fitted parameters: all but v, the scale gauge
 # the last step's simplex (tilt, roll, axis x, step): about half a degree, a pixel or two
 POLISH_SIMPLEX = (np.radians(0.5), np.radians(0.5), 0.002, np.radians(0.05))
 POLISH_EVALS = 300  # at most this many cost evaluations (about half a minute)
@@ -696,7 +697,7 @@ class CircularFit:
         z = (self.residuals(params) / self.f_scale) ** 2
         return float(0.5 * self.f_scale**2 * np.log1p(z).sum())
 
-    def refine(self, params, free=(0, 1, 2, 4), max_nfev: int = 30, progress=None):
+    def refine(self, params, free=FREE, max_nfev: int = 30, progress=None):
         """(e, r, u, theta) (``free``) by robust least squares from ``params``;
         ``progress(done, total)`` after each iteration."""
         from scipy.optimize import least_squares
@@ -757,7 +758,7 @@ class CircularFit:
         from scipy.optimize import minimize
 
         base = np.array(params, float)
-        free = [0, 1, 2, 4]
+        free = list(FREE)
         scale = np.array(POLISH_SIMPLEX)
 
         def at(x):
@@ -765,13 +766,13 @@ class CircularFit:
             p[free] = base[free] + x * scale
             return p
 
-        done = [0]
+        costs: list[float] = []  # the first is the start's: the simplex's first vertex
 
         def cost(x):
-            done[0] += 1
+            costs.append(self.cost(at(x)))
             if progress is not None:
-                progress(min(done[0], max_evals), max_evals)
-            return self.cost(at(x))
+                progress(min(len(costs), max_evals), max_evals)
+            return costs[-1]
 
         res = minimize(
             cost,
@@ -784,7 +785,7 @@ class CircularFit:
                 "maxfev": max_evals,
             },
         )
-        before = self.cost(base)
+        before = costs[0]
         if res.fun < before:
             return at(res.x), before, float(res.fun), int(res.nfev)
         return base, before, before, int(res.nfev)
