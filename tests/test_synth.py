@@ -142,6 +142,39 @@ def test_focus_stand_redraws_only_the_stand_floor_and_view():
         focus_spec(spec, "hands")
 
 
+def test_focus_behind_puts_props_on_the_line_behind_the_stand():
+    from training.synth import stage
+    from training.synth.scene import reset_scene
+
+    for index in range(12):
+        spec = sample_spec(7, index)
+        focused = focus_spec(spec, "behind")
+        assert focused == focus_spec(spec, "behind")
+        assert focused["capture"] == "turntable" and focused["name"].endswith("_turntable")
+        assert focused["form"]["stand"] == "disc" and focused["form"]["stand_metal"]
+        assert focused["background"]["kind"] in ("clutter", "wall")
+        assert 1 <= len(focused["background"]["behind"]) <= 2
+        assert "prop_behind_stand" in focused["difficulty"]
+        for key in ("garment", "fabric", "body", "light", "post", "geometry_seed"):
+            assert focused[key] == spec[key]
+        assert "behind" not in spec["background"]
+    # the props stand beyond the axis, opposite the camera, offset sideways as drawn
+    reset_scene()
+    az = 0.7
+    look = dict(colour=[0.5, 0.3, 0.2], roughness=0.5, metallic=0.0)
+    props = [
+        dict(kind="ball", distance=1.5, offset=0.1, seed=3, **look),
+        dict(kind="bin", distance=9.0, offset=0.0, seed=4, **look),
+    ]
+    obs = stage.behind(props, az, max_r=2.5)
+    assert len(obs) == 2
+    to_cam = np.array([np.cos(az), np.sin(az)])
+    side = np.array([-np.sin(az), np.cos(az)])
+    for ob, along, off in zip(obs, (-1.5, -2.5), (0.1, 0.0)):
+        xy = np.array(ob.location[:2])
+        assert np.isclose(xy @ to_cam, along) and np.isclose(xy @ side, -off)
+
+
 def test_camera_conventions():
     k = cam.intrinsics(50.0, 36.0, 640, 480)
     m = cam.look_at([0, -3, 1], [0, 0, 1])

@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--focus",
         choices=FOCUS,
         default=None,
-        help="targeted data: 'stand' = every form on a chrome disc base over a dark floor",
+        help="targeted data: 'stand' = every form on a chrome disc base over a dark floor, "
+        "seen from above; 'behind' = turntables in a room, a chrome disc base, props on the "
+        "line behind the stand",
     )
     parser.add_argument("--samples", type=int, default=5, help="Cycles samples (denoised)")
     parser.add_argument("--threads", type=int, default=None, help="render threads (default: all)")

@@ -199,7 +199,10 @@ def render_sequence(
     bmin, bmax = subject.bbox()
     points = subject.surface_points(rng, 48)
     dist, target, poses = plan_cameras(spec, bmin, bmax, width, height, frames)
-    background = stage.build_background(spec["background"], dist, rng)
+    eye = np.asarray(poses[0][0])[:3, 3]
+    background = stage.build_background(
+        spec["background"], dist, rng, math.atan2(float(eye[1]), float(eye[0]))
+    )
     if spec["form"]["turntable"]:
         platter = stage.turntable(subject.root, rng)
         for ob in background:  # the platter (top at z = 0) stands on the floor

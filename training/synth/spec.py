@@ -227,28 +227,32 @@ def sample_spec(seed: int, index: int, kinds=("ring", "turntable")) -> dict[str,
     }
 
 
-FOCUS = ("stand",)
+FOCUS = ("stand", "behind")
+BEHIND_KINDS = ("ball", "ball", "bin", "lamp", "form", "cabinet")
 
 
 def focus_spec(spec: dict[str, Any], focus: str) -> dict[str, Any]:
     """``spec`` redrawn towards one hard case, for targeted training data.
 
     ``"stand"``: the form stands on a chrome disc base over a dark floor, seen from above, so
-    the base's rim mirrors the floor (the rim the model missed on benchmark turntables). The
-    changes are drawn from their own generator, seeded by the spec's seed and index, so the
-    rest of the spec is the same as without ``focus``.
+    the base's rim mirrors the floor (the rim the model missed on benchmark turntables).
+
+    ``"behind"``: the benchmark's own framing of that case: a turntable in a room (a wall or
+    clutter), the form on a chrome disc base over a darkish floor, seen from about eye level,
+    with one or two props (balls, bins, lamps, bare forms, cabinets) on the line from the
+    camera through the stand, beyond it, so they show next to the pole and the base in
+    every frame (``stage.behind``).
+
+    The changes are drawn from their own generator, seeded by the spec's seed and index, so
+    the rest of the spec is the same as without ``focus``.
     """
     if focus not in FOCUS:
         raise ValueError(f"unknown focus {focus!r}; choose from {', '.join(FOCUS)}")
+    if focus == "behind":
+        return _behind_spec(spec)
     rng = np.random.default_rng([spec["seed"], spec["index"], 7919])
-    spec = {k: dict(v) if isinstance(v, dict) else v for k, v in spec.items()}
-    form, bg, cam = spec["form"], spec["background"], spec["camera"]
-    if form["kind"] == "figure":
-        form["kind"] = "mannequin"
-        form["headless"] = bool(rng.uniform() < 0.5)
-    form["stand"] = "disc"
-    form["stand_metal"] = True
-    form["turntable"] = bool(rng.uniform() < 0.5)
+    spec = _on_metal_disc(spec, rng, platter_share=0.5)
+    bg, cam = spec["background"], spec["camera"]
     value = rng.uniform(0.03, 0.15)
     bg["floor_colour"] = [float(x) for x in np.clip(value * rng.uniform(0.7, 1.3, 3), 0.01, 0.98)]
     bg["reflective_floor"] = bool(rng.uniform() < 0.5)
@@ -256,6 +260,50 @@ def focus_spec(spec: dict[str, Any], focus: str) -> dict[str, Any]:
     if cam["close"]:
         cam["close"], cam["fill"] = False, float(rng.uniform(0.75, 1.0))
     spec["difficulty"] = [*spec["difficulty"], "metal_disc_stand"]
+    return spec
+
+
+def _on_metal_disc(spec: dict[str, Any], rng, platter_share: float) -> dict[str, Any]:
+    """A copy of ``spec`` whose form (never a bare figure) stands on a chrome disc base, on a
+    platter with probability ``platter_share``."""
+    spec = {k: dict(v) if isinstance(v, dict) else v for k, v in spec.items()}
+    form = spec["form"]
+    if form["kind"] == "figure":
+        form["kind"] = "mannequin"
+        form["headless"] = bool(rng.uniform() < 0.5)
+    form["stand"] = "disc"
+    form["stand_metal"] = True
+    form["turntable"] = bool(rng.uniform() < platter_share)
+    return spec
+
+
+def _behind_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    rng = np.random.default_rng([spec["seed"], spec["index"], 7927])
+    spec = _on_metal_disc(spec, rng, platter_share=0.3)
+    bg, cam = spec["background"], spec["camera"]
+    spec["capture"] = "turntable"
+    spec["name"] = f"seq_{spec['index']:05d}_turntable"
+    bg["kind"] = _choice(rng, ["clutter", "wall"], [0.6, 0.4])
+    bg.pop("studio", None)
+    value = rng.uniform(0.04, 0.3)
+    bg["floor_colour"] = [float(x) for x in np.clip(value * rng.uniform(0.7, 1.3, 3), 0.01, 0.98)]
+    bg["reflective_floor"] = bool(rng.uniform() < 0.25)
+    bg["behind"] = [
+        {
+            "kind": _choice(rng, list(BEHIND_KINDS)),
+            "distance": float(rng.uniform(0.6, 3.0)),
+            "offset": float(rng.normal(0, 0.12)),
+            "colour": random_colour(rng),
+            "roughness": float(rng.uniform(0.2, 0.9)),
+            "metallic": float(rng.uniform() < 0.15),
+            "seed": int(rng.integers(1 << 30)),
+        }
+        for _ in range(1 if rng.uniform() < 0.6 else 2)
+    ]
+    cam["elevations"] = sorted(float(x) for x in rng.uniform(-0.05, 0.3, len(cam["elevations"])))
+    if cam["close"]:
+        cam["close"], cam["fill"] = False, float(rng.uniform(0.7, 0.95))
+    spec["difficulty"] = [*spec["difficulty"], "metal_disc_stand", "prop_behind_stand"]
     return spec
 
 

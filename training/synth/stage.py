@@ -95,6 +95,82 @@ def room(radius: float, bg: dict, rng):
     return obs
 
 
+def _prop(i: int, kind: str, x: float, y: float, rz: float, mat, rng) -> list:
+    """One clutter object of ``kind`` standing on the floor at (x, y), turned by ``rz``."""
+    obs = []
+    if kind == "cabinet":
+        sz = rng.uniform([0.4, 0.3, 0.5], [1.5, 0.6, 2.0])
+        obs.append(_box(f"cab{i}", tuple(sz), (x, y, sz[2] / 2), mat, rz))
+    elif kind == "table":
+        sz = rng.uniform([0.6, 0.5, 0.6], [1.6, 1.0, 0.95])
+        obs.append(_box(f"top{i}", (sz[0], sz[1], 0.04), (x, y, sz[2]), mat, rz))
+        for dx in (-1, 1):
+            for dy in (-1, 1):
+                c, s = math.cos(rz), math.sin(rz)
+                lx, ly = dx * (sz[0] / 2 - 0.04), dy * (sz[1] / 2 - 0.04)
+                obs.append(
+                    _box(
+                        f"leg{i}",
+                        (0.04, 0.04, sz[2]),
+                        (x + c * lx - s * ly, y + s * lx + c * ly, sz[2] / 2),
+                        mat,
+                        rz,
+                    )
+                )
+    elif kind == "shelf":
+        w, h = rng.uniform(0.6, 1.5), rng.uniform(1.2, 2.2)
+        for k in range(4):
+            obs.append(_box(f"shelf{i}_{k}", (w, 0.35, 0.03), (x, y, 0.1 + k * h / 4), mat, rz))
+            for b in range(int(rng.integers(0, 6))):
+                bm = materials.solid(f"book{i}{k}{b}", list(rng.uniform(0.05, 0.9, 3)), 0.6)
+                bh = rng.uniform(0.15, 0.3)
+                off = rng.uniform(-w / 2 + 0.05, w / 2 - 0.05)
+                obs.append(
+                    _box(
+                        f"book{i}",
+                        (0.04, 0.22, bh),
+                        (
+                            x + off * math.cos(rz),
+                            y + off * math.sin(rz),
+                            0.12 + k * h / 4 + bh / 2,
+                        ),
+                        bm,
+                        rz,
+                    )
+                )
+    elif kind in ("bin", "lamp"):
+        h = rng.uniform(0.3, 0.7) if kind == "bin" else rng.uniform(1.2, 1.8)
+        bpy.ops.mesh.primitive_cylinder_add(
+            radius=rng.uniform(0.12, 0.3) if kind == "bin" else 0.02,
+            depth=h,
+            location=(x, y, h / 2),
+        )
+        bpy.context.object.data.materials.append(mat)
+        obs.append(bpy.context.object)
+        if kind == "lamp":
+            bpy.ops.mesh.primitive_cone_add(
+                radius1=0.22, radius2=0.12, depth=0.25, location=(x, y, h)
+            )
+            bpy.context.object.data.materials.append(
+                materials.solid(f"shade{i}", [0.9, 0.85, 0.7], 0.8)
+            )
+            obs.append(bpy.context.object)
+    elif kind == "ball":
+        rad = rng.uniform(0.1, 0.35)
+        bpy.ops.mesh.primitive_uv_sphere_add(radius=rad, location=(x, y, rad))
+        bpy.context.object.data.materials.append(mat)
+        obs.append(bpy.context.object)
+    else:  # a bare torso form: a hard negative
+        bpy.ops.mesh.primitive_uv_sphere_add(radius=0.17, location=(x, y, 1.2))
+        ob = bpy.context.object
+        ob.scale = (1, 0.7, 1.8)
+        ob.data.materials.append(mat)
+        bpy.ops.mesh.primitive_cylinder_add(radius=0.012, depth=0.9, location=(x, y, 0.45))
+        bpy.context.object.data.materials.append(mat)
+        obs += [ob, bpy.context.object]
+    return obs
+
+
 def clutter(inner: float, outer: float, rng, count: int):
     """Furniture-like primitives (cabinets, tables, shelves, bins, lamps, balls) in a ring."""
     obs = []
@@ -112,76 +188,7 @@ def clutter(inner: float, outer: float, rng, count: int):
         )
         kind = rng.choice(["cabinet", "table", "shelf", "bin", "ball", "lamp", "form"])
         rz = float(rng.uniform(0, math.pi))
-        if kind == "cabinet":
-            sz = rng.uniform([0.4, 0.3, 0.5], [1.5, 0.6, 2.0])
-            obs.append(_box(f"cab{i}", tuple(sz), (x, y, sz[2] / 2), mat, rz))
-        elif kind == "table":
-            sz = rng.uniform([0.6, 0.5, 0.6], [1.6, 1.0, 0.95])
-            obs.append(_box(f"top{i}", (sz[0], sz[1], 0.04), (x, y, sz[2]), mat, rz))
-            for dx in (-1, 1):
-                for dy in (-1, 1):
-                    c, s = math.cos(rz), math.sin(rz)
-                    lx, ly = dx * (sz[0] / 2 - 0.04), dy * (sz[1] / 2 - 0.04)
-                    obs.append(
-                        _box(
-                            f"leg{i}",
-                            (0.04, 0.04, sz[2]),
-                            (x + c * lx - s * ly, y + s * lx + c * ly, sz[2] / 2),
-                            mat,
-                            rz,
-                        )
-                    )
-        elif kind == "shelf":
-            w, h = rng.uniform(0.6, 1.5), rng.uniform(1.2, 2.2)
-            for k in range(4):
-                obs.append(_box(f"shelf{i}_{k}", (w, 0.35, 0.03), (x, y, 0.1 + k * h / 4), mat, rz))
-                for b in range(int(rng.integers(0, 6))):
-                    bm = materials.solid(f"book{i}{k}{b}", list(rng.uniform(0.05, 0.9, 3)), 0.6)
-                    bh = rng.uniform(0.15, 0.3)
-                    off = rng.uniform(-w / 2 + 0.05, w / 2 - 0.05)
-                    obs.append(
-                        _box(
-                            f"book{i}",
-                            (0.04, 0.22, bh),
-                            (
-                                x + off * math.cos(rz),
-                                y + off * math.sin(rz),
-                                0.12 + k * h / 4 + bh / 2,
-                            ),
-                            bm,
-                            rz,
-                        )
-                    )
-        elif kind in ("bin", "lamp"):
-            h = rng.uniform(0.3, 0.7) if kind == "bin" else rng.uniform(1.2, 1.8)
-            bpy.ops.mesh.primitive_cylinder_add(
-                radius=rng.uniform(0.12, 0.3) if kind == "bin" else 0.02,
-                depth=h,
-                location=(x, y, h / 2),
-            )
-            bpy.context.object.data.materials.append(mat)
-            obs.append(bpy.context.object)
-            if kind == "lamp":
-                bpy.ops.mesh.primitive_cone_add(
-                    radius1=0.22, radius2=0.12, depth=0.25, location=(x, y, h)
-                )
-                bpy.context.object.data.materials.append(
-                    materials.solid(f"shade{i}", [0.9, 0.85, 0.7], 0.8)
-                )
-                obs.append(bpy.context.object)
-        elif kind == "ball":
-            rad = rng.uniform(0.1, 0.35)
-            bpy.ops.mesh.primitive_uv_sphere_add(radius=rad, location=(x, y, rad))
-            bpy.context.object.data.materials.append(mat)
-            obs.append(bpy.context.object)
-        else:  # a bare torso form: a hard negative
-            bpy.ops.mesh.primitive_uv_sphere_add(radius=0.17, location=(x, y, 1.2))
-            ob = bpy.context.object
-            ob.scale = (1, 0.7, 1.8)
-            ob.data.materials.append(mat)
-            bpy.ops.mesh.primitive_cylinder_add(radius=0.012, depth=0.9, location=(x, y, 0.45))
-            bpy.context.object.data.materials.append(mat)
-            obs += [ob, bpy.context.object]
+        obs += _prop(i, str(kind), x, y, rz, mat, rng)
     for ob in obs:
         ob.data.polygons.foreach_set("use_smooth", [True] * len(ob.data.polygons))
     return obs
@@ -199,8 +206,33 @@ def turntable(root, rng):
     return ob
 
 
-def build_background(bg: dict, cam_dist: float, rng) -> list:
-    """All background objects for ``bg`` with cameras ``cam_dist`` from the subject."""
+def behind(props: list[dict], azimuth: float, max_r: float) -> list:
+    """Clutter on the line from the camera through the stand's axis, beyond it.
+
+    ``props`` come from ``spec.focus_spec(..., "behind")`` (kind, distance beyond the axis,
+    sideways offset, colour, seed); ``azimuth`` is the camera's, seen from the axis. A prop
+    there shows next to the pole and the base in every frame of a turntable, the case the
+    model confused with the stand on the benchmark (a ball behind the pole of ``seq_00023``).
+    """
+    obs = []
+    back = azimuth + math.pi
+    for j, p in enumerate(props):
+        rng = np.random.default_rng(int(p["seed"]))
+        r = min(float(p["distance"]), max_r)
+        x = r * math.cos(back) - p["offset"] * math.sin(back)
+        y = r * math.sin(back) + p["offset"] * math.cos(back)
+        mat = materials.solid(
+            f"behind{j}", p["colour"], float(p["roughness"]), metallic=float(p["metallic"])
+        )
+        obs += _prop(100 + j, p["kind"], x, y, float(rng.uniform(0, math.pi)), mat, rng)
+    for ob in obs:
+        ob.data.polygons.foreach_set("use_smooth", [True] * len(ob.data.polygons))
+    return obs
+
+
+def build_background(bg: dict, cam_dist: float, rng, cam_azimuth: float = 0.0) -> list:
+    """All background objects for ``bg`` with cameras ``cam_dist`` from the subject
+    (``cam_azimuth``: the turntable camera's direction, for ``bg["behind"]`` props)."""
     if bg["kind"] == "sweep":
         return cyclorama(
             cam_dist + rng.uniform(1.0, 3.0), bg["colour"], rng, bg["reflective_floor"]
@@ -209,6 +241,8 @@ def build_background(bg: dict, cam_dist: float, rng) -> list:
     obs = room(radius, bg, rng)
     n = int(rng.integers(6, 16)) if bg["kind"] == "clutter" else int(rng.integers(0, 4))
     obs += clutter(cam_dist + 0.4, radius - 0.3, rng, n)
+    if bg.get("behind"):
+        obs += behind(bg["behind"], cam_azimuth, radius - 0.4)
     return obs
 
 
