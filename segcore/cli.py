@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="one inference a frame: faster, slightly less accurate",
     )
     s.add_argument(
+        "--edges",
+        choices=("learned", "guided"),
+        default=None,
+        help="how refined edges are drawn: the model's learned edge refiner, or the guided "
+        "filter (default: learned when the model card has a refiner)",
+    )
+    s.add_argument(
         "--formats",
         type=_formats,
         default=("rgba", "mask"),
@@ -233,6 +240,7 @@ def cmd_segment(args) -> int:
         threshold=args.threshold,
         refine=args.refine,
         flip=args.flip,
+        edges=args.edges,
         formats=args.formats,
         skip_existing=args.skip_existing,
         overwrite=args.overwrite,

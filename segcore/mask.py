@@ -64,3 +64,21 @@ def cutout(bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def foreground_share(mask: np.ndarray) -> float:
     return float(np.count_nonzero(mask)) / max(1, mask.size)
+
+
+def decide(
+    prob: np.ndarray, t: float, min_blob_share: float, max_hole_share: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The coarse decision at network scale: (mask, probability agreeing with it, band).
+
+    The mask is thresholded and cleaned; the probability is set to 1 in filled holes and 0 in
+    removed specks, so an upsampled edge never reopens them; the band (bool) is the mask's
+    boundary dilated by one pixel, where full-resolution edges are decided.
+    """
+    coarse = clean_mask(threshold(prob, t), min_blob_share, max_hole_share)
+    p = prob.copy()
+    p[(coarse > 0) & (prob <= t)] = 1.0  # filled holes
+    p[(coarse == 0) & (prob > t)] = 0.0  # removed specks
+    k3 = np.ones((3, 3), np.uint8)
+    band = cv2.dilate(cv2.morphologyEx(coarse, cv2.MORPH_GRADIENT, k3), k3) > 0
+    return coarse, p, band

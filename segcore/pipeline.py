@@ -27,6 +27,7 @@ import numpy as np
 
 from . import formats as fmt
 from .card import PostprocessParams
+from .edges import active_cells, coarse_logit, load_refiner
 from .errors import InputError, OutputError, SegcoreError
 from .infer import Segmenter
 from .io import (
@@ -36,7 +37,7 @@ from .io import (
     remove_stale_temporaries,
     write_png,
 )
-from .mask import clean_mask, cutout, foreground_share, threshold
+from .mask import cutout, decide, foreground_share
 from .plate import check_mode as check_plate_mode
 from .preprocess import fit_size
 from .refine import GuidedCoefficients, band_window, refine_params
@@ -57,6 +58,7 @@ class SegmentOptions:
     threshold: float | None = None
     refine: bool | None = None
     flip: bool | None = None  # test-time flip averaging (Segmenter.probability)
+    edges: str | None = None  # "learned" (the card's edge refiner) or "guided" (the filter)
     formats: tuple[str, ...] = ("rgba", "mask")
     skip_existing: bool = False  # keep frames whose outputs all exist (resume)
     overwrite: bool = False  # replace existing outputs
@@ -141,20 +143,21 @@ def segment_frame(
         small = smooth(source, small)
         t1, t["temporal"] = time.perf_counter(), time.perf_counter() - t1
     thr = post.threshold
-    coarse = clean_mask(threshold(small, thr), post.min_blob_share, post.max_hole_share)
-    p = small.copy()
-    p[(coarse > 0) & (small <= thr)] = 1.0  # filled holes
-    p[(coarse == 0) & (small > thr)] = 0.0  # removed specks
+    coarse, p, band = decide(small, thr, post.min_blob_share, post.max_hole_share)
     h, w = small.shape
     rows = np.minimum(((np.arange(H) + 0.5) * (h / H)).astype(np.int64), h - 1)
     cols = np.minimum(((np.arange(W) + 0.5) * (w / W)).astype(np.int64), w - 1)
     mask = cv2.resize(coarse, (W, H), interpolation=cv2.INTER_NEAREST)
     alpha = mask.copy()
-    k3 = np.ones((3, 3), np.uint8)
-    band = cv2.dilate(cv2.morphologyEx(coarse, cv2.MORPH_GRADIENT, k3), k3) > 0
     spline = SplineField(p, (H, W))
-    guided = None
     t1b = time.perf_counter()
+    t["mask"] = t1b - t1
+    edges = getattr(segmenter, "edges", None)
+    if post.refine and edges is not None:
+        _learned_edges(bgr, edges, spline, band, rows, cols, thr, mask, alpha)
+        t["upsample"], t["refine"] = 0.0, time.perf_counter() - t1b
+        return FrameMasks(mask, alpha, small, t, [])
+    guided = None
     if post.refine and band.any():
         hs, ws = source.shape[:2]
         rs = round(radius * hs / H)
@@ -168,7 +171,6 @@ def segment_frame(
             origin=(y0, x0),
             grid_hw=(hs, ws),
         )
-    t["mask"] = t1b - t1
     t_up, t_ref = 0.0, (time.perf_counter() - t1b) if guided is not None else 0.0
     rim: list = []
     # tiles of about TILE_PX frame pixels a side: big enough that per-tile overhead stays
@@ -212,6 +214,26 @@ def segment_frame(
     return FrameMasks(mask, alpha, small, t, rim)
 
 
+def _learned_edges(bgr, edges, spline, band, rows, cols, thr, mask, alpha) -> None:
+    """Decide the band's full-resolution pixels with the learned refiner (segcore.edges)."""
+    cell = edges.spec.cell
+    corners = active_cells(band, rows, cols, cell)
+
+    def logit_at(y0, y1, x0, x1):
+        return coarse_logit(spline.region(y0, y1, x0, x1))
+
+    q = edges.refine(bgr, logit_at, corners)
+    H, W = mask.shape
+    u8_255, u8_0 = np.uint8(255), np.uint8(0)
+    for (y0, x0), qc in zip(corners, q):
+        y1, x1 = min(int(y0) + cell, H), min(int(x0) + cell, W)
+        qc = qc[: y1 - y0, : x1 - x0]
+        sel = band[rows[y0:y1, None], cols[None, x0:x1]]
+        np.copyto(mask[y0:y1, x0:x1], np.where(qc > thr, u8_255, u8_0), where=sel)
+        a8 = np.clip(qc * 255 + 0.5, 0, 255).astype(np.uint8)
+        np.copyto(alpha[y0:y1, x0:x1], a8, where=sel)
+
+
 def load_segmenter(options: SegmentOptions) -> tuple[Segmenter, PostprocessParams]:
     """The segmenter and post-processing for ``options`` (card defaults, user overrides)."""
     seg = Segmenter.load(options.model)
@@ -229,6 +251,13 @@ def load_segmenter(options: SegmentOptions) -> tuple[Segmenter, PostprocessParam
         post = replace(post, refine=bool(options.refine))
     if options.flip is not None:
         post = replace(post, flip=bool(options.flip))
+    if options.edges not in (None, "learned", "guided"):
+        raise InputError(f"--edges {options.edges!r}: choose learned or guided")
+    seg.edges = None if options.edges == "guided" else load_refiner(seg.card)
+    if options.edges == "learned" and seg.edges is None:
+        raise InputError(
+            f"--edges learned: model {seg.card.name!r} has no edge refiner; use --edges guided"
+        )
     return seg, post
 
 

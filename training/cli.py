@@ -120,14 +120,19 @@ def cmd_eval(args) -> int:
         worst_sheet,
     )
 
-    samples = samples_of(args.data, args.sequences)
     if args.model in ("grabcut", "otsu"):
         predict = grabcut_predictor() if args.model == "grabcut" else otsu_predictor()
     else:
         model = args.model
         if model and model.endswith(".pt"):
             model = _export_temp(model)
-        predict = segcore_predictor(model, args.refine, args.temporal, args.flip)
+        predict = segcore_predictor(model, args.refine, args.temporal, args.flip, args.edges)
+    if args.families:
+        return _eval_families(args, predict)
+    if not args.data:
+        print("error: eval needs --data or --families", file=sys.stderr)
+        return 2
+    samples = samples_of(args.data, args.sequences)
     rows, pooled = evaluate(predict, samples)
     table = MARKDOWN_HEAD + "\n" + markdown_row(args.name or str(args.model), pooled)
     print(table)
@@ -141,6 +146,60 @@ def cmd_eval(args) -> int:
         )
         worst_sheet(predict, rows, samples, out / "worst.png")
         print(f"wrote {out}/results.md, frames.json, worst.png", file=sys.stderr)
+    return 0
+
+
+def cmd_edges(args) -> int:
+    from .edges import EdgeConfig, export_edges, train_edges
+
+    if args.export:
+        from segcore.card import load_card
+
+        card_path = Path(args.export)
+        card = load_card(card_path)
+        onnx = card_path.parent / f"{card.name}_edges.onnx"
+        entry = export_edges(str(Path(args.out) / "best.pt"), str(onnx))
+        d = json.loads(card_path.read_text())
+        d["edge_refiner"] = entry
+        from segcore.io import atomic_write_bytes
+
+        atomic_write_bytes(card_path, (json.dumps(d, indent=2) + "\n").encode())
+        print(f"wrote {onnx} and the edge_refiner entry of {card_path}", file=sys.stderr)
+        return 0
+    if not args.data or not args.val:
+        print("error: training the refiner needs --data and --val", file=sys.stderr)
+        return 2
+    cfg = EdgeConfig(
+        data=args.data,
+        val=args.val,
+        out=args.out,
+        model=args.model,
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        width=args.width,
+        threads=args.threads,
+    )
+    print(json.dumps(train_edges(cfg, resume=args.resume), indent=1))
+    return 0
+
+
+def _eval_families(args, predict) -> int:
+    from segcore.io import atomic_write_bytes
+
+    from .evaluate import evaluate_families, families_markdown
+
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    result = evaluate_families(predict, args.families, out)
+    table = families_markdown(result)
+    print(f"{args.name or args.model or 'garment'} (means over frames, full resolution)")
+    print(table)
+    if out:
+        atomic_write_bytes(out / "results.md", (table + "\n").encode())
+        atomic_write_bytes(out / "families.json", json.dumps(result, indent=1).encode())
+        print(f"wrote {out}/results.md, families.json, <family>_worst.png", file=sys.stderr)
     return 0
 
 
@@ -275,7 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="bundled name, .json/.onnx card, a training "
         ".pt checkpoint, or 'grabcut' / 'otsu' for the classical baselines",
     )
-    e.add_argument("--data", required=True, help="data set root")
+    e.add_argument("--data", help="data set root")
+    e.add_argument(
+        "--families",
+        metavar="ROOT",
+        help="ROOT/<family>/<sequence>: a table per family (means over frames), the mean "
+        "and the worst family, a worst-frames sheet per family with --out",
+    )
+    e.add_argument(
+        "--edges", choices=("learned", "guided"), default=None, help="edge refinement (segcore)"
+    )
     e.add_argument("--sequences", nargs="+", help="only these sequences")
     e.add_argument("--refine", dest="refine", action="store_true", default=None)
     e.add_argument("--no-refine", dest="refine", action="store_false")
@@ -302,6 +370,26 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("realphotos", help="masks on real photos shipped with packages")
     rp.add_argument("--model", default=None)
     rp.add_argument("--out", default="docs/real_photos.png")
+
+    ed = sub.add_parser(
+        "edges",
+        help="train the learned full-resolution edge refiner",
+        description="Train the edge refiner (segcore.edges) on full-resolution frames of the "
+        "data sets, refining the edges of --model; the checkpoint with the lowest loss on the "
+        "--val windows is kept as OUT/best.pt. With --export CARD, write OUT/best.pt as "
+        "<card's name>_edges.onnx beside CARD and name it in the card instead.",
+    )
+    ed.add_argument("--data", nargs="+", metavar="DIR", help="training data set root(s)")
+    ed.add_argument("--val", nargs="+", metavar="DIR", help="validation data set root(s)")
+    ed.add_argument("--out", default="runs/edges", help="run folder (default runs/edges)")
+    ed.add_argument("--model", default=None, help="coarse model whose edges are refined")
+    ed.add_argument("--steps", type=int, default=3000)
+    ed.add_argument("--batch", type=int, default=48)
+    ed.add_argument("--lr", type=float, default=2e-3)
+    ed.add_argument("--width", type=int, default=16, help="channels of the refiner")
+    ed.add_argument("--threads", type=int, default=2)
+    ed.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ed.add_argument("--export", metavar="CARD", help="export OUT/best.pt into this model card")
 
     f = sub.add_parser("finetune", help="fine-tune the shipped model on your labelled photos")
     f.add_argument("photos", metavar="PHOTOS")
@@ -337,6 +425,7 @@ def main(argv=None) -> int:
         "finetune": cmd_finetune,
         "table1": cmd_table1,
         "realphotos": cmd_realphotos,
+        "edges": cmd_edges,
     }[args.command]
     try:
         return cmd(args)

@@ -24,6 +24,7 @@ def segcore_predictor(
     refine: bool | None = None,
     temporal: bool = False,
     flip: bool | None = None,
+    edges: str | None = None,
 ) -> Predictor:
     """The segcore pipeline as a predictor. ``temporal``: frames are fed in sequence order and
     smoothed along it (:mod:`segcore.temporal`); :func:`evaluate` calls ``new_sequence()`` at
@@ -32,7 +33,7 @@ def segcore_predictor(
     from segcore.temporal import network_gray, smooth_step
 
     # the card's post-processing with the caller's overrides, as `segcore segment` applies them
-    seg, post = load_segmenter(SegmentOptions(model=model, refine=refine, flip=flip))
+    seg, post = load_segmenter(SegmentOptions(model=model, refine=refine, flip=flip, edges=edges))
     if not temporal:
         return lambda bgr: segment_frame(bgr, seg, post).mask
 
@@ -162,3 +163,71 @@ def worst_sheet(
         labels.append(f"{r['sequence'][:18]}/{r['frame']} F1 {r['f1']:.3f}")
     if tiles:
         write_png(path, grid(tiles, cols=4, tile_w=320, labels=labels))
+
+
+FAMILY_KEYS = ("precision", "recall", "f1", "iou", "bf1", "bf2", "bf4")
+FAMILY_HEAD = (
+    "| family | frames | P | R | F1 | IoU | BF@1px | BF@2px | BF@4px | IoU < 0.9 | ms/frame |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def family_roots(root: str | Path) -> dict[str, Path]:
+    """``ROOT/<family>/<sequence>/...``: the family folders (a single data set counts as one)."""
+    root = Path(root)
+    subs = sorted(p for p in root.iterdir() if p.is_dir() and not (p / "images").is_dir())
+    fams = {
+        p.name: p for p in subs if any(q.is_dir() and (q / "images").is_dir() for q in p.iterdir())
+    }
+    if not fams:
+        find_sequences(root)  # raises the usual message when there is nothing
+        fams = {root.name: root}
+    return fams
+
+
+def frame_means(rows: list[dict]) -> dict:
+    """Means over frames (each frame counts once, whatever its size) and the failure share."""
+    out = {k: float(np.mean([r[k] for r in rows])) for k in FAMILY_KEYS}
+    out["frames"] = len(rows)
+    out["iou_below_0.9"] = float(np.mean([r["iou"] < 0.9 for r in rows]))
+    out["seconds"] = float(np.mean([r["seconds"] for r in rows]))
+    return out
+
+
+def family_row(name: str, m: dict) -> str:
+    return (
+        f"| {name} | {m['frames']} | "
+        + " | ".join(f"{m[k]:.4f}" for k in FAMILY_KEYS)
+        + f" | {100 * m['iou_below_0.9']:.0f} % | {1000 * m['seconds']:.0f} |"
+    )
+
+
+def evaluate_families(predict: Predictor, root, out: Path | None = None) -> dict:
+    """Per-family means over frames, the mean over families and the worst family (by IoU).
+
+    With ``out``: ``out/<family>_worst.png`` contact sheets and ``out/families.json``."""
+    result: dict = {"families": {}}
+    all_rows = []
+    for name, froot in family_roots(root).items():
+        samples = samples_of(froot)
+        rows, _ = evaluate(predict, samples)
+        for r in rows:
+            r["family"] = name
+        all_rows += rows
+        result["families"][name] = frame_means(rows)
+        if out is not None:
+            worst_sheet(predict, rows, samples, out / f"{name}_worst.png", n=8)
+    fams = result["families"]
+    result["all"] = frame_means(all_rows)
+    worst = min(fams, key=lambda f: fams[f]["iou"])
+    result["worst"] = {"family": worst, **fams[worst]}
+    result["frames"] = all_rows
+    return result
+
+
+def families_markdown(result: dict) -> str:
+    lines = [FAMILY_HEAD]
+    lines += [family_row(n, m) for n, m in result["families"].items()]
+    lines.append(family_row("**all frames**", result["all"]))
+    lines.append(family_row(f"**worst: {result['worst']['family']}**", result["worst"]))
+    return "\n".join(lines)

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+from .families import BY_NAME as FAMILIES
 from .spec import FOCUS
 
 
@@ -45,7 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=_size, default=(512, 384), help="WxH (default 512x384)")
     parser.add_argument("--seed", type=int, default=0, help="sequence k is seeded by (seed, k)")
     parser.add_argument(
-        "--shard", type=_shard, default=(0, 1), help="i/n: render sequences k %% n == i"
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        help="i/n: render the sequences whose index k has k %% n == i",
     )
     parser.add_argument("--kinds", default="ring,turntable", help="capture kinds to draw from")
     parser.add_argument(
@@ -55,6 +59,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="targeted data: 'stand' = every form on a chrome disc base over a dark floor, "
         "seen from above; 'behind' = turntables in a room, a chrome disc base, props on the "
         "line behind the stand",
+    )
+    parser.add_argument(
+        "--family",
+        choices=sorted(FAMILIES),
+        default=None,
+        help="draw every sequence inside this held-out family (test or validation data; "
+        "training/synth/families.py)",
+    )
+    parser.add_argument(
+        "--trainable",
+        action="store_true",
+        help="training data: skip every spec that falls in a held-out family; --sequences "
+        "counts the sequences kept",
     )
     parser.add_argument("--samples", type=int, default=5, help="Cycles samples (denoised)")
     parser.add_argument("--threads", type=int, default=None, help="render threads (default: all)")
@@ -92,11 +109,29 @@ def write_preview(out: str, count: int = 24, path: str | None = None, thumb: int
     return path
 
 
+def _specs(args, kinds):
+    """The specs to render, in order: ``--sequences`` of them from index ``--start`` on."""
+    from .families import family_spec, trainable
+    from .spec import focus_spec, sample_spec
+
+    k, kept = args.start, 0
+    while kept < args.sequences:
+        spec = sample_spec(args.seed, k, kinds)
+        k += 1
+        if args.focus:
+            spec = focus_spec(spec, args.focus)
+        if args.family:
+            spec = family_spec(spec, args.family)
+        elif args.trainable and not trainable(spec):
+            continue
+        kept += 1
+        yield spec
+
+
 def run(args) -> int:
     from tqdm import tqdm
 
     from .render import render_sequence
-    from .spec import focus_spec, sample_spec
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
@@ -107,18 +142,19 @@ def run(args) -> int:
     if args.frames < 1 or args.sequences < 0:
         print("--frames must be >= 1 and --sequences >= 0", file=sys.stderr)
         return 2
+    if args.family and (args.trainable or args.focus):
+        print("--family cannot be combined with --trainable or --focus", file=sys.stderr)
+        return 2
     w, h = args.size
     i, n = args.shard
-    todo = [k for k in range(args.start, args.start + args.sequences) if k % n == i]
+    specs = list(_specs(args, kinds))
+    todo = [spec for spec in specs if spec["index"] % n == i]
     os.makedirs(args.out, exist_ok=True)
     bar = tqdm(total=len(todo) * args.frames, unit="frame", dynamic_ncols=True, file=sys.stderr)
     frame_times: list[float] = []
     failures = 0
     t0 = time.time()
-    for k in todo:
-        spec = sample_spec(args.seed, k, kinds)
-        if args.focus:
-            spec = focus_spec(spec, args.focus)
+    for spec in todo:
         bar.set_description(f"{spec['name']} {spec['garment']}/{spec['form']['kind']}")
 
         def on_frame(kind, idx, secs):

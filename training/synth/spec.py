@@ -326,5 +326,6 @@ def meta_from_spec(spec: dict[str, Any], garment_tags=()) -> dict[str, Any]:
         "light": spec["light"]["setup"],
         "kelvin": round(spec["light"]["kelvin"]),
         "focal_mm": round(spec["camera"]["focal_mm"], 1),
+        "family": spec.get("family"),
         "spec": spec,
     }

@@ -1,0 +1,159 @@
+"""The learned edge refiner (segcore.edges): cell geometry, the model card entry, the
+pipeline's learned path, and the training CLI on a tiny data set."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from segcore.card import MODELS_DIR
+from segcore.edges import RefinerSpec, active_cells, build_inputs, coarse_logit, window
+from segcore.errors import ModelError, SegcoreError
+
+
+def test_active_cells_cover_every_band_pixel_and_nothing_else():
+    rng = np.random.default_rng(0)
+    band = rng.uniform(size=(30, 40)) < 0.05
+    H, W, cell = 300, 400, 32
+    rows = np.minimum(((np.arange(H) + 0.5) * (30 / H)).astype(int), 29)
+    cols = np.minimum(((np.arange(W) + 0.5) * (40 / W)).astype(int), 39)
+    full = band[rows[:, None], cols[None, :]]
+    corners = {tuple(c) for c in active_cells(band, rows, cols, cell)}
+    for y in range(0, H, cell):
+        for x in range(0, W, cell):
+            assert ((y, x) in corners) == bool(full[y : y + cell, x : x + cell].any())
+
+
+def test_window_reflects_outside_the_frame():
+    img = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    w = window(img, -2, 7, 5)
+    assert w.shape == (5, 5)
+    assert np.array_equal(w[2:, :3], img[0:3, 7:10])
+    assert np.array_equal(w[0], img[2, [7, 8, 9, 8, 7]])  # row -2 mirrors row 2, col 10 col 8
+
+
+def test_build_inputs_holds_rgb_and_the_coarse_logit():
+    bgr = np.zeros((64, 64, 3), np.uint8)
+    bgr[..., 2] = 255  # red
+    p = np.full((64, 64), 0.9, np.float32)
+    blob = build_inputs(
+        bgr, lambda a, b, c, d: coarse_logit(p[a:b, c:d]), np.array([[0, 32]]), 16, 4
+    )
+    assert blob.shape == (1, 4, 24, 24)
+    assert np.allclose(blob[0, 0], 1.0) and np.allclose(blob[0, 1:3], 0.0)
+    assert np.allclose(blob[0, 3], coarse_logit(np.float32(0.9)))
+
+
+@pytest.mark.parametrize(
+    "entry, field",
+    [
+        ("x", "edge_refiner"),
+        ({"onnx": "../x.onnx"}, "edge_refiner.onnx"),
+        ({"onnx": "e.onnx", "cell": 4}, "edge_refiner.cell"),
+        ({"onnx": "e.onnx", "margin": True}, "edge_refiner.margin"),
+    ],
+)
+def test_bad_card_entries_name_the_field(tmp_path, entry, field):
+    with pytest.raises(ModelError, match=field.replace(".", r"\.")):
+        RefinerSpec.from_card(tmp_path, entry)
+
+
+@pytest.fixture(scope="module")
+def zero_refiner_card(tmp_path_factory):
+    """The bundled model with an untrained refiner (its correction is zero at start)."""
+    torch = pytest.importorskip("torch")
+    from training.edges import _net
+
+    d = tmp_path_factory.mktemp("edges")
+    shutil.copy(MODELS_DIR / "garment.onnx", d / "garment.onnx")
+    card = json.loads((MODELS_DIR / "garment.json").read_text())
+    torch.manual_seed(0)
+    net = _net(8).eval()
+    x = torch.zeros(1, 4, 48, 48)
+    torch.onnx.export(
+        net,
+        x,
+        str(d / "garment_edges.onnx"),
+        input_names=["input"],
+        output_names=["logit"],
+        opset_version=13,
+        dynamic_axes={"input": {0: "n"}, "logit": {0: "n"}},
+        dynamo=False,
+    )
+    card["edge_refiner"] = {"onnx": "garment_edges.onnx", "cell": 32, "margin": 8}
+    (d / "garment.json").write_text(json.dumps(card))
+    return d / "garment.json"
+
+
+def _frame():
+    from tests.conftest import blob_image
+
+    bgr, _ = blob_image(480, 640, seed=3)
+    return bgr
+
+
+def test_zero_correction_refiner_gives_the_spline_edges(zero_refiner_card):
+    from segcore.pipeline import SegmentOptions, load_segmenter, segment_frame
+
+    bgr = _frame()
+    seg, post = load_segmenter(SegmentOptions(model=str(zero_refiner_card)))
+    assert seg.edges is not None
+    learned = segment_frame(bgr, seg, post)
+    seg2, post2 = load_segmenter(SegmentOptions(model=str(zero_refiner_card), refine=False))
+    spline = segment_frame(bgr, seg2, post2)
+    # an untrained refiner returns the coarse logit: the spline's decision, except where the
+    # spline's probability is clipped near 0 or 1 (never at the threshold)
+    assert np.mean(learned.mask != spline.mask) < 1e-4
+    assert np.abs(learned.alpha.astype(int) - spline.alpha.astype(int)).max() <= 2
+
+
+def test_edges_option_chooses_the_filter_and_refuses_a_card_without_refiner(zero_refiner_card):
+    from segcore.pipeline import SegmentOptions, load_segmenter
+
+    seg, _ = load_segmenter(SegmentOptions(model=str(zero_refiner_card), edges="guided"))
+    assert seg.edges is None
+    card = json.loads(zero_refiner_card.read_text())
+    card.pop("edge_refiner")
+    plain = zero_refiner_card.parent / "plain.json"
+    plain.write_text(json.dumps({**card, "onnx": "garment.onnx"}))
+    with pytest.raises(SegcoreError, match="no edge refiner"):
+        load_segmenter(SegmentOptions(model=str(plain), edges="learned"))
+
+
+def test_training_cli_learns_and_exports_a_refiner(tmp_path):
+    pytest.importorskip("torch")
+    from tests.conftest import blob_image
+    from training.cli import main
+
+    for split, n in (("train", 3), ("val", 1)):
+        seq = tmp_path / split / "seq_a"
+        (seq / "images").mkdir(parents=True)
+        (seq / "masks").mkdir()
+        for i in range(n):
+            bgr, mask = blob_image(240, 320, seed=10 + i + (5 if split == "val" else 0))
+            cv2.imwrite(str(seq / "images" / f"{i}.png"), bgr)
+            cv2.imwrite(str(seq / "masks" / f"{i}.png"), mask)
+    run = tmp_path / "run"
+    args = ["edges", "--data", str(tmp_path / "train"), "--val", str(tmp_path / "val")]
+    assert main([*args, "--out", str(run), "--steps", "30", "--batch", "8", "--width", "8"]) == 0
+    import torch
+
+    last = torch.load(run / "last.pt", weights_only=False)
+    assert last["step"] == 30 and last["history"][-1]["step"] == 30
+    assert np.isfinite(last["history"][-1]["val_loss"]) and (run / "best.pt").exists()
+    d = tmp_path / "model"
+    d.mkdir()
+    shutil.copy(MODELS_DIR / "garment.onnx", d / "garment.onnx")
+    shutil.copy(MODELS_DIR / "garment.json", d / "garment.json")
+    assert main(["edges", "--out", str(run), "--export", str(d / "garment.json")]) == 0
+    card = json.loads((d / "garment.json").read_text())
+    assert card["edge_refiner"]["onnx"] == "garment_edges.onnx"
+    from segcore.pipeline import SegmentOptions, load_segmenter, segment_frame
+
+    seg, post = load_segmenter(SegmentOptions(model=str(d / "garment.json")))
+    fm = segment_frame(_frame(), seg, post)
+    assert fm.mask.shape == (480, 640) and set(np.unique(fm.mask)) <= {0, 255}

@@ -1,0 +1,367 @@
+"""Train the learned edge refiner (``segcore.edges``) on full-resolution frames.
+
+    python -m training edges --data TRAIN_ROOT [...] --val VAL_ROOT --model garment \\
+        --out runs/edges --steps 3000
+
+1. Every frame of the data sets goes through the coarse network once (``--model``, its card's
+   flip averaging and clean-up); the network-scale probability is cached beside the run.
+2. Training windows are cut where inference cuts them: cells of ``cell`` pixels on the
+   coarse mask's band, plus cells on the true boundary (which the coarse mask may miss), each
+   with ``margin`` pixels of context; then rescaled (``--scale``: one window seen at other
+   frame sizes), photometrically jittered (white balance, exposure, gamma, sensor noise at
+   several levels, blur, JPEG) and the coarse logit jittered (shifts, softer or harder
+   edges), so the refiner learns edges, not one camera's noise.
+3. The loss is binary cross-entropy on the cell, weighted up near the true boundary; the
+   checkpoint with the lowest loss on the validation windows (``--val``, fixed, no jitter)
+   is kept; ``export`` writes the ONNX that the model card names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segcore.edges import active_cells, build_inputs, coarse_logit
+from segcore.io import read_image, read_label
+from segcore.mask import decide
+from segcore.upsample import SplineField
+
+from .data import find_sequences
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EdgeConfig:
+    data: list[str]
+    val: list[str]
+    out: str
+    model: str | None = None  # the coarse network whose edges are refined
+    cell: int = 32
+    margin: int = 8
+    width: int = 16
+    steps: int = 3000
+    batch: int = 48
+    lr: float = 2e-3
+    scale: tuple[float, float] = (0.5, 2.0)
+    boundary_weight: float = 4.0
+    val_windows: int = 768
+    eval_every: int = 250
+    seed: int = 0
+    threads: int = 2
+    history: list = field(default_factory=list)
+
+
+def _net(width: int):
+    import torch
+    from torch import nn
+
+    class EdgeNet(nn.Module):
+        """Full resolution in, a correction to the coarse logit out.
+
+        A full-resolution stem, a half-resolution trunk with dilations (context of about 40
+        frame pixels), bilinear back up, fused with the stem; the output is the coarse logit
+        (input channel 3, rescaled) plus the learned correction."""
+
+        def __init__(self, w: int):
+            super().__init__()
+            act = nn.ReLU(inplace=True)
+            self.stem = nn.Sequential(nn.Conv2d(4, w, 3, padding=1), act)
+            self.down = nn.Sequential(
+                nn.Conv2d(w, w, 3, stride=2, padding=1),
+                act,
+                nn.Conv2d(w, w, 3, padding=2, dilation=2),
+                act,
+                nn.Conv2d(w, w, 3, padding=4, dilation=4),
+                act,
+            )
+            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+            self.fuse = nn.Sequential(
+                nn.Conv2d(2 * w, w, 3, padding=1), act, nn.Conv2d(w, 1, 3, padding=1)
+            )
+            nn.init.zeros_(self.fuse[-1].weight)
+            nn.init.zeros_(self.fuse[-1].bias)
+
+        def forward(self, x):
+            from segcore.edges import LOGIT_SCALE
+
+            s = self.stem(x)
+            d = self.up(self.down(s))
+            return x[:, 3:4] * LOGIT_SCALE + self.fuse(torch.cat([s, d], 1))
+
+    return EdgeNet(width)
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class Frame:
+    bgr: np.ndarray
+    gt: np.ndarray  # uint8 0/255
+    spline: SplineField
+    cells: np.ndarray  # (n, 2) band cells of the coarse mask
+    edge_pts: np.ndarray  # (m, 2) points (y, x) on the true boundary
+
+
+def coarse_cache(samples, model: str | None, cache: Path) -> list[np.ndarray]:
+    """The coarse network's cleaned probability at network scale for each sample, cached."""
+    from segcore.pipeline import SegmentOptions, load_segmenter
+
+    seg = post = None
+    out = []
+    for s in samples:
+        key = cache / f"{s.sequence}__{s.image.stem}.npy"
+        if key.exists():
+            out.append(np.load(key))
+            continue
+        if seg is None:
+            seg, post = load_segmenter(SegmentOptions(model=model, edges="guided"))
+        small, _ = seg.probability(read_image(s.image), flip=post.flip)
+        _, p, _ = decide(small, post.threshold, post.min_blob_share, post.max_hole_share)
+        key.parent.mkdir(parents=True, exist_ok=True)
+        np.save(key, p.astype(np.float32))
+        out.append(p.astype(np.float32))
+    return out
+
+
+def load_frames(roots: list[str], model, cache: Path, cell: int, threshold: float = 0.5):
+    samples = [s for r in roots for seq in find_sequences(r).values() for s in seq]
+    probs = coarse_cache(samples, model, cache)
+    frames = []
+    for s, p in zip(samples, probs):
+        bgr = read_image(s.image)
+        gt = read_label(s.mask).astype(np.uint8) * 255
+        H, W = gt.shape
+        h, w = p.shape
+        rows = np.minimum(((np.arange(H) + 0.5) * (h / H)).astype(np.int64), h - 1)
+        cols = np.minimum(((np.arange(W) + 0.5) * (w / W)).astype(np.int64), w - 1)
+        coarse = np.where(p > threshold, np.uint8(255), np.uint8(0))
+        k3 = np.ones((3, 3), np.uint8)
+        band = cv2.dilate(cv2.morphologyEx(coarse, cv2.MORPH_GRADIENT, k3), k3) > 0
+        edge = cv2.morphologyEx(gt, cv2.MORPH_GRADIENT, k3) > 0
+        frames.append(
+            Frame(
+                bgr,
+                gt,
+                SplineField(p, (H, W)),
+                active_cells(band, rows, cols, cell),
+                np.argwhere(edge),
+            )
+        )
+    return frames
+
+
+def _jitter_photo(rgb: np.ndarray, rng) -> np.ndarray:
+    """float32 RGB 0..1 -> the same scene through another camera."""
+    x = rgb * rng.uniform(0.85, 1.15, 3).astype(np.float32)  # white balance
+    x = x * np.float32(2 ** rng.normal(0, 0.35))  # exposure
+    x = np.clip(x, 0, 1) ** np.float32(rng.uniform(0.8, 1.25))  # gamma
+    if rng.uniform() < 0.4:
+        s = rng.uniform(0.3, 1.5)
+        x = cv2.GaussianBlur(x, (0, 0), s)
+    level = rng.choice([0.0, 0.005, 0.015, 0.03, 0.05], p=[0.2, 0.25, 0.25, 0.2, 0.1])
+    if level:
+        shot = np.sqrt(np.clip(x, 1e-4, 1)) * level  # brighter pixels, more noise
+        x = x + rng.normal(0, 1, x.shape).astype(np.float32) * shot.astype(np.float32)
+        if rng.uniform() < 0.5:  # chroma noise, blotchy
+            n = rng.normal(0, level, (x.shape[0] // 2 + 1, x.shape[1] // 2 + 1, 3))
+            x = x + cv2.resize(n.astype(np.float32), x.shape[1::-1])
+    x = np.clip(x, 0, 1)
+    if rng.uniform() < 0.5:
+        q = int(rng.integers(55, 96))
+        ok, enc = cv2.imencode(
+            ".jpg", (x * 255 + 0.5).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, q]
+        )
+        x = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED).astype(np.float32) / 255
+    return x
+
+
+def _jitter_logit(lg: np.ndarray, rng) -> np.ndarray:
+    """The coarse logit of a better or worse coarse network: shifted, softer or harder."""
+    if rng.uniform() < 0.6:
+        dy, dx = rng.normal(0, 1.5, 2)
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        lg = cv2.warpAffine(lg, m, lg.shape[::-1], borderMode=cv2.BORDER_REFLECT_101)
+    if rng.uniform() < 0.4:
+        lg = cv2.GaussianBlur(lg, (0, 0), rng.uniform(0.5, 3))
+    return (lg * np.float32(rng.uniform(0.6, 1.5))).astype(np.float32)
+
+
+def sample_window(frame: Frame, cfg: EdgeConfig, rng, jitter: bool):
+    """(input (4, S, S), target (S, S) in 0..1, weight (S, S)) for one window."""
+    c, m = cfg.cell, cfg.margin
+    S = c + 2 * m
+    if len(frame.cells) and (rng.uniform() < 0.6 or not len(frame.edge_pts)):
+        y, x = frame.cells[rng.integers(len(frame.cells))] + rng.integers(-c // 2, c // 2 + 1, 2)
+        cy, cx = y + c / 2, x + c / 2
+    else:
+        cy, cx = frame.edge_pts[rng.integers(len(frame.edge_pts))] + rng.normal(0, c / 4, 2)
+    k = math.exp(rng.uniform(*np.log(cfg.scale))) if jitter else 1.0
+    size = max(8, int(round(S * k)))  # source pixels the window covers
+    y0, x0 = int(round(cy - size / 2)), int(round(cx - size / 2))
+    H, W = frame.gt.shape
+    y0, x0 = (
+        int(np.clip(y0, -size // 4, H - size + size // 4)),
+        int(np.clip(x0, -size // 4, W - size + size // 4)),
+    )
+
+    def logit_at(a, b, cc, d):
+        return coarse_logit(frame.spline.region(a, b, cc, d))
+
+    big = build_inputs(frame.bgr, logit_at, np.array([[y0 + m, x0 + m]]), size - 2 * m, m)[0]
+    from segcore.edges import window
+
+    gt = window(frame.gt, y0, x0, size).astype(np.float32) / 255
+    rgb = np.moveaxis(big[:3], 0, 2)
+    lg = big[3]
+    if size != S:
+        interp = cv2.INTER_AREA if size > S else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, (S, S), interpolation=interp)
+        lg = cv2.resize(lg, (S, S), interpolation=cv2.INTER_LINEAR)
+        gt = cv2.resize(gt, (S, S), interpolation=cv2.INTER_AREA if size > S else cv2.INTER_LINEAR)
+    if jitter:
+        rgb = _jitter_photo(rgb, rng)
+        lg = _jitter_logit(lg, rng)
+        if rng.uniform() < 0.5:
+            rgb, lg, gt = rgb[:, ::-1], lg[:, ::-1], gt[:, ::-1]
+        if rng.uniform() < 0.5:
+            rgb, lg, gt = rgb.transpose(1, 0, 2), lg.T, gt.T
+    x = np.concatenate([np.moveaxis(rgb, 2, 0), lg[None]]).astype(np.float32)
+    hard = (gt > 0.5).astype(np.uint8)
+    near = cv2.dilate(
+        cv2.morphologyEx(hard, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)),
+        np.ones((5, 5), np.uint8),
+    )
+    w = np.zeros((S, S), np.float32)
+    w[m : m + c, m : m + c] = 1.0 + cfg.boundary_weight * near[m : m + c, m : m + c]
+    return x, np.ascontiguousarray(gt, np.float32), w
+
+
+def batch(frames, cfg, rng, n, jitter=True):
+    xs, ys, ws = zip(
+        *(sample_window(frames[rng.integers(len(frames))], cfg, rng, jitter) for _ in range(n))
+    )
+    return np.stack(xs), np.stack(ys)[:, None], np.stack(ws)[:, None]
+
+
+# ---------------------------------------------------------------- training
+
+
+def train_edges(cfg: EdgeConfig, resume: bool = False) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "coarse"
+    t0 = time.time()
+    train = load_frames(cfg.data, cfg.model, cache, cfg.cell)
+    val = load_frames(cfg.val, cfg.model, cache, cfg.cell)
+    log.info(
+        "%d training frames, %d validation frames (%.0f s)", len(train), len(val), time.time() - t0
+    )
+    vx, vy, vw = batch(val, cfg, np.random.default_rng(12345), cfg.val_windows, jitter=False)
+    vx, vy, vw = (torch.from_numpy(a) for a in (vx, vy, vw))
+    net = _net(cfg.width)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    step, best = 0, math.inf
+    last = out / "last.pt"
+    if resume and last.exists():
+        ck = torch.load(last, weights_only=False)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        step, best, cfg.history = ck["step"], ck["best"], ck["history"]
+    rng = np.random.default_rng([cfg.seed, step])
+
+    def val_loss():
+        net.eval()
+        with torch.no_grad():
+            lg = torch.cat([net(vx[i : i + 256]) for i in range(0, len(vx), 256)])
+        net.train()
+        bce = (F.binary_cross_entropy_with_logits(lg, vy, reduction="none") * vw).sum() / vw.sum()
+        sel = vw > 1  # near the true boundary
+        acc = ((lg > 0) == (vy > 0.5))[sel].float().mean()
+        base = ((vx[:, 3:4] > 0) == (vy > 0.5))[sel].float().mean()
+        return float(bce), float(acc), float(base)
+
+    tl, t_step = [], time.time()
+    while step < cfg.steps:
+        x, y, w = (torch.from_numpy(a) for a in batch(train, cfg, rng, cfg.batch))
+        lg = net(x)
+        loss = (F.binary_cross_entropy_with_logits(lg, y, reduction="none") * w).sum() / w.sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        tl.append(float(loss.detach()))
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            vb, acc, base = val_loss()
+            rec = {
+                "step": step,
+                "train_loss": float(np.mean(tl)),
+                "val_loss": vb,
+                "val_boundary_acc": acc,
+                "coarse_boundary_acc": base,
+                "s_per_step": (time.time() - t_step) / len(tl),
+            }
+            tl, t_step = [], time.time()
+            cfg.history.append(rec)
+            log.info(json.dumps(rec))
+            state = {"model": net.state_dict(), "config": _cfg_dict(cfg), "step": step}
+            if vb < best:
+                best = vb
+                torch.save(state, out / "best.pt")
+            torch.save(
+                {
+                    **state,
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "best": best,
+                    "history": cfg.history,
+                },
+                last,
+            )
+    return {"best_val_loss": best, "history": cfg.history, "seconds": time.time() - t0}
+
+
+def _cfg_dict(cfg: EdgeConfig) -> dict:
+    d = asdict(cfg)
+    d.pop("history", None)
+    return d
+
+
+def export_edges(checkpoint: str, onnx_path: str) -> dict:
+    """Checkpoint -> ONNX (opset 13, dynamic batch); returns the card's ``edge_refiner``."""
+    import torch
+
+    ck = torch.load(checkpoint, weights_only=False)
+    cfg = ck["config"]
+    net = _net(cfg["width"])
+    net.load_state_dict(ck["model"])
+    net.eval()
+    S = cfg["cell"] + 2 * cfg["margin"]
+    x = torch.zeros(1, 4, S, S)
+    torch.onnx.export(
+        net,
+        x,
+        onnx_path,
+        input_names=["input"],
+        output_names=["logit"],
+        opset_version=13,
+        dynamic_axes={"input": {0: "n"}, "logit": {0: "n"}},
+        dynamo=False,
+    )
+    return {"onnx": Path(onnx_path).name, "cell": cfg["cell"], "margin": cfg["margin"]}
