@@ -181,3 +181,20 @@ def test_hull_sweep_scores_masks_by_the_hull_they_carve(capsys):
     assert rows["ours, 0.3"][1] <= rows["ours, 0.5"][1]  # a lower threshold misses less
     assert rows["ours, 0.3"][2] >= rows["ours, 0.5"][2]  # and adds more
     assert 0.5 < rows["ours, 0.5"][3] <= 1.0
+
+
+def test_camera_keeps_size_and_type_and_changes_the_picture():
+    from training.augment import camera, matched_background
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    outs = [camera(img, rng) for _ in range(20)]
+    assert all(o.shape == img.shape and o.dtype == np.uint8 for o in outs)
+    assert sum(not np.array_equal(o, img) for o in outs) >= 15
+    assert np.array_equal(camera(img, rng, strength=0.0), img)
+    mask = np.zeros((64, 80), np.uint8)
+    mask[16:48, 20:60] = 255
+    img[mask > 0] = (200, 210, 220)
+    bg = matched_background(img, mask, rng)
+    assert bg.shape == img.shape
+    assert np.abs(bg.reshape(-1, 3).mean(0) - (200, 210, 220)).max() < 40

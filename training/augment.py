@@ -1,8 +1,10 @@
 """Online augmentation for training crops (numpy + OpenCV, so it needs no torchvision).
 
 The eight symmetries of the square (the paper's 8x amplification), scale and crop, colour
-(brightness, contrast, saturation, hue, white balance, gamma), blur, sensor noise, JPEG
-re-compression, and background swaps (the subject composited onto another background).
+(brightness, contrast, saturation, hue, white balance, gamma), another camera (colour
+temperature, exposure, vignetting, chromatic aberration, defocus and motion blur, sensor noise
+at several ISO levels, JPEG: :func:`camera`), and background swaps (the subject composited
+onto a real photo, a procedural texture, or a background in its own colour).
 """
 
 from __future__ import annotations
@@ -68,16 +70,67 @@ def colour_jitter(img: np.ndarray, rng: np.random.Generator, strength: float = 1
 
 
 def degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Camera realism: blur, noise, JPEG."""
-    if rng.random() < 0.3:
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.2))
-    if rng.random() < 0.4:
-        noise = rng.normal(0, rng.uniform(1, 8), img.shape).astype(np.float32)
-        img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
-    if rng.random() < 0.4:
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 96))])
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return img
+    """Camera realism: the same scene through another camera and lens (:func:`camera`)."""
+    return camera(img, rng)
+
+
+def camera(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """BGR uint8 -> the same scene through another camera: colour temperature and white
+    balance error, exposure, gamma, vignetting, lateral chromatic aberration, defocus or
+    motion blur, sensor noise at several ISO levels (shot noise grows with brightness, blotchy
+    chroma noise), and JPEG. ``strength`` scales how often each happens (0: never)."""
+    x = img.astype(np.float32) * (1 / 255)
+    h, w = x.shape[:2]
+    if rng.random() < 0.6 * strength:  # colour temperature (blue <-> amber) and a tint
+        t, tint = rng.normal(0, 0.08), rng.normal(0, 0.03)
+        x *= np.float32([1 - t, 1 + tint, 1 + t])  # B, G, R
+    if rng.random() < 0.5 * strength:
+        x *= np.float32(2 ** rng.normal(0, 0.3))
+    if rng.random() < 0.3 * strength:
+        yy, xx = np.ogrid[-1 : 1 : h * 1j, -1 : 1 : w * 1j]
+        x *= (1 - rng.uniform(0.1, 0.45) * (yy**2 + xx**2) / 2)[..., None].astype(np.float32)
+    x = np.clip(x, 0, 1)
+    if rng.random() < 0.3 * strength:
+        x = x ** np.float32(rng.uniform(0.8, 1.25))
+    if rng.random() < 0.2 * strength:  # lateral CA: red and blue scaled about the centre
+        k = rng.uniform(0.001, 0.004)
+        for c, sign in ((0, -1), (2, 1)):
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), 0, 1 + sign * k)
+            x[..., c] = cv2.warpAffine(x[..., c], m, (w, h), borderMode=cv2.BORDER_REFLECT_101)
+    u = rng.random()
+    if u < 0.25 * strength:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.3, 1.4))
+    elif u < 0.32 * strength:  # motion blur: a short line kernel
+        n = int(rng.integers(3, 8))
+        k = np.zeros((n, n), np.float32)
+        k[n // 2] = 1 / n
+        k = cv2.warpAffine(
+            k, cv2.getRotationMatrix2D((n / 2 - 0.5, n / 2 - 0.5), rng.uniform(0, 180), 1), (n, n)
+        )
+        x = cv2.filter2D(x, -1, k / max(k.sum(), 1e-6))
+    level = rng.choice([0.0, 0.005, 0.015, 0.03, 0.05], p=[0.3, 0.25, 0.2, 0.15, 0.1])
+    if level and rng.random() < strength:
+        shot = np.sqrt(np.clip(x, 1e-4, 1)) * np.float32(level)
+        x = x + rng.standard_normal(x.shape, np.float32) * shot
+        if rng.random() < 0.5:  # chroma noise, blotchy
+            n = rng.standard_normal((h // 2 + 1, w // 2 + 1, 3), np.float32) * np.float32(level)
+            x = x + cv2.resize(n, (w, h))
+    out = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if rng.random() < 0.5 * strength:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(55, 96))])
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return out
+
+
+def matched_background(img, mask, rng) -> np.ndarray:
+    """A procedural background in the subject's own colour (white on white, black on
+    black): the case where only texture and shading tell subject from background."""
+    h, w = mask.shape
+    sel = mask > 127
+    colour = np.median(img[sel], axis=0) if sel.any() else np.full(3, 128.0)
+    bg = procedural_background(h, w, rng).astype(np.float32)
+    bg = (bg - bg.mean(axis=(0, 1))) * rng.uniform(0.05, 0.3) + colour + rng.normal(0, 6, 3)
+    return np.clip(bg, 0, 255).astype(np.uint8)
 
 
 def procedural_background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -135,12 +188,13 @@ def augment(
     """One training crop (BGR uint8 (size, size, 3), mask uint8 (size, size))."""
     img, mask = random_crop(img, mask, size, rng, scale)
     if rng.random() < bg_swap and mask.any():
-        use_photo = photos and rng.random() < 0.6
-        bg = (
-            random_photo_crop(photos, size, size, rng)
-            if use_photo
-            else procedural_background(size, size, rng)
-        )
+        u = rng.random()
+        if photos and u < 0.55:
+            bg = random_photo_crop(photos, size, size, rng)
+        elif u < 0.75:
+            bg = matched_background(img, mask, rng)
+        else:
+            bg = procedural_background(size, size, rng)
         img = swap_background(img, mask, bg)
     # Captures are mostly upright: keep identity/mirror 3 times in 4, the other six
     # symmetries of the square (the paper's amplification) the rest of the time.

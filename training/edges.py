@@ -8,9 +8,10 @@
 2. Training windows are cut where inference cuts them: cells of ``cell`` pixels on the
    coarse mask's band, plus cells on the true boundary (which the coarse mask may miss), each
    with ``margin`` pixels of context; then rescaled (``--scale``: one window seen at other
-   frame sizes), photometrically jittered (white balance, exposure, gamma, sensor noise at
-   several levels, blur, JPEG) and the coarse logit jittered (shifts, softer or harder
-   edges), so the refiner learns edges, not one camera's noise.
+   frame sizes), seen through another camera (``augment.camera``: colour temperature,
+   exposure, blur, sensor noise at several levels, JPEG, ...) and the coarse logit
+   jittered (shifts, softer or harder edges), so the refiner learns edges, not one
+   camera's noise.
 3. The loss is binary cross-entropy on the cell, weighted up near the true boundary; the
    checkpoint with the lowest loss on the validation windows (``--val``, fixed, no jitter)
    is kept; ``export`` writes the ONNX that the model card names.
@@ -33,6 +34,7 @@ from segcore.io import read_image, read_label
 from segcore.mask import decide
 from segcore.upsample import SplineField
 
+from .augment import camera, colour_jitter
 from .data import find_sequences
 
 log = logging.getLogger(__name__)
@@ -159,31 +161,6 @@ def load_frames(roots: list[str], model, cache: Path, cell: int, threshold: floa
     return frames
 
 
-def _jitter_photo(rgb: np.ndarray, rng) -> np.ndarray:
-    """float32 RGB 0..1 -> the same scene through another camera."""
-    x = rgb * rng.uniform(0.85, 1.15, 3).astype(np.float32)  # white balance
-    x = x * np.float32(2 ** rng.normal(0, 0.35))  # exposure
-    x = np.clip(x, 0, 1) ** np.float32(rng.uniform(0.8, 1.25))  # gamma
-    if rng.uniform() < 0.4:
-        s = rng.uniform(0.3, 1.5)
-        x = cv2.GaussianBlur(x, (0, 0), s)
-    level = rng.choice([0.0, 0.005, 0.015, 0.03, 0.05], p=[0.2, 0.25, 0.25, 0.2, 0.1])
-    if level:
-        shot = np.sqrt(np.clip(x, 1e-4, 1)) * level  # brighter pixels, more noise
-        x = x + rng.normal(0, 1, x.shape).astype(np.float32) * shot.astype(np.float32)
-        if rng.uniform() < 0.5:  # chroma noise, blotchy
-            n = rng.normal(0, level, (x.shape[0] // 2 + 1, x.shape[1] // 2 + 1, 3))
-            x = x + cv2.resize(n.astype(np.float32), x.shape[1::-1])
-    x = np.clip(x, 0, 1)
-    if rng.uniform() < 0.5:
-        q = int(rng.integers(55, 96))
-        ok, enc = cv2.imencode(
-            ".jpg", (x * 255 + 0.5).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, q]
-        )
-        x = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED).astype(np.float32) / 255
-    return x
-
-
 def _jitter_logit(lg: np.ndarray, rng) -> np.ndarray:
     """The coarse logit of a better or worse coarse network: shifted, softer or harder."""
     if rng.uniform() < 0.6:
@@ -228,7 +205,8 @@ def sample_window(frame: Frame, cfg: EdgeConfig, rng, jitter: bool):
         lg = cv2.resize(lg, (S, S), interpolation=cv2.INTER_LINEAR)
         gt = cv2.resize(gt, (S, S), interpolation=cv2.INTER_AREA if size > S else cv2.INTER_LINEAR)
     if jitter:
-        rgb = _jitter_photo(rgb, rng)
+        bgr8 = (np.clip(rgb[..., ::-1], 0, 1) * 255 + 0.5).astype(np.uint8)
+        rgb = camera(colour_jitter(bgr8, rng, 0.5), rng)[..., ::-1].astype(np.float32) / 255
         lg = _jitter_logit(lg, rng)
         if rng.uniform() < 0.5:
             rgb, lg, gt = rgb[:, ::-1], lg[:, ::-1], gt[:, ::-1]
