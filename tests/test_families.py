@@ -59,3 +59,18 @@ def test_synth_cli_keeps_only_trainable_specs_and_counts_them():
     assert [s["index"] for s in specs] == sorted(s["index"] for s in specs)
     args.trainable, args.family = False, "coat"
     assert all(s["garment"] == "coat" for s in _specs(args, ("ring",)))
+
+
+def test_validation_data_never_falls_inside_a_test_family():
+    import argparse
+
+    from training.synth.cli import _specs
+
+    test = set(families.names("test"))
+    for name in families.names("validation"):
+        args = argparse.Namespace(
+            start=0, sequences=10, seed=102, focus=None, family=name, trainable=False
+        )
+        specs = list(_specs(args, ("ring", "turntable")))
+        assert len(specs) == 10
+        assert all(not set(families.families_of(s)) & test for s in specs)

@@ -111,7 +111,9 @@ def write_preview(out: str, count: int = 24, path: str | None = None, thumb: int
 
 def _specs(args, kinds):
     """The specs to render, in order: ``--sequences`` of them from index ``--start`` on."""
-    from .families import family_spec, trainable
+    from .families import families_of, family_spec, names, trainable
+
+    test, validation = set(names("test")), set(names("validation"))
     from .spec import focus_spec, sample_spec
 
     k, kept = args.start, 0
@@ -122,6 +124,8 @@ def _specs(args, kinds):
             spec = focus_spec(spec, args.focus)
         if args.family:
             spec = family_spec(spec, args.family)
+            if args.family in validation and set(families_of(spec)) & test:
+                continue  # validation data never falls inside a test family
         elif args.trainable and not trainable(spec):
             continue
         kept += 1
