@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--steps", type=int, default=3000)
     ed.add_argument("--batch", type=int, default=48)
     ed.add_argument("--lr", type=float, default=2e-3)
-    ed.add_argument("--width", type=int, default=16, help="channels of the refiner")
+    ed.add_argument("--width", type=int, default=12, help="channels of the refiner")
     ed.add_argument("--threads", type=int, default=2)
     ed.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     ed.add_argument("--export", metavar="CARD", help="export OUT/best.pt into this model card")

@@ -48,7 +48,7 @@ class EdgeConfig:
     model: str | None = None  # the coarse network whose edges are refined
     cell: int = 32
     margin: int = 8
-    width: int = 16
+    width: int = 12
     steps: int = 3000
     batch: int = 48
     lr: float = 2e-3
@@ -86,7 +86,7 @@ def _net(width: int):
             )
             self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
             self.fuse = nn.Sequential(
-                nn.Conv2d(2 * w, w, 3, padding=1), act, nn.Conv2d(w, 1, 3, padding=1)
+                nn.Conv2d(2 * w, 8, 3, padding=1), act, nn.Conv2d(8, 1, 3, padding=1)
             )
             nn.init.zeros_(self.fuse[-1].weight)
             nn.init.zeros_(self.fuse[-1].bias)
