@@ -10,11 +10,13 @@ DNN. The model adds a correction to the coarse logit, so where it has nothing to
 spline's answer stands.
 
 Input of the model, per window (N, 4, S, S) float32: the frame's R, G, B in 0..1 and the
-coarse logit ``log(p / (1 - p)) / LOGIT_SCALE`` (p clipped to [P_CLIP, 1 - P_CLIP]). Output
+prior's logit ``log(p / (1 - p)) / LOGIT_SCALE`` (p clipped to [P_CLIP, 1 - P_CLIP]). Output
 (N, 1, S, S): the refined logit; only the centre ``cell`` x ``cell`` is used.
 
 The model card names the refiner under ``edge_refiner``: ``{"onnx": "<file>", "cell": 32,
-"margin": 8}``; a card without it keeps the guided filter (``segcore.refine``).
+"margin": 8, "guide": "spline"}``; with ``"guide": "guided"`` the prior channel is the guided
+filter's probability (``segcore.refine``) instead of the spline's, and the model learns
+where to trust it. A card without the entry keeps the guided filter alone.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class RefinerSpec:
     onnx: Path
     cell: int = 32
     margin: int = 8
+    guide: str = "spline"  # the prior channel: "spline" or "guided" (the guided filter's)
 
     @classmethod
     def from_card(cls, card_dir: Path, d) -> RefinerSpec:
@@ -109,7 +112,10 @@ class RefinerSpec:
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ModelError(f"edge_refiner.{key}: must be an integer in {lo}..{hi}")
             vals[key] = v
-        return cls(onnx=Path(card_dir) / name, **vals)
+        guide = d.get("guide", cls.guide)
+        if guide not in ("spline", "guided"):
+            raise ModelError('edge_refiner.guide: must be "spline" or "guided"')
+        return cls(onnx=Path(card_dir) / name, guide=guide, **vals)
 
 
 class EdgeRefiner:

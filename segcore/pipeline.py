@@ -127,14 +127,7 @@ def segment_frame(
     t = {}
     t0 = time.perf_counter()
     H, W = bgr.shape[:2]
-    geo = fit_size((H, W), segmenter.card.preprocess.input_size)
-    scale = max(H / geo.scaled_hw[0], W / geo.scaled_hw[1])
-    radius, sub = refine_params(scale, post.refine_radius)
-    source = bgr
-    if post.refine and sub > 1:  # one area-resize pass feeds both the guide and the network
-        source = cv2.resize(
-            bgr, (max(1, round(W / sub)), max(1, round(H / sub))), interpolation=cv2.INTER_AREA
-        )
+    source, radius = guide_source(bgr, segmenter.card.preprocess.input_size, post)
     t["preprocess"] = time.perf_counter() - t0
     small, geo = segmenter.probability(bgr, source=source, flip=post.flip)
     t1 = time.perf_counter()
@@ -153,29 +146,20 @@ def segment_frame(
     t1b = time.perf_counter()
     t["mask"] = t1b - t1
     edges = getattr(segmenter, "edges", None)
+    guided = None
+    if post.refine and band.any() and (edges is None or edges.spec.guide == "guided"):
+        guided = guided_field((H, W), source, p, band, radius, post.refine_eps)
     if post.refine and edges is not None:
-        _learned_edges(bgr, edges, spline, band, rows, cols, thr, mask, alpha)
+        _learned_edges(
+            bgr, edges, edge_prior(bgr, spline, guided), band, rows, cols, thr, mask, alpha
+        )
         t["upsample"], t["refine"] = 0.0, time.perf_counter() - t1b
         return FrameMasks(mask, alpha, small, t, [])
-    guided = None
-    if post.refine and band.any():
-        hs, ws = source.shape[:2]
-        rs = round(radius * hs / H)
-        y0, y1, x0, x1 = band_window(band, (hs, ws), rs)
-        guided = GuidedCoefficients(
-            source[y0:y1, x0:x1],
-            spline_upsample(p, (hs, ws))[y0:y1, x0:x1],
-            (H, W),
-            rs,
-            post.refine_eps,
-            origin=(y0, x0),
-            grid_hw=(hs, ws),
-        )
     t_up, t_ref = 0.0, (time.perf_counter() - t1b) if guided is not None else 0.0
     rim: list = []
     # tiles of about TILE_PX frame pixels a side: big enough that per-tile overhead stays
     # small, small enough that few pixels outside the band are evaluated at any scale
-    tile = max(2, min(TILE, round(TILE_PX / scale)))
+    tile = max(2, min(TILE, round(TILE_PX / max(H / h, W / w))))
     nty, ntx = -(-h // tile), -(-w // tile)
     padded = np.zeros((nty * tile, ntx * tile), bool)
     padded[:h, :w] = band
@@ -214,14 +198,51 @@ def segment_frame(
     return FrameMasks(mask, alpha, small, t, rim)
 
 
-def _learned_edges(bgr, edges, spline, band, rows, cols, thr, mask, alpha) -> None:
+def guide_source(bgr: np.ndarray, input_size: int, post: PostprocessParams):
+    """(the frame reduced for the guided filter and the network, the filter's radius in
+    frame pixels): one area-resize pass feeds both."""
+    H, W = bgr.shape[:2]
+    geo = fit_size((H, W), input_size)
+    scale = max(H / geo.scaled_hw[0], W / geo.scaled_hw[1])
+    radius, sub = refine_params(scale, post.refine_radius)
+    if post.refine and sub > 1:
+        bgr = cv2.resize(
+            bgr, (max(1, round(W / sub)), max(1, round(H / sub))), interpolation=cv2.INTER_AREA
+        )
+    return bgr, radius
+
+
+def guided_field(frame_hw, source, p, band, radius, eps) -> GuidedCoefficients:
+    """The colour guided filter of the upsampled probability ``p`` on the frame (``source``:
+    the frame as :func:`guide_source` reduced it), over the band's window."""
+    hs, ws = source.shape[:2]
+    rs = round(radius * hs / frame_hw[0])
+    y0, y1, x0, x1 = band_window(band, (hs, ws), rs)
+    return GuidedCoefficients(
+        source[y0:y1, x0:x1],
+        spline_upsample(p, (hs, ws))[y0:y1, x0:x1],
+        frame_hw,
+        rs,
+        eps,
+        origin=(y0, x0),
+        grid_hw=(hs, ws),
+    )
+
+
+def edge_prior(bgr, spline: SplineField, guided: GuidedCoefficients | None):
+    """The learned refiner's prior channel for a region: the guided filter's probability
+    when there is one, else the spline-upsampled one (as a coarse logit)."""
+    if guided is None:
+        return lambda y0, y1, x0, x1: coarse_logit(spline.region(y0, y1, x0, x1))
+    return lambda y0, y1, x0, x1: coarse_logit(
+        guided.apply(bgr[y0:y1, x0:x1], y0, x0, background=False)[0]
+    )
+
+
+def _learned_edges(bgr, edges, logit_at, band, rows, cols, thr, mask, alpha) -> None:
     """Decide the band's full-resolution pixels with the learned refiner (segcore.edges)."""
     cell = edges.spec.cell
     corners = active_cells(band, rows, cols, cell)
-
-    def logit_at(y0, y1, x0, x1):
-        return coarse_logit(spline.region(y0, y1, x0, x1))
-
     q = edges.refine(bgr, logit_at, corners)
     H, W = mask.shape
     u8_255, u8_0 = np.uint8(255), np.uint8(0)

@@ -55,6 +55,7 @@ def test_build_inputs_holds_rgb_and_the_coarse_logit():
         ({"onnx": "../x.onnx"}, "edge_refiner.onnx"),
         ({"onnx": "e.onnx", "cell": 4}, "edge_refiner.cell"),
         ({"onnx": "e.onnx", "margin": True}, "edge_refiner.margin"),
+        ({"onnx": "e.onnx", "guide": "bilateral"}, "edge_refiner.guide"),
     ],
 )
 def test_bad_card_entries_name_the_field(tmp_path, entry, field):
@@ -139,7 +140,8 @@ def test_training_cli_learns_and_exports_a_refiner(tmp_path):
             cv2.imwrite(str(seq / "masks" / f"{i}.png"), mask)
     run = tmp_path / "run"
     args = ["edges", "--data", str(tmp_path / "train"), "--val", str(tmp_path / "val")]
-    assert main([*args, "--out", str(run), "--steps", "30", "--batch", "8", "--width", "8"]) == 0
+    small = ["--steps", "30", "--batch", "8", "--width", "8", "--guide", "guided"]
+    assert main([*args, "--out", str(run), *small]) == 0
     import torch
 
     last = torch.load(run / "last.pt", weights_only=False)
@@ -152,6 +154,7 @@ def test_training_cli_learns_and_exports_a_refiner(tmp_path):
     assert main(["edges", "--out", str(run), "--export", str(d / "garment.json")]) == 0
     card = json.loads((d / "garment.json").read_text())
     assert card["edge_refiner"]["onnx"] == "garment_edges.onnx"
+    assert card["edge_refiner"]["guide"] == "guided"
     from segcore.pipeline import SegmentOptions, load_segmenter, segment_frame
 
     seg, post = load_segmenter(SegmentOptions(model=str(d / "garment.json")))

@@ -178,6 +178,10 @@ def cmd_edges(args) -> int:
         batch=args.batch,
         lr=args.lr,
         width=args.width,
+        fuse=args.fuse,
+        margin=args.margin,
+        guide=args.guide,
+        scale=tuple(args.scale),
         threads=args.threads,
     )
     print(json.dumps(train_edges(cfg, resume=args.resume), indent=1))
@@ -387,6 +391,23 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--batch", type=int, default=48)
     ed.add_argument("--lr", type=float, default=2e-3)
     ed.add_argument("--width", type=int, default=12, help="channels of the refiner")
+    ed.add_argument("--fuse", type=int, default=8, help="channels of the refiner's last layer")
+    ed.add_argument(
+        "--scale",
+        type=float,
+        nargs=2,
+        default=(0.5, 2.0),
+        metavar=("MIN", "MAX"),
+        help="windows are rescaled by a factor in this range (other frame sizes)",
+    )
+    ed.add_argument("--margin", type=int, default=8, help="context pixels around each cell")
+    ed.add_argument(
+        "--guide",
+        choices=("spline", "guided"),
+        default="spline",
+        help="the prior the refiner corrects: the spline-upsampled probability or the "
+        "guided filter's",
+    )
     ed.add_argument("--threads", type=int, default=2)
     ed.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     ed.add_argument("--export", metavar="CARD", help="export OUT/best.pt into this model card")

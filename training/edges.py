@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segcore.edges import active_cells, build_inputs, coarse_logit
+from segcore.edges import active_cells, build_inputs
 from segcore.io import read_image, read_label
 from segcore.mask import decide
 from segcore.upsample import SplineField
@@ -49,6 +49,8 @@ class EdgeConfig:
     cell: int = 32
     margin: int = 8
     width: int = 12
+    fuse: int = 8
+    guide: str = "spline"  # the prior channel: the spline's probability or the guided filter's
     steps: int = 3000
     batch: int = 48
     lr: float = 2e-3
@@ -61,7 +63,7 @@ class EdgeConfig:
     history: list = field(default_factory=list)
 
 
-def _net(width: int):
+def _net(width: int, fuse: int = 8):
     import torch
     from torch import nn
 
@@ -72,7 +74,7 @@ def _net(width: int):
         frame pixels), bilinear back up, fused with the stem; the output is the coarse logit
         (input channel 3, rescaled) plus the learned correction."""
 
-        def __init__(self, w: int):
+        def __init__(self, w: int, f: int):
             super().__init__()
             act = nn.ReLU(inplace=True)
             self.stem = nn.Sequential(nn.Conv2d(4, w, 3, padding=1), act)
@@ -86,7 +88,7 @@ def _net(width: int):
             )
             self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
             self.fuse = nn.Sequential(
-                nn.Conv2d(2 * w, 8, 3, padding=1), act, nn.Conv2d(8, 1, 3, padding=1)
+                nn.Conv2d(2 * w, f, 3, padding=1), act, nn.Conv2d(f, 1, 3, padding=1)
             )
             nn.init.zeros_(self.fuse[-1].weight)
             nn.init.zeros_(self.fuse[-1].bias)
@@ -98,7 +100,7 @@ def _net(width: int):
             d = self.up(self.down(s))
             return x[:, 3:4] * LOGIT_SCALE + self.fuse(torch.cat([s, d], 1))
 
-    return EdgeNet(width)
+    return EdgeNet(width, fuse)
 
 
 # ---------------------------------------------------------------- data
@@ -108,7 +110,7 @@ def _net(width: int):
 class Frame:
     bgr: np.ndarray
     gt: np.ndarray  # uint8 0/255
-    spline: SplineField
+    prior: object  # (y0, y1, x0, x1) -> the prior channel there (segcore.pipeline.edge_prior)
     cells: np.ndarray  # (n, 2) band cells of the coarse mask
     edge_pts: np.ndarray  # (m, 2) points (y, x) on the true boundary
 
@@ -134,9 +136,17 @@ def coarse_cache(samples, model: str | None, cache: Path) -> list[np.ndarray]:
     return out
 
 
-def load_frames(roots: list[str], model, cache: Path, cell: int, threshold: float = 0.5):
+def load_frames(roots: list[str], model, cache: Path, cell: int, guide: str = "spline"):
+    from .evaluate import family_roots
+
+    roots = [f for r in roots for f in family_roots(r).values()]  # ROOT/<family>/ too
     samples = [s for r in roots for seq in find_sequences(r).values() for s in seq]
     probs = coarse_cache(samples, model, cache)
+    from segcore.card import load_card
+    from segcore.pipeline import edge_prior, guide_source, guided_field
+
+    card = load_card(model)
+    post, threshold = card.postprocess, card.postprocess.threshold
     frames = []
     for s, p in zip(samples, probs):
         bgr = read_image(s.image)
@@ -149,11 +159,15 @@ def load_frames(roots: list[str], model, cache: Path, cell: int, threshold: floa
         k3 = np.ones((3, 3), np.uint8)
         band = cv2.dilate(cv2.morphologyEx(coarse, cv2.MORPH_GRADIENT, k3), k3) > 0
         edge = cv2.morphologyEx(gt, cv2.MORPH_GRADIENT, k3) > 0
+        guided = None
+        if guide == "guided" and band.any():
+            source, radius = guide_source(bgr, card.preprocess.input_size, post)
+            guided = guided_field((H, W), source, p, band, radius, post.refine_eps)
         frames.append(
             Frame(
                 bgr,
                 gt,
-                SplineField(p, (H, W)),
+                edge_prior(bgr, SplineField(p, (H, W)), guided),
                 active_cells(band, rows, cols, cell),
                 np.argwhere(edge),
             )
@@ -190,10 +204,7 @@ def sample_window(frame: Frame, cfg: EdgeConfig, rng, jitter: bool):
         int(np.clip(x0, -size // 4, W - size + size // 4)),
     )
 
-    def logit_at(a, b, cc, d):
-        return coarse_logit(frame.spline.region(a, b, cc, d))
-
-    big = build_inputs(frame.bgr, logit_at, np.array([[y0 + m, x0 + m]]), size - 2 * m, m)[0]
+    big = build_inputs(frame.bgr, frame.prior, np.array([[y0 + m, x0 + m]]), size - 2 * m, m)[0]
     from segcore.edges import window
 
     gt = window(frame.gt, y0, x0, size).astype(np.float32) / 255
@@ -243,14 +254,14 @@ def train_edges(cfg: EdgeConfig, resume: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "coarse"
     t0 = time.time()
-    train = load_frames(cfg.data, cfg.model, cache, cfg.cell)
-    val = load_frames(cfg.val, cfg.model, cache, cfg.cell)
+    train = load_frames(cfg.data, cfg.model, cache, cfg.cell, cfg.guide)
+    val = load_frames(cfg.val, cfg.model, cache, cfg.cell, cfg.guide)
     log.info(
         "%d training frames, %d validation frames (%.0f s)", len(train), len(val), time.time() - t0
     )
     vx, vy, vw = batch(val, cfg, np.random.default_rng(12345), cfg.val_windows, jitter=False)
     vx, vy, vw = (torch.from_numpy(a) for a in (vx, vy, vw))
-    net = _net(cfg.width)
+    net = _net(cfg.width, cfg.fuse)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     step, best = 0, math.inf
@@ -327,7 +338,7 @@ def export_edges(checkpoint: str, onnx_path: str) -> dict:
 
     ck = torch.load(checkpoint, weights_only=False)
     cfg = ck["config"]
-    net = _net(cfg["width"])
+    net = _net(cfg["width"], cfg.get("fuse", 8))
     net.load_state_dict(ck["model"])
     net.eval()
     S = cfg["cell"] + 2 * cfg["margin"]
@@ -342,4 +353,9 @@ def export_edges(checkpoint: str, onnx_path: str) -> dict:
         dynamic_axes={"input": {0: "n"}, "logit": {0: "n"}},
         dynamo=False,
     )
-    return {"onnx": Path(onnx_path).name, "cell": cfg["cell"], "margin": cfg["margin"]}
+    return {
+        "onnx": Path(onnx_path).name,
+        "cell": cfg["cell"],
+        "margin": cfg["margin"],
+        "guide": cfg.get("guide", "spline"),
+    }
