@@ -231,6 +231,11 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _write_report(job) -> None:
+    if job.write_report() is None:
+        print(f"warning: {job.report_error}", file=sys.stderr)
+
+
 def cmd_segment(args) -> int:
     from .pipeline import SegmentOptions, SequenceJob
 
@@ -268,7 +273,7 @@ def cmd_segment(args) -> int:
             bar.update(note=f"{r.path.rsplit('/', 1)[-1]}")
     except KeyboardInterrupt:
         (bar if plate_bars.stage is None else plate_bars).close()
-        job.write_report()
+        _write_report(job)
         s = job.summary()
         print(
             f"interrupted: {s['ok']} frames written, {s['not_run']} not run; "
@@ -277,7 +282,7 @@ def cmd_segment(args) -> int:
         )
         return 130
     (bar if plate_bars.stage is None else plate_bars).close()
-    job.write_report()
+    _write_report(job)
     s = job.summary()
     if job.fatal:
         print(

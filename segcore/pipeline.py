@@ -38,6 +38,7 @@ from .io import (
     write_png,
 )
 from .mask import cutout, decide, foreground_share
+from .outputs import Manifest, check_apart, relation
 from .plate import check_mode as check_plate_mode
 from .preprocess import fit_size
 from .refine import GuidedCoefficients, band_window, refine_params
@@ -282,14 +283,15 @@ def load_segmenter(options: SegmentOptions) -> tuple[Segmenter, PostprocessParam
     return seg, post
 
 
-def _check_output(input_path: Path, out: Path) -> None:
+def _check_output(input_path: Path, out: Path, folders: list[str]) -> None:
     in_dir = input_path if input_path.is_dir() else input_path.parent
-    in_dir, out_r = in_dir.resolve(), out.resolve()
-    if out_r == in_dir or in_dir in out_r.parents:
+    if relation(out, in_dir) in ("is", "inside"):  # device + inode: bind mounts too
         raise OutputError(
             f"{out}: the output folder is the input folder or inside it; "
             "choose an output folder outside the frames' folder"
         )
+    for f in folders:  # e.g. INPUT = OUT/rgba: its photos would be replaced by cut-outs
+        check_apart(out / f, [in_dir], f"the output folder {f}/", advice="choose another OUT")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".segcore-write-test-{os.getpid()}"
@@ -299,6 +301,11 @@ def _check_output(input_path: Path, out: Path) -> None:
         raise OutputError(
             f"{out}: cannot write to the output folder ({exc.strerror}); choose a writable folder"
         ) from exc
+
+
+# write errors every later frame would meet too: full, read-only, no permission (an
+# immutable or re-permissioned folder), so the run stops at the first
+STOPPING_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EPERM, errno.EACCES)
 
 
 class SequenceJob:
@@ -325,11 +332,8 @@ class SequenceJob:
         self.writers = [fmt.WRITERS[name] for name in options.formats]
         self.rim_colours = "rgba" in options.formats  # only the RGBA output uses them
         self._check_stems()
-        _check_output(self.input, self.output)
+        _check_output(self.input, self.output, [w.folder for w in self.writers])
         self.segmenter, self.post = load_segmenter(options)
-        for w in self.writers:
-            (self.output / w.folder).mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(self.output / w.folder)
         self.existing = [i for i, p in enumerate(self.frames) if self._outputs_exist(p)]
         partial = [i for i, p in enumerate(self.frames) if self._any_output_exists(p)]
         if partial and not (options.skip_existing or options.overwrite):
@@ -338,11 +342,21 @@ class SequenceJob:
                 f"{len(self.frames)} frames; pass --skip-existing to resume or --overwrite "
                 "to replace them"
             )
+        # it replaces only outputs it wrote: --overwrite all of them, a resume the partial ones
+        kept = set() if options.overwrite else set(self.existing)
+        todo = [p for i, p in enumerate(self.frames) if i not in kept]
+        self.owned = Manifest(self.output, "segment")
+        self.owned.refuse_foreign(str(q.relative_to(self.output)) for q in self._paths(todo))
+        for w in self.writers:
+            (self.output / w.folder).mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.output / w.folder)
+        self.owned.pending([*self._paths(todo), "report.json"])
         self.smoother = SequenceSmoother(len(self.frames)) if options.temporal else None
         self.results: list[FrameResult] = []
         self.started = time.time()
         self.interrupted = False
         self.fatal: str | None = None  # a fault that stops the whole run (disk full)
+        self.report_error: str | None = None  # why report.json could not be written
         self.plate: dict | None = None  # what the still background changed (complete_from_plate)
         # progress(stage, done, total) of that pass (stages: segcore.plate.STAGES)
         self.plate_progress: Callable[[str, int, int], None] | None = None
@@ -356,6 +370,9 @@ class SequenceJob:
                     "would overwrite each other; rename one of them"
                 )
             seen[p.stem] = p
+
+    def _paths(self, frames: list[Path]) -> list[Path]:
+        return [q for p in frames for q in self.output_paths(p)]
 
     def output_paths(self, frame: Path) -> list[Path]:
         return [self.output / w.folder / w.filename(frame) for w in self.writers]
@@ -399,7 +416,7 @@ class SequenceJob:
         except OSError as exc:
             res.status = "failed"
             res.error = f"cannot write an output ({exc.strerror or exc})"
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) or not self.output.is_dir():
+            if exc.errno in STOPPING_ERRNOS or not self.output.is_dir():
                 # every later frame would fail the same way: stop the run
                 what = exc.strerror if self.output.is_dir() else "the output folder disappeared"
                 self.fatal = (
@@ -453,6 +470,7 @@ class SequenceJob:
         from .plate import still_plate
 
         done = sorted(r.index for r in self.results if r.status in ("ok", "skipped"))
+        done = [i for i in done if all(map(self.owned.owns, self.output_paths(self.frames[i])))]
         src = next((w for w in self.writers if w.name != "rgba"), self.writers[0])
 
         def mask_of(i: int) -> np.ndarray:
@@ -470,6 +488,7 @@ class SequenceJob:
             return None
         if plate is None:
             return None
+        self.owned.pending(self._paths([self.frames[i] for i in done]))  # rewritten below
         for k, i in enumerate(done):
             if should_stop is not None and should_stop():
                 log.warning("still-background pass stopped after %d of %d frames", k, len(done))
@@ -560,9 +579,16 @@ class SequenceJob:
             "frames": [asdict(r) for r in self.results],
         }
 
-    def write_report(self) -> Path:
+    def write_report(self) -> Path | None:
+        """``report.json``; None when it cannot be written (a full or read-only disk), with
+        the reason in ``report_error``."""
         path = self.output / "report.json"
-        atomic_write_bytes(path, (json.dumps(self.report(), indent=2) + "\n").encode("utf-8"))
+        try:
+            atomic_write_bytes(path, (json.dumps(self.report(), indent=2) + "\n").encode())
+            self.owned.settle()
+        except OSError as exc:
+            self.report_error = f"{path}: not written ({exc.strerror or exc})"
+            return None
         return path
 
     def failures(self) -> list[FrameResult]:

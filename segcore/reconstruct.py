@@ -30,6 +30,7 @@ are 0.5 larger.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ import numpy as np
 
 from .errors import InputError, OutputError, SegcoreError, optional_import
 from .hull import DEFAULT_VOXELS
+from .outputs import Manifest, check_apart
 from .plate import STAGES as plate_stages
 from .plate import check_mode as check_plate_mode
 
@@ -334,6 +336,54 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+# everything reconstruct writes in its workspace (folders end in "/")
+WORKSPACE_ENTRIES = (
+    "images/",
+    "masks/",
+    f"{SFM_MASKS}/",
+    f"{HULL_MASKS}/",
+    "database.db",
+    "database.db-shm",
+    "database.db-wal",
+    "sparse/",
+    "sparse_tmp/",
+    "sparse_turntable/",
+    "hull.ply",
+    HULL_CHECK,
+    "transforms.json",
+    "sparse_pc.ply",
+    "recon.json",
+)
+
+
+def check_workspace(ws: Path, frames_dir, masks_dir: Path | None) -> Manifest:
+    """Refuse, before any change, a workspace whose folders are, contain or lie inside an
+    input, or that holds files where reconstruct writes that it did not write itself.
+    Returns the workspace's manifest (:mod:`segcore.outputs`)."""
+    inputs = [Path(frames_dir)] + ([masks_dir] if masks_dir is not None else [])
+    advice = f"choose another workspace (-o), e.g. {ws / 'reconstruction'}"
+    check_apart(ws, inputs, "the workspace", advice=advice)
+    for sub in ("images", "masks", SFM_MASKS, HULL_MASKS, "sparse"):
+        check_apart(ws / sub, inputs, f"the workspace's {sub}/ folder", True, advice)
+    owned = Manifest(ws, "reconstruct")
+    owned.refuse_foreign(WORKSPACE_ENTRIES)
+    return owned
+
+
+def _settles(fn):
+    """``fn(frames_dir, masks_dir, workspace, ...)``, then the sizes of what it wrote into the
+    workspace's manifest (also when it fails or is cancelled)."""
+
+    @functools.wraps(fn)
+    def run(frames_dir, masks_dir, workspace, *args, **kwargs):
+        try:
+            return fn(frames_dir, masks_dir, workspace, *args, **kwargs)
+        finally:
+            Manifest(workspace, "reconstruct").settle()
+
+    return run
+
+
 class Prepared(NamedTuple):
     frames: list[Path]
     masked: bool
@@ -365,38 +415,34 @@ def prepare_workspace(
     if not Path(frames_dir).is_dir():
         raise InputError(f"{frames_dir}: FRAMES_DIR must be a folder of frames, not one image")
     ws = Path(workspace)
-    fr = Path(frames_dir).resolve()
-    if ws.resolve() == fr or fr in ws.resolve().parents:
-        raise OutputError(f"{ws}: the workspace is inside the frames folder; choose another one")
     names = [p.name for p in frames]
     if len(set(names)) != len(names):  # pragma: no cover - one folder cannot hold duplicates
         raise InputError(f"{frames_dir}: duplicate frame names")
-    try:
-        (ws / "images").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{ws}: cannot create the workspace ({exc.strerror})") from None
-    for old in (ws / "images").iterdir():  # frames of an earlier run that are gone now
-        if old.name not in set(names):
-            old.unlink()
-    for p in frames:
-        _link_or_copy(p, ws / "images" / p.name)
-    if masks_dir is None:
-        for d in ("masks", SFM_MASKS, HULL_MASKS):
-            shutil.rmtree(ws / d, ignore_errors=True)
-        return Prepared(frames, False)
-    mdir = find_masks_dir(masks_dir)
-    found = {p.name: mask_for(p, mdir) for p in frames}
+    mdir = None if masks_dir is None else find_masks_dir(masks_dir)
+    found = {} if mdir is None else {p.name: mask_for(p, mdir) for p in frames}
     missing = [n for n, m in found.items() if m is None]
     if missing:
         raise InputError(
             f"{mdir}: no mask for {len(missing)} of {len(frames)} frames (first: {missing[0]}; "
             f"looked for {missing[0]}.png and {Path(missing[0]).stem}.png); segment every frame"
         )
+    owned = check_workspace(ws, frames_dir, mdir)  # before any change
+    try:
+        (ws / "images").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{ws}: cannot create the workspace ({exc.strerror})") from None
+    owned.pending(WORKSPACE_ENTRIES)
+    for old in (ws / "images").iterdir():  # frames of an earlier run that are gone now
+        if old.name not in set(names):
+            owned.remove_tree(old)
+    for p in frames:
+        _link_or_copy(p, ws / "images" / p.name)
     out, sfm, hout = ws / "masks", ws / SFM_MASKS, ws / HULL_MASKS
-    if mdir.resolve() in (out.resolve(), sfm.resolve(), hout.resolve()):
-        raise InputError(f"{mdir}: is the workspace's own masks folder; pass the original masks")
     for d in (out, sfm, hout):
-        shutil.rmtree(d, ignore_errors=True)
+        owned.remove_tree(d)
+    if mdir is None:
+        owned.settle(WORKSPACE_ENTRIES[:4])
+        return Prepared(frames, False)
     out.mkdir(parents=True)
     kernel = None
     if erode_px > 0:
@@ -437,6 +483,7 @@ def prepare_workspace(
         write_png(out / f"{p.name}.png", m8)
         if kernel is not None:
             write_png(sfm / f"{p.name}.png", cv2.erode(m8, kernel))
+    owned.settle(WORKSPACE_ENTRIES[:4])  # the folders this step wrote
     return Prepared(frames, True, still.summary() if still is not None else None)
 
 
@@ -503,6 +550,7 @@ def intrinsics_from_colmap(cid: int, model: str, width: int, height: int, params
     return Intrinsics(cid, model, int(width), int(height), fx, fy, cx - 0.5, cy - 0.5, *d)
 
 
+@_settles
 def reconstruct(
     frames_dir,
     masks_dir,
@@ -948,6 +996,7 @@ def inputs_from_segmentation(out_dir) -> tuple[Path, Path]:
     return frames, out / "masks"
 
 
+@_settles
 def run_reconstruction(
     frames_dir,
     masks_dir,

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from segcore.cli import main
+from segcore.errors import OutputError
 
 from .conftest import ROOT, blob_image
 
@@ -373,3 +374,126 @@ def test_peak_memory_of_a_child_is_its_own(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert float(r.stdout) < 300, (r.stdout, ballast.nbytes)
+
+
+# --- data loss: a command changes only what it wrote, never an input ----------------------
+
+
+def _tree(root: Path) -> dict:
+    """Every entry under ``root``: relative path -> file bytes (None for a folder)."""
+    return {
+        str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes())
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def _colmap_project(root: Path, subfolder: bool) -> Path:
+    """``root/images`` (frames and a user's other files) and ``root/masks`` (COLMAP names)."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(root / "images" / f"f_{i}.jpg"), _frame(i, 30, 40))
+        cv2.imwrite(str(root / "masks" / f"f_{i}.jpg.png"), np.full((30, 40), 255, np.uint8))
+    (root / "images" / "notes.txt").write_text("shoot notes")
+    (root / "images" / "IMG_0001.CR2").write_bytes(b"raw sensor data")
+    (root / "images" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    if subfolder:
+        (root / "images" / "rejects").mkdir()
+        (root / "images" / "rejects" / "r.jpg").write_bytes(b"x")
+    return root
+
+
+@pytest.mark.parametrize("subfolder", [False, True], ids=["files", "subfolder"])
+def test_reconstruct_into_the_frames_project_deletes_nothing(tmp_path, capsys, subfolder):
+    proj = _colmap_project(tmp_path / "proj", subfolder)
+    before = _tree(proj)
+    code, err = _run(
+        ["reconstruct", str(proj / "images"), str(proj / "masks"), "-o", str(proj), "-q"], capsys
+    )
+    assert code == 2 and "Traceback" not in err
+    assert "images" in err and "choose another workspace" in err
+    assert len(err.strip().splitlines()) == 1
+    assert _tree(proj) == before  # nothing deleted, nothing added
+
+
+def test_reconstruct_without_masks_keeps_the_segmentation_masks(seg, tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"f_{i}.jpg"), _frame(i, 30, 40))
+    code, _, out = seg(frames, "--formats", "mask", out=tmp_path / "out", capsys=capsys)
+    assert code == 0
+    before = _tree(out)
+    code, err = _run(["reconstruct", str(frames), "-o", str(out), "-q"], capsys)
+    assert code == 2 and "did not write" in err and "masks" in err
+    assert _tree(out) == before
+
+
+def test_reconstruct_reruns_in_its_own_workspace_and_prunes_only_its_frames(tmp_path):
+    from segcore.reconstruct import prepare_workspace
+
+    frames, ws = tmp_path / "frames", tmp_path / "ws"
+    frames.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(frames / f"f_{i}.jpg"), _frame(i, 30, 40))
+    prepare_workspace(frames, None, ws)
+    (frames / "f_3.jpg").unlink()  # a frame dropped from the shoot
+    prepare_workspace(frames, None, ws)  # the workspace's own files: replaced and pruned
+    assert sorted(p.name for p in (ws / "images").iterdir()) == ["f_0.jpg", "f_1.jpg", "f_2.jpg"]
+    (ws / "images" / "keep.txt").write_text("a user's file")
+    with pytest.raises(OutputError, match=r"keep.txt.*did not write"):
+        prepare_workspace(frames, None, ws)
+    assert (ws / "images" / "keep.txt").read_text() == "a user's file"
+
+
+def test_segment_refuses_an_input_that_is_one_of_its_output_folders(seg, tmp_path, capsys):
+    inout = tmp_path / "inout"
+    (inout / "rgba").mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(inout / "rgba" / f"p_{i}.png"), _frame(i))
+    before = _tree(inout)
+    code, err, _ = seg(inout / "rgba", "--overwrite", out=inout, capsys=capsys)
+    assert code == 2 and "rgba" in err and "input" in err
+    assert _tree(inout) == before
+    inout2 = tmp_path / "inout2"
+    (inout2 / "masks").mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(inout2 / "masks" / f"p_{i}.jpg"), _frame(i))
+    before = _tree(inout2)
+    code, err, _ = seg(inout2 / "masks", out=inout2, capsys=capsys)
+    assert code == 2 and "masks" in err
+    assert _tree(inout2) == before
+
+
+def test_segment_overwrites_only_outputs_it_wrote(seg, frames, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "masks").mkdir(parents=True)
+    (out / "masks" / "f0.png").write_bytes(b"a user's own mask")
+    code, err, _ = seg(frames, "--overwrite", out=out, capsys=capsys)
+    assert code == 2 and "f0.png" in err and "did not write" in err
+    assert (out / "masks" / "f0.png").read_bytes() == b"a user's own mask"
+    (out / "masks" / "f0.png").unlink()
+    assert seg(frames, out=out)[0] == 0
+    assert seg(frames, "--overwrite", out=out)[0] == 0  # its own outputs: replaced
+
+
+def _bind(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True)
+    r = subprocess.run(["mount", "--bind", str(src), str(dst)], capture_output=True)
+    if r.returncode:
+        pytest.skip(f"cannot bind-mount here: {r.stderr.decode().strip()}")
+
+
+def test_output_inside_the_input_through_a_bind_mount_is_refused(seg, frames, tmp_path, capsys):
+    view = tmp_path / "view"  # the frames' share, mounted a second time
+    _bind(frames, view)
+    try:
+        before = _tree(frames)
+        code, err, _ = seg(frames, out=view / "out", capsys=capsys)
+        assert code == 2 and "inside" in err
+        assert _tree(frames) == before
+        code, err = _run(["reconstruct", str(frames), "-o", str(view / "ws"), "-q"], capsys)
+        assert code == 2 and "inside" in err
+        assert _tree(frames) == before
+    finally:
+        subprocess.run(["umount", str(view)])
