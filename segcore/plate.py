@@ -33,7 +33,7 @@ a handheld ring's frames do not match any plate (0.17 on a rendered ring, 0.81 o
 bundled example's plain backdrop, 0.99-1.00 on turntables; ``STILL_SHARE`` 0.9), and then
 the masks are left as they are.
 
-Measured on five rendered turntables (`docs/recon.md`, fifth session): mask IoU against the
+Measured on five rendered turntables (`docs/recon.md`): mask IoU against the
 renderer's masks 0.901 -> 0.938 (a stand's legs), 0.935 -> 0.953 (leaks), unchanged
 (within 0.001) where the network's masks were already right.
 """
@@ -59,7 +59,7 @@ REMOVE_SEEN = 0.3  # share of the frames that must show it clear before the mask
 ADD_LEVEL = 20.0  # Lab distance from the plate: subject
 # ... for the visual hull's masks (Plate.correct_pair): a hull keeps only what every view
 # keeps, so a wrongly added piece (a shadow that turns with the subject) is carved away by
-# the other views, a missed one is lost for good (docs/recon.md, "Eleventh session")
+# the other views, a missed one is lost for good (docs/recon.md)
 HULL_ADD_LEVEL = 12.0
 KEEP_LEVEL = 6.0  # mean Lab distance (5 x 5) to the plate under which a masked pixel leaks
 BAND_PX = 3  # a missed part must reach beyond this band round the mask

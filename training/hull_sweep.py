@@ -11,7 +11,7 @@ and added (FP) shares, and the hull's silhouettes against the ground-truth masks
 mean over frames), as ``bench recon`` scores it.
 ``--sizes`` runs the network at other input sizes; ``--moving`` adds rows where the lower
 threshold only applies to pixels that change between frames (grey standard deviation above
-each value). docs/recon.md, "Eleventh session", quotes the results.
+each value). docs/recon.md quotes the results.
 """
 
 from __future__ import annotations
