@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segcore.edges import active_cells, build_inputs
+from segcore.edges import active_cells, build_inputs, window
 from segcore.io import read_image, read_label
 from segcore.mask import decide
 from segcore.upsample import SplineField
@@ -155,9 +155,8 @@ def load_frames(roots: list[str], model, cache: Path, cell: int, guide: str = "s
         h, w = p.shape
         rows = np.minimum(((np.arange(H) + 0.5) * (h / H)).astype(np.int64), h - 1)
         cols = np.minimum(((np.arange(W) + 0.5) * (w / W)).astype(np.int64), w - 1)
-        coarse = np.where(p > threshold, np.uint8(255), np.uint8(0))
+        _, _, band = decide(p, threshold, 0.0, 0.0)  # p is already the decided probability
         k3 = np.ones((3, 3), np.uint8)
-        band = cv2.dilate(cv2.morphologyEx(coarse, cv2.MORPH_GRADIENT, k3), k3) > 0
         edge = cv2.morphologyEx(gt, cv2.MORPH_GRADIENT, k3) > 0
         guided = None
         if guide == "guided" and band.any():
@@ -205,8 +204,6 @@ def sample_window(frame: Frame, cfg: EdgeConfig, rng, jitter: bool):
     )
 
     big = build_inputs(frame.bgr, frame.prior, np.array([[y0 + m, x0 + m]]), size - 2 * m, m)[0]
-    from segcore.edges import window
-
     gt = window(frame.gt, y0, x0, size).astype(np.float32) / 255
     rgb = np.moveaxis(big[:3], 0, 2)
     lg = big[3]
