@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import fields as f
 from .config import NetConfig
 from .errors import ModelError
 from .preprocess import PreprocessParams
@@ -32,8 +33,25 @@ class PostprocessParams:
     flip: bool = True  # average the network's output with its output on the mirrored frame
 
     @classmethod
-    def from_dict(cls, d: dict) -> PostprocessParams:
-        return cls(**{k: type(getattr(cls, k))(v) for k, v in d.items() if hasattr(cls, k)})
+    def from_dict(cls, d: dict, where: str = "postprocess") -> PostprocessParams:
+        """Each field checked for type and range (:class:`segcore.fields.FieldError`)."""
+        c = cls()
+        f.only(d, list(c.to_dict()), where=where)
+        share = {"where": where, "open_hi": True}
+        return cls(
+            threshold=f.number(
+                d, "threshold", 0, 1, where=where, default=c.threshold, open_lo=True, open_hi=True
+            ),
+            min_blob_share=f.number(d, "min_blob_share", 0, 1, default=c.min_blob_share, **share),
+            max_hole_share=f.number(d, "max_hole_share", 0, 1, default=c.max_hole_share, **share),
+            refine=f.flag(d, "refine", where=where, default=c.refine),
+            # network pixels; the filter's window grows with it (and with the frame's scale)
+            refine_radius=f.number(
+                d, "refine_radius", 0, 64, where=where, default=c.refine_radius, open_lo=True
+            ),
+            refine_eps=f.number(d, "refine_eps", 1e-8, 1, where=where, default=c.refine_eps),
+            flip=f.flag(d, "flip", where=where, default=c.flip),
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -67,6 +85,14 @@ class ModelCard:
         }
         d.update(self.extra)
         return d
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The card's ``"classes"``: a multi-class model's classes, exactly
+        :data:`segcore.config.CLASSES` in the order of its output channels (softmax logits);
+        None for a binary model (one sigmoid logit: the garment figure against the rest)."""
+        names = self.extra.get("classes")
+        return None if names is None else tuple(str(n) for n in names)
 
     def save(self, path: str | os.PathLike) -> None:
         from .io import atomic_write_bytes
@@ -114,24 +140,58 @@ def load_card(model: str | os.PathLike | None = None) -> ModelCard:
             f"(this segcore reads version {FORMAT_VERSION}); update segcore or re-export the model"
         )
     try:
-        arch = NetConfig.from_dict(d["arch"])
-        pre = PreprocessParams.from_dict(d["preprocess"])
-        post = PostprocessParams.from_dict(d.get("postprocess", {}))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{path}: the model card is missing or has a bad field ({exc})") from exc
-    if pre.input_size < 32 or pre.pad_multiple % arch.stride:
+        fields = check_card(d, path)
+    except f.FieldError as exc:
+        raise ModelError(
+            f"{path}: model card field {exc.field} {exc.problem}; fix the card or re-export "
+            "the model"
+        ) from None
+    arch, pre = fields["arch"], fields["preprocess"]
+    if pre.pad_multiple % arch.stride:
         raise ModelError(
             f"{path}: input_size {pre.input_size} / pad_multiple {pre.pad_multiple} do not fit "
             f"the network (stride {arch.stride}); re-export the model"
         )
-    onnx = path.parent / d.get("onnx", path.with_suffix(".onnx").name)
     known = {"format_version", "name", "onnx", "arch", "preprocess", "postprocess"}
     extra = {k: v for k, v in d.items() if k not in known}
     return ModelCard(
-        name=str(d.get("name", path.stem)),
+        name=fields["name"],
         arch=arch,
         preprocess=pre,
-        postprocess=post,
-        onnx_path=onnx,
+        postprocess=fields["postprocess"],
+        onnx_path=fields["onnx"],
         extra=extra,
     )
+
+
+def check_card(d: dict, path: Path) -> dict:
+    """Every field of a card segcore reads, checked for type and range (``name``, ``onnx``,
+    ``arch``, ``preprocess``, ``postprocess`` parsed; ``edge_refiner`` and ``classes``
+    checked). Informational fields (training, metrics, commands, notes, ...) are free.
+    Raises :class:`segcore.fields.FieldError` naming the first bad field."""
+    folder = path.parent
+    out = {
+        "name": f.text(d, "name", default=path.stem),
+        "onnx": f.file_inside(folder, d, "onnx", default=path.with_suffix(".onnx").name),
+        "arch": NetConfig.from_dict(f.section(d, "arch")),
+        "preprocess": PreprocessParams.from_dict(f.section(d, "preprocess")),
+        "postprocess": PostprocessParams.from_dict(f.section(d, "postprocess", default={})),
+    }
+    if "edge_refiner" in d:
+        edge_refiner_fields(folder, d["edge_refiner"])
+    f.names(d, "classes", default=None)  # a multi-class model's class names
+    return out
+
+
+def edge_refiner_fields(folder: Path, d) -> dict:
+    """The card's ``edge_refiner`` entry (segcore.edges), checked: ``onnx`` (a file inside
+    the card's folder), ``cell``, ``margin`` and ``guide``."""
+    where = "edge_refiner"
+    d = f.section({where: d}, where)
+    f.only(d, ("onnx", "cell", "margin", "guide"), where=where)
+    return {
+        "onnx": f.file_inside(folder, d, "onnx", where=where),
+        "cell": f.integer(d, "cell", 8, 256, where=where, default=32),
+        "margin": f.integer(d, "margin", 0, 64, where=where, default=8),
+        "guide": f.choice(d, "guide", ("spline", "guided"), where=where, default="spline"),
+    }

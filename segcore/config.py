@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from . import fields as ch
+
+#: Classes of a multi-class model, in output-channel order (label map values 0..3): the
+#: garment (every layer), the figure wearing it (dress form, mannequin, body), and its support
+#: (stand, pole, base, turntable platter).
+CLASSES = ("background", "garment", "figure", "support")
+
+#: the ranges a card's architecture values must lie in (other integers: 1..4096)
+ARCH_RANGES = {"in_channels": (1, 16), "widths": (1, 1024), "depths": (0, 8)}
+
 
 @dataclass(frozen=True)
 class NetConfig:
@@ -19,10 +29,14 @@ class NetConfig:
     residual: bool = True  # the paper's residual shortcut around every conv pair
     multiscale: bool = True  # three-level input pyramid; False = one full-resolution branch
     max_width: int = 128  # cap on channels when they double at each stage
+    # output channels: 1 = one sigmoid logit (subject); 4 = softmax logits over CLASSES
+    out_channels: int = 1
 
     def __post_init__(self):
         if len(self.widths) != len(self.depths) or not self.widths:
             raise ValueError("widths and depths need one entry per branch")
+        if self.out_channels not in (1, len(CLASSES)):
+            raise ValueError(f"out_channels must be 1 or {len(CLASSES)}, got {self.out_channels}")
 
     @property
     def branches(self) -> list[tuple[int, int, int]]:
@@ -47,16 +61,26 @@ class NetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> NetConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown NetConfig fields: {sorted(unknown)}")
-        kw = dict(d)
-        for key in ("widths", "depths"):
-            if key in kw:
-                kw[key] = tuple(int(v) for v in kw[key])
-        return cls(**kw)
+    def from_dict(cls, d: dict, where: str = "arch") -> NetConfig:
+        """Each field checked for type and range (:class:`segcore.fields.FieldError`)."""
+        c = cls()
+        ch.only(d, [f.name for f in fields(cls)], where=where)
+        kw = {}
+        for f in fields(cls):
+            k, default = f.name, getattr(c, f.name)
+            if isinstance(default, bool):
+                kw[k] = ch.flag(d, k, where=where, default=default)
+            elif isinstance(default, int):
+                kw[k] = ch.integer(
+                    d, k, *ARCH_RANGES.get(k, (1, 4096)), where=where, default=default
+                )
+            else:  # one entry per branch
+                lo, hi = ARCH_RANGES[k]
+                kw[k] = ch.integers(d, k, lo, hi, 6, where=where, default=list(default))
+        try:
+            return cls(**kw)
+        except ValueError as exc:  # the fields disagree with each other
+            raise ch.FieldError(where, f"is inconsistent: {exc}") from None
 
 
 #: The FCN-style baseline of the paper's Table I: one branch, no residual shortcuts.

@@ -27,7 +27,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .card import edge_refiner_fields
 from .errors import ModelError
+from .fields import FieldError
 from .infer import OpenCVBackend
 
 P_CLIP = 0.005
@@ -101,21 +103,10 @@ class RefinerSpec:
     @classmethod
     def from_card(cls, card_dir: Path, d) -> RefinerSpec:
         """The card's ``edge_refiner`` entry; :class:`ModelError` naming the bad field."""
-        if not isinstance(d, dict):
-            raise ModelError("edge_refiner: must be an object with onnx, cell and margin")
-        name = d.get("onnx")
-        if not isinstance(name, str) or not name or Path(name).name != name:
-            raise ModelError("edge_refiner.onnx: must be a file name beside the model card")
-        vals = {}
-        for key, lo, hi in (("cell", 8, 256), ("margin", 0, 64)):
-            v = d.get(key, getattr(cls, key))
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ModelError(f"edge_refiner.{key}: must be an integer in {lo}..{hi}")
-            vals[key] = v
-        guide = d.get("guide", cls.guide)
-        if guide not in ("spline", "guided"):
-            raise ModelError('edge_refiner.guide: must be "spline" or "guided"')
-        return cls(onnx=Path(card_dir) / name, guide=guide, **vals)
+        try:
+            return cls(**edge_refiner_fields(Path(card_dir), d))
+        except FieldError as exc:
+            raise ModelError(f"{exc.field} {exc.problem}") from None
 
 
 class EdgeRefiner:

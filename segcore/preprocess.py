@@ -11,6 +11,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from . import fields as f
+
+# the network input's long side may be at most this (a card's input_size, ``--size``): the
+# network's activations at 4096 px already take gigabytes
+MAX_INPUT_SIZE = 4096
+FIELDS = ("input_size", "pad_multiple", "denoise_sigma", "color_order", "mean", "std")
+
 
 @dataclass(frozen=True)
 class PreprocessParams:
@@ -23,13 +30,17 @@ class PreprocessParams:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)  # RGB
 
     @classmethod
-    def from_dict(cls, d: dict) -> PreprocessParams:
+    def from_dict(cls, d: dict, where: str = "preprocess") -> PreprocessParams:
+        """Each field checked for type and range (:class:`segcore.fields.FieldError`)."""
+        f.only(d, FIELDS, where=where)  # a misspelt field is not silently ignored
+        f.choice(d, "color_order", ("RGB",), where=where, default="RGB")
         return cls(
-            input_size=int(d["input_size"]),
-            pad_multiple=int(d.get("pad_multiple", 32)),
-            denoise_sigma=float(d.get("denoise_sigma", 0.0)),
-            mean=tuple(float(v) for v in d.get("mean", cls.mean)),
-            std=tuple(float(v) for v in d.get("std", cls.std)),
+            input_size=f.integer(d, "input_size", 32, MAX_INPUT_SIZE, where=where),
+            pad_multiple=f.integer(d, "pad_multiple", 1, 256, where=where, default=32),
+            # sigma in network pixels: beyond 16 the frame is a blur (and the kernel huge)
+            denoise_sigma=f.number(d, "denoise_sigma", 0, 16, where=where, default=0.0),
+            mean=f.numbers(d, "mean", 3, -10, 10, where=where, default=list(cls.mean)),
+            std=f.numbers(d, "std", 3, 1e-3, 100, where=where, default=list(cls.std)),
         )
 
     def to_dict(self) -> dict:

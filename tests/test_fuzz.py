@@ -4,14 +4,18 @@ mutated bytes never crash the decoder."""
 
 from __future__ import annotations
 
+import copy
+import json
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from segcore.card import PostprocessParams
-from segcore.errors import FrameError
+from segcore.card import MODELS_DIR, PostprocessParams
+from segcore.errors import FrameError, ModelError
 from segcore.io import decode_image, read_label
 from segcore.mask import clean_mask, threshold
 from segcore.metrics import boundary_counts, confusion
@@ -132,3 +136,111 @@ def test_label_reader_rejects_garbage(tmp_path):
     p.write_bytes(b"\x89PNG\r\n\x1a\nnope")
     with pytest.raises(FrameError):
         read_label(p)
+
+
+# --- model cards -------------------------------------------------------------------------
+
+_CARD = json.loads((MODELS_DIR / "garment.json").read_text())
+
+
+def _card_fields(d: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the fields segcore reads, and of their sections."""
+    out = []
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if prefix or k in ("name", "onnx", "arch", "preprocess", "postprocess", "edge_refiner"):
+            out.append(name)
+            if isinstance(v, dict) and not prefix:
+                out += _card_fields(v, f"{name}.")
+    return out + ["classes", "preprocess.color_order"]
+
+
+CARD_FIELDS = _card_fields(_CARD)
+
+# values of every JSON type, near the valid ones and far from them
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-2, 600)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.floats(-2, 20)
+    | st.text(max_size=12)
+    | st.sampled_from(
+        ["../../../etc/passwd", "/etc/passwd", "m.onnx", "sub/m.onnx", "a/../../m.onnx", "RGB"]
+        + ["false", "true", "", "guided", "spline", "background", "\0.onnx"]
+    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=6,
+)
+
+
+def _load_or_clear_error(tmp_path, d) -> object:
+    """The card loads (and then each value it gives works on a frame), or ModelError."""
+    from segcore.card import load_card
+    from segcore.edges import RefinerSpec
+    from segcore.preprocess import prepare
+
+    path = tmp_path / "fuzz.json"
+    path.write_text(json.dumps(d))  # NaN / Infinity as Python writes and reads them
+    try:
+        card = load_card(path)
+    except ModelError as exc:
+        msg = str(exc)
+        assert msg.startswith(f"{path}: ") and "\n" not in msg
+        event("refused")
+        return None
+    event("loaded")
+    pre = replace(card.preprocess, input_size=min(card.preprocess.input_size, 128))
+    frame = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    blob, geo = prepare(frame, pre)
+    assert np.isfinite(blob).all() and blob.shape[2] % pre.pad_multiple == 0
+    post = card.postprocess
+    assert 0 < post.threshold < 1 and 0 <= post.min_blob_share < 1
+    assert isinstance(post.refine, bool) and isinstance(post.flip, bool)
+    p = np.random.default_rng(1).random((20, 30)).astype(np.float32)
+    clean_mask(threshold(p, post.threshold), post.min_blob_share, post.max_hole_share)
+    assert card.onnx_path.resolve().is_relative_to(tmp_path.resolve())
+    if "edge_refiner" in card.extra:
+        spec = RefinerSpec.from_card(card.onnx_path.parent, card.extra["edge_refiner"])
+        assert spec.onnx.resolve().is_relative_to(tmp_path.resolve())
+    return card
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    edits=st.lists(
+        st.tuples(st.sampled_from(CARD_FIELDS), st.booleans(), json_values),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_mutated_model_cards_load_or_name_the_field(tmp_path_factory, edits):
+    d = copy.deepcopy(_CARD)
+    for field, delete, value in edits:
+        *parents, key = field.split(".")
+        node = d
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        if delete:
+            node.pop(key, None)
+        else:
+            node[key] = value
+    _load_or_clear_error(tmp_path_factory.mktemp("card"), d)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    d=st.fixed_dictionaries(
+        {"format_version": st.just(1)},
+        optional={
+            k: json_values
+            for k in ("name", "onnx", "arch", "preprocess", "postprocess", "edge_refiner")
+        }
+        | {"classes": json_values, "notes": json_values},
+    )
+)
+def test_random_model_cards_load_or_name_the_field(tmp_path_factory, d):
+    _load_or_clear_error(tmp_path_factory.mktemp("card"), d)
