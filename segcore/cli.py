@@ -231,9 +231,9 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _write_report(job) -> None:
-    if job.write_report() is None:
-        print(f"warning: {job.report_error}", file=sys.stderr)
+def _report_warning(job) -> str | None:
+    """Write ``report.json``; the warning to print when it could not be written."""
+    return None if job.write_report() is not None else f"warning: {job.report_error}"
 
 
 def cmd_segment(args) -> int:
@@ -264,31 +264,40 @@ def cmd_segment(args) -> int:
 
     job.plate_progress = plate_progress
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    results = job.run()
     try:
-        for r in job.run():
+        for r in results:
             if r.status == "failed":
                 bar.write(f"error: {r.path}: {r.error}")
             elif r.warnings and not args.quiet:
                 bar.write(f"warning: {r.path}: {'; '.join(r.warnings)}")
             bar.update(note=f"{r.path.rsplit('/', 1)[-1]}")
     except KeyboardInterrupt:
+        results.close()  # frames in flight finish their writes and are counted
         (bar if plate_bars.stage is None else plate_bars).close()
-        _write_report(job)
+        warning = _report_warning(job)
         s = job.summary()
+        plate = job.plate or {}
+        masks = f", {plate['frames_completed']} masks completed" if plate.get("stopped") else ""
         print(
-            f"interrupted: {s['ok']} frames written, {s['not_run']} not run; "
+            f"interrupted: {s['ok']} frames written{masks}, {s['not_run']} not run; "
             "rerun with --skip-existing to finish",
             file=sys.stderr,
         )
+        if warning:
+            print(warning, file=sys.stderr)
         return 130
     (bar if plate_bars.stage is None else plate_bars).close()
-    _write_report(job)
+    warning = _report_warning(job)
     s = job.summary()
     if job.fatal:
         print(
             f"error: {job.fatal} ({s['ok']} frames written, {s['not_run']} not run)",
             file=sys.stderr,
         )
+    if warning:
+        print(warning, file=sys.stderr)
+    if job.fatal:
         return 1
     if not args.quiet and job.plate:
         print(

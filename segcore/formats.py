@@ -28,6 +28,7 @@ class Writer:
     filename: Callable[[Path], str]  # input frame path -> output file name
     write: Callable[[Path, np.ndarray, FrameMasks], None]  # (path, frame BGR, masks)
     doc: str
+    png_colour: int = 0  # PNG colour type of its files: 0 grey, 6 RGBA (io.png_is_whole)
 
 
 def _write_mask(path: Path, bgr, fm) -> None:
@@ -43,7 +44,7 @@ WRITERS: dict[str, Writer] = {
         "mask", "masks", lambda p: f"{p.stem}.png", _write_mask, "255 = subject, 0 = background"
     ),
     "rgba": Writer(
-        "rgba", "rgba", lambda p: f"{p.stem}.png", _write_rgba, "the frame, mask as alpha"
+        "rgba", "rgba", lambda p: f"{p.stem}.png", _write_rgba, "the frame, mask as alpha", 6
     ),
     # COLMAP / pycolmap: ImageReaderOptions.mask_path holds "<image file name>.png" for each
     # image (e.g. "frame_001.jpg.png"); no features are extracted where the mask is 0

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 TMP_PREFIX = ".segcore-"
 TMP_SUFFIX = ".tmp"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -84,7 +86,7 @@ def discover_frames(path: str | os.PathLike) -> list[Path]:
 
 def _png_has_alpha(data: bytes) -> bool:
     # PNG IHDR colour type at byte 25: 4 = grey + alpha, 6 = RGB + alpha.
-    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[25] in (4, 6)
+    return data[:8] == PNG_SIGNATURE and len(data) > 25 and data[25] in (4, 6)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -180,12 +182,45 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     return chan > half
 
 
+def png_is_whole(path: str | os.PathLike, colour_type: int | None = None) -> bool:
+    """Whether ``path`` is a whole PNG (of IHDR ``colour_type``, when given): the signature,
+    an intact IHDR, chunks that chain on to an IEND that ends the file. Reads the chunk
+    headers only, not the pixels (a few milliseconds for a 24 MP cut-out), and catches an
+    empty, truncated or cut-short file: what an output that is not done looks like."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(33)
+            if (
+                len(head) < 33
+                or head[:8] != PNG_SIGNATURE
+                or head[12:16] != b"IHDR"
+                or zlib.crc32(head[12:29]) != int.from_bytes(head[29:33], "big")
+                or (colour_type is not None and head[25] != colour_type)
+            ):
+                return False
+            pos = 33
+            while pos + 12 <= size:
+                f.seek(pos)
+                chunk = f.read(8)
+                if chunk[4:] == b"IEND":
+                    return pos + 12 == size and chunk + f.read(4) == PNG_IEND
+                pos += 12 + int.from_bytes(chunk[:4], "big")
+    except OSError:
+        pass
+    return False
+
+
+def temporary_name(what: str = "") -> str:
+    """A hidden temporary file name of this process (pid + random, and ``what``): short and
+    of a fixed length, so a target of any legal name (up to 255 bytes) has one."""
+    return f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}{what}{TMP_SUFFIX}"
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a hidden temporary file and a rename."""
     path = Path(path)
-    tmp = path.with_name(
-        f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}{TMP_SUFFIX}"
-    )
+    tmp = path.with_name(temporary_name())
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -287,7 +322,7 @@ def encode_png_parallel(img: np.ndarray, pieces_bytes: int = _PNG_PIECE_BYTES) -
     colour_type = {1: 0, 3: 2, 4: 6}[C]
     return b"".join(
         [
-            b"\x89PNG\r\n\x1a\n",
+            PNG_SIGNATURE,
             _png_chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, colour_type, 0, 0, 0)),
             *(_png_chunk(b"IDAT", z) for z in idat),
             _png_chunk(b"IEND", b""),

@@ -117,6 +117,11 @@ class Manifest:
         except OSError:
             return False
 
+    def lists(self, path: str | os.PathLike) -> bool:
+        """Whether the manifest names the file ``path`` (whatever its size is now)."""
+        with self._lock:
+            return self._rel(path) in self.files
+
     def foreign(self, entries: Iterable[str]) -> list[Path]:
         """Files under ``entries`` (paths relative to the root; folders end in "/") that the
         command did not write, in name order."""

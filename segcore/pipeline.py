@@ -10,7 +10,10 @@ atomically; a frame that fails is reported and skipped; an interrupted run can r
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
+import io
 import json
 import logging
 import os
@@ -19,7 +22,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 import cv2
@@ -33,8 +35,10 @@ from .infer import Segmenter
 from .io import (
     atomic_write_bytes,
     discover_frames,
+    png_is_whole,
     read_image,
     remove_stale_temporaries,
+    temporary_name,
     write_png,
 )
 from .mask import cutout, decide, foreground_share
@@ -294,18 +298,45 @@ def _check_output(input_path: Path, out: Path, folders: list[str]) -> None:
         check_apart(out / f, [in_dir], f"the output folder {f}/", advice="choose another OUT")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".segcore-write-test-{os.getpid()}"
+        probe = out / temporary_name("-probe")  # a dead run's is removed like any temporary
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise OutputError(
-            f"{out}: cannot write to the output folder ({exc.strerror}); choose a writable folder"
-        ) from exc
+        raise _unwritable(out, exc) from exc
+
+
+def _unwritable(out: Path, exc: OSError) -> OutputError:
+    return OutputError(
+        f"{out}: cannot write to the output folder ({exc.strerror}); choose a writable folder"
+    )
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` takes."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # AttributeError: Windows has no pathconf
+        return 255
 
 
 # write errors every later frame would meet too: full, read-only, no permission (an
-# immutable or re-permissioned folder), so the run stops at the first
-STOPPING_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EPERM, errno.EACCES)
+# immutable or re-permissioned folder), so the run stops at the first, saying what to do
+STOP_ADVICE = {
+    errno.ENOSPC: "free space on that disk",
+    errno.EDQUOT: "free space or raise the disk quota",
+    errno.EROFS: "the file system turned read-only: remount it writable (or choose another OUT)",
+    errno.EPERM: "the folder refuses new files (immutable?): make it writable (chattr -i)",
+    errno.EACCES: "no permission to write there: give it back (chmod u+w)",
+}
+STOPPING_ERRNOS = tuple(STOP_ADVICE)
+# --temporal: the chain's state after a frame (its grey and smoothed probability at network
+# scale), kept until the next frame is done, so a resumed run goes on with it
+CHAIN_STATES = ".segment-temporal"
+# the frames the still-background pass completed (their outputs' sizes) and its summary, so a
+# resumed run never completes a mask twice; the plate of a pass that was stopped, so it
+# finishes with the same plate
+PLATE_RECORD = ".segment-plate.json"
+PLATE_SAVED = ".segment-plate.npz"
 
 
 class SequenceJob:
@@ -333,8 +364,9 @@ class SequenceJob:
         self.rim_colours = "rgba" in options.formats  # only the RGBA output uses them
         self._check_stems()
         _check_output(self.input, self.output, [w.folder for w in self.writers])
+        self._check_name_lengths()
         self.segmenter, self.post = load_segmenter(options)
-        self.existing = [i for i, p in enumerate(self.frames) if self._outputs_exist(p)]
+        self.existing = [i for i, p in enumerate(self.frames) if self._outputs_done(p)]
         partial = [i for i, p in enumerate(self.frames) if self._any_output_exists(p)]
         if partial and not (options.skip_existing or options.overwrite):
             raise OutputError(
@@ -346,11 +378,23 @@ class SequenceJob:
         kept = set() if options.overwrite else set(self.existing)
         todo = [p for i, p in enumerate(self.frames) if i not in kept]
         self.owned = Manifest(self.output, "segment")
-        self.owned.refuse_foreign(str(q.relative_to(self.output)) for q in self._paths(todo))
-        for w in self.writers:
-            (self.output / w.folder).mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(self.output / w.folder)
-        self.owned.pending([*self._paths(todo), "report.json"])
+        # an output of its own left empty or cut short (a copy, a disk fault) is not done:
+        # it is written again
+        self.owned.refuse_foreign(
+            str(q.relative_to(self.output))
+            for q in self._paths(todo)
+            if not (self.owned.lists(q) and not png_is_whole(q))
+        )
+        folders = [self.output / w.folder for w in self.writers]
+        try:
+            for d in folders:
+                d.mkdir(parents=True, exist_ok=True)
+            for d in (self.output, *folders, self.output / CHAIN_STATES):
+                remove_stale_temporaries(d)  # a dead run's, report.json's included
+            self.owned.pending([*self._paths(todo), "report.json"])
+            self._forget_plate({p.name for p in todo})  # their outputs are written again
+        except OSError as exc:
+            raise _unwritable(self.output, exc) from exc
         self.smoother = SequenceSmoother(len(self.frames)) if options.temporal else None
         self.results: list[FrameResult] = []
         self.started = time.time()
@@ -371,14 +415,29 @@ class SequenceJob:
                 )
             seen[p.stem] = p
 
+    def _check_name_lengths(self) -> None:
+        limit = _name_max(self.output)
+        for p in self.frames:
+            for w in self.writers:
+                n = len(os.fsencode(w.filename(p)))
+                if n > limit:
+                    raise InputError(
+                        f"{p}: the name of its {w.name} output would be {n} bytes, over the "
+                        f"output folder's limit of {limit}; shorten the frame's file name"
+                    )
+
     def _paths(self, frames: list[Path]) -> list[Path]:
         return [q for p in frames for q in self.output_paths(p)]
 
     def output_paths(self, frame: Path) -> list[Path]:
         return [self.output / w.folder / w.filename(frame) for w in self.writers]
 
-    def _outputs_exist(self, frame: Path) -> bool:
-        return all(p.exists() for p in self.output_paths(frame))
+    def _outputs_done(self, frame: Path) -> bool:
+        """Every output of ``frame`` is there and whole (not empty, not cut short)."""
+        return all(
+            png_is_whole(self.output / w.folder / w.filename(frame), w.png_colour)
+            for w in self.writers
+        )
 
     def _any_output_exists(self, frame: Path) -> bool:
         return any(p.exists() for p in self.output_paths(frame))
@@ -389,22 +448,31 @@ class SequenceJob:
         res = FrameResult(index, str(path), "ok")
         t0 = time.perf_counter()
         try:
-            if self.options.skip_existing and self._outputs_exist(path):
+            if self.options.skip_existing and self._outputs_done(path):
                 res.status = "skipped"
+                self._resume_chain(index)
                 return res
             ta = time.perf_counter()
             bgr = read_image(path, res.warnings)
             res.timings["decode"] = time.perf_counter() - ta
-            smooth = None
+            smooth, state = None, []
             if self.smoother is not None:
-                smooth = partial(self.smoother.smooth, index)
+
+                def smooth(source, prob):
+                    state.append(self.smoother.smooth_state(index, source, prob))
+                    return state[0][1]
+
             fm = segment_frame(bgr, self.segmenter, self.post, self.rim_colours, smooth)
             res.timings.update(fm.timings)
             tb = time.perf_counter()
+            if state:  # saved first: a frame whose outputs are done has its state on disk
+                self._save_chain_state(index, state[0])
             for w in self.writers:
                 target = self.output / w.folder / w.filename(path)
                 w.write(target, bgr, fm)
                 res.outputs.append(str(target))
+            if state:
+                self._drop_chain_state(index - 1)  # only this frame, now done, needed it
             res.timings["encode"] = time.perf_counter() - tb
             res.foreground_share = foreground_share(fm.mask)
             if res.foreground_share == 0.0:
@@ -417,12 +485,7 @@ class SequenceJob:
             res.status = "failed"
             res.error = f"cannot write an output ({exc.strerror or exc})"
             if exc.errno in STOPPING_ERRNOS or not self.output.is_dir():
-                # every later frame would fail the same way: stop the run
-                what = exc.strerror if self.output.is_dir() else "the output folder disappeared"
-                self.fatal = (
-                    f"{self.output}: {what}; free space (or fix the folder) and rerun "
-                    "with --skip-existing"
-                )
+                self.fatal = self._stop_reason(exc)  # every later frame would fail the same way
         except MemoryError:
             res.status, res.error = "failed", "not enough memory for this frame"
         except Exception as exc:  # a bug, but one frame must not stop the others
@@ -433,6 +496,66 @@ class SequenceJob:
                 self.smoother.skip(index)  # no-op once smoothed; unblocks the next frame
         res.seconds = time.perf_counter() - t0
         return res
+
+    def _stop_reason(self, exc: OSError) -> str:
+        """One line for the fault that stops the run: which folder, what to do."""
+        if not self.output.is_dir():
+            return (
+                f"{self.output}: the output folder disappeared (a drive unmounted?); "
+                "reconnect it and rerun with --skip-existing"
+            )
+        where = Path(exc.filename).parent if exc.filename else self.output
+        return f"{where}: {exc.strerror}; {STOP_ADVICE[exc.errno]}, then rerun with --skip-existing"
+
+    # --- the --temporal chain across runs (CHAIN_STATES) ---
+
+    def _chain_state_path(self, index: int) -> Path:
+        name = os.fsencode(self.frames[index].name)
+        return self.output / CHAIN_STATES / f"{hashlib.sha1(name).hexdigest()[:20]}.npz"
+
+    def _chain_key(self, index: int) -> str:
+        """What a saved state holds for: the frame (name, size, time), model and options."""
+        st = self.frames[index].stat()
+        card = self.segmenter.card
+        return json.dumps(
+            [self.frames[index].name, st.st_size, st.st_mtime_ns, card.name,
+             card.preprocess.input_size, self.post.to_dict()],
+            sort_keys=True,
+        )  # fmt: skip
+
+    def _save_chain_state(self, index: int, state) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, gray=state[0], prob=state[1], key=np.array(self._chain_key(index)))
+        path = self._chain_state_path(index)
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(path, buf.getvalue())
+
+    def _drop_chain_state(self, index: int) -> None:
+        if index >= 0:
+            with contextlib.suppress(OSError):
+                self._chain_state_path(index).unlink()
+
+    def _resume_chain(self, index: int) -> None:
+        """A frame done by an earlier run hands the next frame, if that one runs now, the
+        chain state that run saved: the chain goes on as in an uninterrupted run."""
+        nxt = index + 1
+        if self.smoother is None or nxt >= len(self.frames) or self._outputs_done(self.frames[nxt]):
+            return
+        try:
+            with np.load(self._chain_state_path(index), allow_pickle=False) as z:
+                if str(z["key"]) == self._chain_key(index):
+                    self.smoother.resume(index, (z["gray"], z["prob"]))
+        except Exception:  # none, another run's or damaged: the chain starts again at nxt
+            pass
+
+    def _drop_chain_states(self) -> None:
+        folder = self.output / CHAIN_STATES
+        if folder.is_dir():
+            for p in folder.glob("*.npz"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
     def run(self, should_stop: Callable[[], bool] | None = None) -> Iterator[FrameResult]:
         """Yield one :class:`FrameResult` per frame, in order. ``should_stop`` cancels."""
@@ -448,6 +571,9 @@ class SequenceJob:
             yield from self._run(workers, n, stop, should_stop)
         finally:
             cv2.setNumThreads(cv_threads)
+        finished = not (self.interrupted or self.fatal) and len(self.results) == n
+        if self.smoother is not None and finished and not self.failures():
+            self._drop_chain_states()  # every frame done: no chain to go on with
         if self.options.plate != "off" and not self.interrupted and not self.fatal:
             self.complete_from_plate(self.options.plate == "on", self.plate_progress, should_stop)
 
@@ -463,8 +589,14 @@ class SequenceJob:
 
         Rewrites (atomically) only the outputs of frames that change; the RGBA cut-outs keep
         their soft rim. Returns (and keeps in ``self.plate``) what changed, or None where the
-        background moves or there are fewer than 6 frames. ``should_stop`` ends the pass
-        early (every output stays valid: completed, or the network's as it was).
+        background moves or there are fewer than 6 frames. ``should_stop`` or an interrupt
+        (KeyboardInterrupt) ends the pass early: every output stays valid (completed, or the
+        network's as it was), ``interrupted`` is set and ``plate`` says how far it got.
+
+        Idempotent: the frames it completed are listed in :data:`PLATE_RECORD` (with their
+        outputs' sizes), and a later pass (a resumed run) completes only the others; a pass
+        that was stopped leaves its plate in :data:`PLATE_SAVED`, so the resumed pass goes on
+        with the same plate and ends with the files of an uninterrupted one.
         """
         from .io import read_label
         from .plate import still_plate
@@ -476,32 +608,126 @@ class SequenceJob:
         def mask_of(i: int) -> np.ndarray:
             return read_label(self.output / src.folder / src.filename(self.frames[i]))
 
+        record = self._plate_record()
+        todo = [i for i in done if not self._plate_completed(i, record)]
+        if done and not todo:  # an earlier pass completed every frame: never twice
+            self.plate = record.get("plate")
+            return self.plate
+        names = [self.frames[i].name for i in done]
         try:
-            plate = still_plate(
+            plate = self._saved_plate(names) or still_plate(
                 len(done),
                 lambda k: (read_image(self.frames[done[k]]), mask_of(done[k])),
                 force,
                 progress,
             )
+            if plate is None:
+                return None
+            self.owned.pending(self._paths([self.frames[i] for i in todo]))  # rewritten below
         except (SegcoreError, OSError) as exc:  # a frame gone or unreadable since: say so
             log.warning("no still-background pass: %s", getattr(exc, "reason", exc))
             return None
-        if plate is None:
-            return None
-        self.owned.pending(self._paths([self.frames[i] for i in done]))  # rewritten below
-        for k, i in enumerate(done):
-            if should_stop is not None and should_stop():
-                log.warning("still-background pass stopped after %d of %d frames", k, len(done))
-                break
-            try:
-                self._complete_frame(i, plate, mask_of(i))
-            except (SegcoreError, OSError) as exc:  # one bad frame never stops the others
-                log.warning("%s: not completed from the plate: %s", self.frames[i], exc)
-            if progress is not None:
-                progress("plate masks", k + 1, len(done))
-        self.plate = plate.summary()
-        log.info("masks completed from the still background: %s", self.plate)
+        except BaseException:
+            self.interrupted = True
+            raise
+        saved = time.monotonic()
+        try:
+            for k, i in enumerate(todo):
+                if should_stop is not None and should_stop():
+                    self.interrupted = True
+                    break
+                try:
+                    self._complete_frame(i, plate, mask_of(i))
+                except (SegcoreError, OSError) as exc:  # one bad frame never stops the others
+                    log.warning("%s: not completed from the plate: %s", self.frames[i], exc)
+                else:
+                    record["frames"][self.frames[i].name] = self._output_sizes(i)
+                if progress is not None:
+                    progress("plate masks", k + 1, len(todo))
+                if time.monotonic() - saved > 1.0:  # a kill loses at most a second's record
+                    self._save_plate_record(record)
+                    saved = time.monotonic()
+        except BaseException:
+            self.interrupted = True
+            raise
+        finally:
+            self.plate = {**plate.summary(), "frames_completed": plate.corrected}
+            self.plate["stopped"] = self.interrupted
+            record["plate"] = self.plate
+            self._save_plate_record(record)
+            self._keep_plate(plate, names if self.interrupted else None)
+        if self.interrupted:
+            log.warning("still-background pass stopped: %s", self.plate)
+        else:
+            log.info("masks completed from the still background: %s", self.plate)
         return self.plate
+
+    # --- the still-background pass across runs (PLATE_RECORD, PLATE_SAVED) ---
+
+    def _output_sizes(self, i: int) -> dict[str, int]:
+        paths = self.output_paths(self.frames[i])
+        return {p.relative_to(self.output).as_posix(): p.stat().st_size for p in paths}
+
+    def _plate_record(self) -> dict:
+        try:
+            record = json.loads((self.output / PLATE_RECORD).read_text(encoding="utf-8"))
+            if isinstance(record.get("frames"), dict):
+                return record
+        except (OSError, ValueError, AttributeError):
+            pass
+        return {"version": 1, "plate": None, "frames": {}}
+
+    def _plate_completed(self, i: int, record: dict) -> bool:
+        """Whether an earlier pass completed frame ``i``'s outputs as they are now."""
+        try:
+            return record["frames"].get(self.frames[i].name) == self._output_sizes(i)
+        except OSError:
+            return False
+
+    def _save_plate_record(self, record: dict) -> None:
+        try:
+            data = json.dumps(record, indent=1, sort_keys=True) + "\n"
+            atomic_write_bytes(self.output / PLATE_RECORD, data.encode("utf-8"))
+        except OSError as exc:
+            log.warning("%s: not written (%s)", self.output / PLATE_RECORD, exc.strerror or exc)
+
+    def _forget_plate(self, names: set[str]) -> None:
+        """Frames whose outputs are written again are no longer completed."""
+        record = self._plate_record()
+        if names & set(record["frames"]):
+            record["frames"] = {k: v for k, v in record["frames"].items() if k not in names}
+            self._save_plate_record(record)
+
+    def _keep_plate(self, plate, names: list[str] | None) -> None:
+        """Save ``plate`` (built from the frames ``names``) for a resumed pass; None: remove
+        a saved one (the pass finished)."""
+        path = self.output / PLATE_SAVED
+        if names is None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return
+        arrays = {k: v for k, v in vars(plate).items() if isinstance(v, np.ndarray)}
+        meta = {k: v for k, v in vars(plate).items() if k not in arrays}
+        buf = io.BytesIO()
+        np.savez(buf, **arrays, meta=np.array(json.dumps({**meta, "names": names})))
+        try:
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError as exc:
+            log.warning("%s: not written (%s)", path, exc.strerror or exc)
+
+    def _saved_plate(self, names: list[str]):
+        """The plate a stopped pass saved, if it was built from the frames ``names``."""
+        from .plate import Plate
+
+        try:
+            with np.load(self.output / PLATE_SAVED, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.pop("names") != names:
+                    return None
+                arrays = {k: z[k] for k in z.files if k != "meta"}
+            return Plate(**{**meta, "size": tuple(meta["size"]), **arrays})
+        except Exception:  # none, or not readable as one: the plate is built again
+            return None
 
     def _complete_frame(self, i: int, plate, old: np.ndarray) -> None:
         new = plate.correct(read_image(self.frames[i]), old)
@@ -530,21 +756,26 @@ class SequenceJob:
                         nxt += 1
                     if i not in pending:
                         break
-                    res = pending.pop(i).result()
+                    res = pending[i].result()  # popped once had: an interrupt here counts it
+                    del pending[i]
                     self.results.append(res)
                     yield res
                     if self.fatal or (should_stop is not None and should_stop()):
                         stop.set()
                         self.interrupted = True
-                        # let frames in flight finish (their writes are atomic), start no more
-                        for j in sorted(pending):
-                            self.results.append(pending.pop(j).result())
                         break
-            except BaseException:
+            except BaseException:  # KeyboardInterrupt (SIGINT, SIGTERM), or closed by the caller
                 self.interrupted = True
                 for f in pending.values():
                     f.cancel()
                 raise
+            finally:
+                # frames in flight finish their atomic writes, start no more: each is counted
+                # as what it became (a frame written while the run stopped is ok)
+                for j in sorted(pending):
+                    f = pending.pop(j)
+                    if not f.cancelled():
+                        self.results.append(f.result())
 
     def summary(self) -> dict:
         by = {s: sum(r.status == s for r in self.results) for s in ("ok", "skipped", "failed")}

@@ -70,8 +70,9 @@ def smooth_step(
 class SequenceSmoother:
     """:func:`smooth_step` along a sequence of ``n`` frames processed on several threads.
 
-    Every frame index must be settled exactly once, by :meth:`smooth` or by :meth:`skip`
-    (a frame that failed or was skipped breaks the chain: the next frame starts afresh).
+    Every frame index must be settled exactly once, by :meth:`smooth`, by :meth:`resume`
+    (a frame done by an earlier run, with the state it saved) or by :meth:`skip` (a frame
+    that failed, or was skipped without a state, breaks the chain: the next starts afresh).
     A frame waits for its predecessor only, and takes its state: only the states of frames
     in flight are held, so memory does not grow with the sequence.
     """
@@ -99,6 +100,11 @@ class SequenceSmoother:
 
     def smooth(self, i: int, bgr_small: np.ndarray, prob: np.ndarray) -> np.ndarray:
         """Frame ``i``'s smoothed probability; ``bgr_small`` is the frame at any size."""
+        return self.smooth_state(i, bgr_small, prob)[1]
+
+    def smooth_state(self, i: int, bgr_small: np.ndarray, prob: np.ndarray):
+        """:meth:`smooth`, returning the state the next frame starts from: (the frame's
+        grey at network scale, its smoothed probability)."""
         if self._ready[i].is_set():
             raise RuntimeError(f"frame {i} was already settled")
         try:
@@ -114,7 +120,13 @@ class SequenceSmoother:
             self.skip(i)
             raise
         self._settle(i, (gray, out))
-        return out
+        return gray, out
+
+    def resume(self, i: int, state: tuple[np.ndarray, np.ndarray]) -> None:
+        """Settle frame ``i`` with a state :meth:`smooth_state` gave an earlier run (a frame
+        done then and skipped now): the next frame goes on as if the chain had not stopped."""
+        if not self._ready[i].is_set():
+            self._settle(i, state)
 
     def skip(self, i: int) -> None:
         """Frame ``i`` has no estimate (failed, skipped): settle it so the next can go on."""
