@@ -91,7 +91,8 @@ class BaseNet(nn.Module):
 
 
 class GarmentNet(nn.Module):
-    """Multi-scale residual segmentation network; returns one-channel logits at input size."""
+    """Multi-scale residual segmentation network; returns logits at input size: one channel
+    (subject) or one per class (``NetConfig.out_channels``)."""
 
     def __init__(self, cfg: NetConfig = NetConfig()):
         super().__init__()
@@ -102,7 +103,7 @@ class GarmentNet(nn.Module):
             BaseNet(cfg.in_channels, w, d, f, cfg) for _, w, d in cfg.branches
         )
         self.fuse_up = nn.ModuleList(Up(f, f) for _ in range(max(self.levels)))
-        self.head = nn.Conv2d(f, 1, 1)
+        self.head = nn.Conv2d(f, cfg.out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = {}
@@ -112,7 +113,7 @@ class GarmentNet(nn.Module):
         y = feats[max(self.levels)]
         for level in reversed(range(max(self.levels))):
             y = self.fuse_up[level](y) + feats[level]  # deconv to the next finer level, add
-        return self.head(y)  # (B, 1, H, W) logits
+        return self.head(y)  # (B, out_channels, H, W) logits
 
 
 def count_parameters(model: nn.Module) -> int:

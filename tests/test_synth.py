@@ -111,6 +111,55 @@ def test_turntable_poses_orbit_a_static_subject(rendered):
     assert abs(centres[0][2] - centres[1][2]) < 1e-3
 
 
+def test_label_maps_split_the_mask_into_garment_and_figure_and_keep_the_support_out(rendered):
+    _, seqs = rendered
+    seen = set()
+    for seq in seqs:
+        for fr in _load(seq)[0]["frames"]:
+            stem = fr["image"][:-4]
+            lab = cv2.imread(os.path.join(seq, "labels", stem + ".png"), cv2.IMREAD_UNCHANGED)
+            mask = cv2.imread(os.path.join(seq, "masks", stem + ".png"), cv2.IMREAD_UNCHANGED)
+            assert lab.shape == mask.shape and lab.dtype == np.uint8 and lab.max() <= 3
+            assert (lab == 1).any(), "every frame shows the garment"
+            fg = (lab == 1) | (lab == 2)
+            # the label map and the mask come from one render: they agree but on mixed pixels
+            assert ((mask > 0) != fg).mean() < 0.005
+            assert not ((mask > 0) & (lab == 3)).any()
+            seen |= set(np.unique(lab).tolist())
+    assert {1, 2, 3} <= seen, f"classes seen: {sorted(seen)}"
+
+
+def test_labels_from_render_reads_coverage_per_class():
+    from training.synth.render import labels_from_render
+
+    px = np.zeros((1, 4, 4), np.float32)  # BGRA, straight alpha, sRGB
+    px[0, 0] = (0, 0, 1, 1)  # garment
+    px[0, 1] = (0, 1, 0, 0.8)  # figure, mostly covered
+    px[0, 2] = (1, 0, 0, 1)  # support
+    px[0, 3] = (0, 0, 1, 0.3)  # garment edge, mostly background
+    labels, mask = labels_from_render(px)
+    assert labels.tolist() == [[1, 2, 3, 0]]
+    assert mask.tolist() == [[255, 255, 0, 0]]
+
+
+def test_a_sequence_without_label_maps_gets_the_label_pass_only(rendered, tmp_path):
+    import shutil
+
+    _, seqs = rendered
+    seq = os.path.join(tmp_path, os.path.basename(seqs[1]))
+    shutil.copytree(seqs[1], seq)
+    shutil.rmtree(os.path.join(seq, "labels"))
+    before = {n: open(os.path.join(seq, "images", n), "rb").read() for n in os.listdir(os.path.join(seq, "images"))}
+    stats = render_sequence(_spec(4, "turntable"), str(tmp_path), W, H, 2, samples=2, threads=2, mask_samples=8)
+    assert stats.get("labels_only") and sequence_complete(seq, 2)
+    for n, data in before.items():
+        assert open(os.path.join(seq, "images", n), "rb").read() == data
+    for n in os.listdir(os.path.join(seq, "labels")):
+        a = cv2.imread(os.path.join(seq, "labels", n), cv2.IMREAD_UNCHANGED)
+        b = cv2.imread(os.path.join(seqs[1], "labels", n), cv2.IMREAD_UNCHANGED)
+        assert (a != b).mean() < 0.002
+
+
 def test_same_seed_gives_the_same_sequence_and_complete_ones_are_skipped(rendered, tmp_path):
     out, seqs = rendered
     spec = _spec(3, "ring")

@@ -21,9 +21,10 @@ def dihedral(x: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(y)
 
 
-def random_crop(img, mask, size: int, rng: np.random.Generator, scale=(0.6, 1.4)):
+def random_crop(img, mask, size: int, rng: np.random.Generator, scale=(0.6, 1.4), labels=None):
     """Scale by a random factor, then crop (or reflect-pad) a ``size`` x ``size`` window
-    that contains part of the subject most of the time."""
+    that contains part of the subject most of the time. A class map (``labels``) follows the
+    same window as per-class coverage; returns (img, mask) or (img, mask, labels)."""
     s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]))))
     h, w = img.shape[:2]
     nh, nw = max(8, round(h * s)), max(8, round(w * s))
@@ -31,11 +32,17 @@ def random_crop(img, mask, size: int, rng: np.random.Generator, scale=(0.6, 1.4)
     img = cv2.resize(img, (nw, nh), interpolation=interp)
     mask = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_LINEAR)
     mask = np.where(mask >= 128, np.uint8(255), np.uint8(0))
+    onehot = None
+    if labels is not None:
+        onehot = (labels[..., None] == np.arange(4, dtype=np.uint8)).astype(np.uint8) * 255
+        onehot = cv2.resize(onehot, (nw, nh), interpolation=cv2.INTER_LINEAR)
     ph, pw = max(0, size - nh), max(0, size - nw)
     if ph or pw:
         t, l = ph // 2, pw // 2
         img = cv2.copyMakeBorder(img, t, ph - t, l, pw - l, cv2.BORDER_REFLECT_101)
         mask = cv2.copyMakeBorder(mask, t, ph - t, l, pw - l, cv2.BORDER_REFLECT_101)
+        if onehot is not None:
+            onehot = cv2.copyMakeBorder(onehot, t, ph - t, l, pw - l, cv2.BORDER_REFLECT_101)
         nh, nw = img.shape[:2]
     ys, xs = np.nonzero(mask[::4, ::4])
     if len(ys) and rng.random() < 0.8:  # centre the crop near a subject pixel
@@ -45,7 +52,11 @@ def random_crop(img, mask, size: int, rng: np.random.Generator, scale=(0.6, 1.4)
         x0 = int(np.clip(cx - rng.integers(size), 0, nw - size))
     else:
         y0, x0 = int(rng.integers(nh - size + 1)), int(rng.integers(nw - size + 1))
-    return img[y0 : y0 + size, x0 : x0 + size], mask[y0 : y0 + size, x0 : x0 + size]
+    win = (slice(y0, y0 + size), slice(x0, x0 + size))
+    if onehot is None:
+        return img[win], mask[win]
+    lab = np.argmax(onehot[win], axis=-1).astype(np.uint8)
+    return img[win], np.where((lab == 1) | (lab == 2), np.uint8(255), np.uint8(0)), lab
 
 
 def colour_jitter(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0):
@@ -184,9 +195,16 @@ def augment(
     photos=None,
     bg_swap: float = 0.3,
     scale=(0.6, 1.4),
+    labels=None,
 ):
-    """One training crop (BGR uint8 (size, size, 3), mask uint8 (size, size))."""
-    img, mask = random_crop(img, mask, size, rng, scale)
+    """One training crop (BGR uint8 (size, size, 3), mask uint8 (size, size)), plus the crop's
+    class map when ``labels`` is given (a background swap then keeps the support too)."""
+    if labels is None:
+        img, mask = random_crop(img, mask, size, rng, scale)
+        keep = mask
+    else:
+        img, mask, labels = random_crop(img, mask, size, rng, scale, labels)
+        keep = np.where(labels > 0, np.uint8(255), np.uint8(0))
     if rng.random() < bg_swap and mask.any():
         u = rng.random()
         if photos and u < 0.55:
@@ -195,11 +213,13 @@ def augment(
             bg = matched_background(img, mask, rng)
         else:
             bg = procedural_background(size, size, rng)
-        img = swap_background(img, mask, bg)
+        img = swap_background(img, keep, bg)
     # Captures are mostly upright: keep identity/mirror 3 times in 4, the other six
     # symmetries of the square (the paper's amplification) the rest of the time.
     k = int(rng.choice([0, 4])) if rng.random() < 0.75 else int(rng.integers(8))
     img, mask = dihedral(img, k), dihedral(mask, k)
     img = colour_jitter(img, rng)
     img = degrade(img, rng)
-    return img, mask
+    if labels is None:
+        return img, mask
+    return img, mask, dihedral(labels, k)

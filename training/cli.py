@@ -43,6 +43,18 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--val-sequences", nargs="+", metavar="NAME", help="explicit held-out set")
     t.add_argument(
+        "--val-data",
+        nargs="+",
+        metavar="DIR",
+        help="data set roots used only to pick the checkpoint (validation families)",
+    )
+    t.add_argument(
+        "--classes",
+        action="store_true",
+        help="predict garment / figure / support (label maps in <sequence>/labels); the mask "
+        "is garment + figure",
+    )
+    t.add_argument(
         "--exclude-sequences",
         nargs="+",
         metavar="NAME",
@@ -79,6 +91,7 @@ def config_from_args(args):
         "threads": args.threads,
         "init": args.init,
         "val_sequences": args.val_sequences,
+        "val_data": args.val_data,
         "exclude_sequences": args.exclude_sequences,
     }
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
@@ -91,6 +104,10 @@ def config_from_args(args):
         arch = replace(arch, multiscale=False)
     if args.no_residual or args.baseline:
         arch = replace(arch, residual=False)
+    if args.classes:
+        from segcore.config import CLASSES
+
+        arch = replace(arch, out_channels=len(CLASSES))
     cfg = replace(cfg, arch=arch)
     if not cfg.data:
         raise SystemExit("error: no training data; pass --data DIR (see --help)")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from segcore.config import CLASSES
 from segcore.card import MODELS_DIR, ModelCard, PostprocessParams
 from segcore.export import export_onnx
 from segcore.infer import Segmenter
@@ -52,6 +53,8 @@ def export_checkpoint(
         },
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if cfg.arch.out_channels > 1:
+        info["classes"] = list(CLASSES)
     run_dir = Path(checkpoint).parent
     for fname, key in (("meta.json", "run"),):
         if (run_dir / fname).exists():

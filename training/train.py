@@ -47,11 +47,14 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup: int = 100  # linear warm-up steps, then cosine decay to 2 % of lr
     dice_weight: float = 1.0  # loss = BCE + dice_weight * Dice
+    class_weight: float = 0.5  # multi-class models: + class_weight * cross-entropy over CLASSES
     edge_weight: float = 2.0  # extra BCE weight on pixels within 2 px of the label's boundary
     bg_swap: float = 0.35  # share of crops whose background is swapped
     val_share: float = 0.15  # share of sequences held out (split by sequence name)
     val_frames: int = 48  # at most this many validation frames (evenly spread)
     val_sequences: list[str] = field(default_factory=list)  # explicit held-out sequences
+    # data set roots used only to pick the checkpoint (validation families), never trained on
+    val_data: list[str] = field(default_factory=list)
     # test sequences: neither trained on nor used to pick the checkpoint (report them with eval)
     exclude_sequences: list[str] = field(default_factory=list)
     seed: int = 0
@@ -82,6 +85,27 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
     inter = (p * target).sum(dim=(1, 2, 3))
     denom = p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
     return (1 - (2 * inter + eps) / (denom + eps)).mean()
+
+
+def subject_logit(logits: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) subject logit: the logit itself for one channel; for class logits
+    log P(garment or figure) - log P(background or support)."""
+    if logits.shape[1] == 1:
+        return logits
+    fg = torch.logsumexp(logits[:, 1:3], dim=1, keepdim=True)
+    bg = torch.logsumexp(logits[:, [0, 3]], dim=1, keepdim=True)
+    return fg - bg
+
+
+class SubjectLogit(nn.Module):
+    """A multi-class network seen as a one-channel subject network (for validation)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return subject_logit(self.net(x))
 
 
 def edge_weights(masks: np.ndarray, extra: float) -> np.ndarray:
@@ -175,7 +199,7 @@ def validate(model: nn.Module, cfg: TrainConfig, samples, refine: bool = False) 
     from segcore.pipeline import segment_frame
 
     card = card_for(cfg)
-    seg = Segmenter(card, backend=TorchBackend(model))
+    seg = Segmenter(card, backend=TorchBackend(SubjectLogit(model)))
     post = PostprocessParams(refine=refine, flip=False)  # one inference: checkpoints compare
     scores = Scores()
     model.eval()
@@ -210,8 +234,17 @@ def save_checkpoint(path: Path, model, opt, step: int, cfg: TrainConfig, best: f
 
 
 def load_weights(model: nn.Module, path: str) -> None:
+    """Load a checkpoint; a one-channel head initialises a class head so that the classes'
+    subject logit equals the old logit (garment and figure get it, the others 0)."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(ck.get("model", ck))
+    state = dict(ck.get("model", ck))
+    own = model.state_dict()
+    for key in ("head.weight", "head.bias"):
+        if key in state and state[key].shape[0] == 1 and own[key].shape[0] == 4:
+            w = torch.zeros_like(own[key])
+            w[1:3] = state[key]
+            state[key] = w
+    model.load_state_dict(state)
 
 
 def plot_curves(csv_path: Path, png_path: Path) -> None:
@@ -268,6 +301,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     else:
         train_names, val_names = split_sequences(names, cfg.val_share, cfg.seed)
     train_samples = [s for n in train_names for s in seqs[n]]
+    for root in cfg.val_data:
+        for name, s in find_sequences(root).items():
+            seqs[f"{Path(root).name}/{name}"] = s
+            val_names.append(f"{Path(root).name}/{name}")
     val_samples = spread([s for n in val_names for s in seqs[n]], cfg.val_frames)
     log.info(
         "%d training frames from %d sequences; %d validation frames from %d sequences",
@@ -280,7 +317,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
     # frames are kept in memory at up to 1.5x the training scale (scale augmentation range)
     bar = tqdm(total=len(train_samples), desc="loading", disable=not progress, leave=False)
-    imgs, masks = load_all(train_samples, round(cfg.input_size * 1.25), bar)
+    imgs, masks, labels = load_all(train_samples, round(cfg.input_size * 1.25), bar)
+    classes = cfg.arch.out_channels > 1
     bar.close()
     photos = package_photos() if cfg.photos else []
 
@@ -339,29 +377,36 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     def make_batch():
         xb = np.empty((cfg.batch, cfg.crop, cfg.crop, 3), np.uint8)
         yb = np.empty((cfg.batch, cfg.crop, cfg.crop), np.uint8)
+        cb = np.full((cfg.batch, cfg.crop, cfg.crop), 255, np.uint8)  # 255: class unknown
         for b in range(cfg.batch):
             i = int(rng.integers(len(imgs)))
             # frames are stored at 1.25x; scale range covers 0.6x..1.4x of the inference scale
-            img, m = augment(imgs[i], masks[i], cfg.crop, rng, photos, cfg.bg_swap, (0.5, 1.1))
-            xb[b], yb[b] = denoise_v(img, cfg.denoise_sigma), m
+            lab = labels[i] if classes else None
+            crop = augment(imgs[i], masks[i], cfg.crop, rng, photos, cfg.bg_swap, (0.5, 1.1), lab)
+            xb[b], yb[b] = denoise_v(crop[0], cfg.denoise_sigma), crop[1]
+            if lab is not None:
+                cb[b] = crop[2]
         x = torch.from_numpy(xb[..., ::-1].astype(np.float32) / 255.0)
         x = ((x - mean) / std).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy((yb > 127).astype(np.float32))[:, None]
         wts = torch.from_numpy(edge_weights(yb, cfg.edge_weight))[:, None]
-        return x, y, wts
+        return x, y, wts, torch.from_numpy(cb.astype(np.int64))
 
     # one thread builds the next batch (OpenCV and numpy release the GIL) while torch trains on
     # this one; batches come out in order from one rng, so a run stays reproducible
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
     pending = pool.submit(make_batch)
     while step < cfg.steps:
-        x, y, wts = pending.result()
+        x, y, wts, cls = pending.result()
         pending = pool.submit(make_batch) if step + 1 < cfg.steps else None
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        logits = model(x)
+        raw = model(x)
+        logits = subject_logit(raw)
         bce = nn.functional.binary_cross_entropy_with_logits(logits, y, weight=wts)
         loss = bce + cfg.dice_weight * dice_loss(logits, y)
+        if classes and bool((cls != 255).any()):
+            loss = loss + cfg.class_weight * nn.functional.cross_entropy(raw, cls, ignore_index=255)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -279,12 +279,18 @@ def solid(name, colour, roughness=0.6, metallic=0.0, coat=0.0, noise=0.0, scale=
 
 
 def mask_override() -> bpy.types.Material:
-    """Cheap flat emission used as view-layer override during the mask pass."""
+    """Flat emission used as view-layer override during the label pass.
+
+    The emitted colour is each object's own ``color`` (Object Info), so one render gives every
+    class at once: ``render.LABEL_COLOURS`` sets garment red, figure green, support blue.
+    """
     m = bpy.data.materials.new("__mask__")
     use_nodes(m)
     nt = m.node_tree
     nt.nodes.clear()
+    info = nt.nodes.new("ShaderNodeObjectInfo")
     e = nt.nodes.new("ShaderNodeEmission")
     out = nt.nodes.new("ShaderNodeOutputMaterial")
+    nt.links.new(info.outputs["Color"], e.inputs["Color"])
     nt.links.new(e.outputs[0], out.inputs[0])
     return m

@@ -3,11 +3,16 @@
 One sequence = one scene built once; the camera (ring) or the subject root (turntable) moves
 between frames. The colour pass renders every frame with Cycles (few samples + OpenImageDenoise
 when available), then camera realism is applied in numpy. The mask pass renders the same
-cameras with every background object as holdout, a flat emission override and transparent film;
-alpha >= 0.5 is the subject (255). Output files are written atomically; ``meta.json`` is written
-last and marks the sequence complete (an interrupted run resumes by skipping complete ones).
+cameras with every background object as holdout, transparent film and a flat emission in each
+object's class colour (garment red, figure green, support blue): the label map is the class
+with the largest coverage in each pixel (0 background, 1 garment, 2 figure, 3 support) and the
+mask is garment + figure coverage >= 0.5 (255); the support (stand, pole, base, turntable
+platter) is background in the mask. Output files are written atomically; ``meta.json`` is
+written last and marks the sequence complete (an interrupted run resumes by skipping complete
+ones; a sequence whose colour frames are complete but whose labels are missing gets only the
+label pass again, which also rewrites its masks).
 
-Per sequence: ``images/NNNN.jpg``, ``masks/NNNN.png``, ``cameras.json`` (format in
+Per sequence: ``images/NNNN.jpg``, ``masks/NNNN.png``, ``labels/NNNN.png``, ``cameras.json`` (format in
 ``cameras.py``), ``meta.json`` (garment, form, stand, fabric, background, difficulty tags,
 light setup, seed and the full spec: deterministic from the seed, for held-out splits) and
 ``render.json`` (timings; not deterministic).
@@ -154,14 +159,48 @@ def plan_cameras(spec: dict, bmin, bmax, width: int, height: int, frames: int):
     return dist, target, poses
 
 
-def sequence_complete(seq_dir: str, frames: int) -> bool:
+CLASSES = ("background", "garment", "figure", "support")
+LABEL_COLOURS = {1: (1.0, 0.0, 0.0, 1.0), 2: (0.0, 1.0, 0.0, 1.0), 3: (0.0, 0.0, 1.0, 1.0)}
+"""Object colour per class in the label pass (RGBA, scene linear)."""
+
+
+def sequence_complete(seq_dir: str, frames: int, passes=("images", "masks", "labels")) -> bool:
     if not os.path.exists(os.path.join(seq_dir, "meta.json")):
         return False
     for i in range(frames):
-        for sub, ext in (("images", "jpg"), ("masks", "png")):
+        for sub in passes:
+            ext = "jpg" if sub == "images" else "png"
             if not os.path.exists(os.path.join(seq_dir, sub, f"{i:04d}.{ext}")):
                 return False
     return os.path.exists(os.path.join(seq_dir, "cameras.json"))
+
+
+def object_classes(subject, support=()) -> dict[str, int]:
+    """Object name -> class: garment parts 1, the form or figure 2, its stand and ``support``
+    (the turntable platter) 3."""
+    classes = {ob.name: 2 for ob in subject.objects}
+    classes.update({ob.name: 1 for ob in subject.garment_objects})
+    classes.update({ob.name: 3 for ob in subject.objects if ob.name.startswith("stand")})
+    classes.update({ob.name: 3 for ob in support})
+    return classes
+
+
+def labels_from_render(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label map, mask) from the label pass read by ``_render`` (BGRA, straight alpha, sRGB).
+
+    Each class's coverage is its linear colour times alpha; the label is the class with the
+    largest coverage (background = 1 - alpha), the mask is garment + figure coverage >= 0.5.
+    """
+    from .spec import srgb_to_linear
+
+    alpha = rgba[..., 3]
+    lin = srgb_to_linear(rgba[..., :3]).astype(np.float32)
+    cover = np.stack(
+        [1.0 - alpha, lin[..., 2] * alpha, lin[..., 1] * alpha, lin[..., 0] * alpha], axis=-1
+    )
+    labels = np.argmax(cover, axis=-1).astype(np.uint8)
+    mask = np.where(cover[..., 1] + cover[..., 2] >= 0.5, 255, 0).astype(np.uint8)
+    return labels, mask
 
 
 def _set_pose(cam_ob, root, matrix, angle):
@@ -184,13 +223,18 @@ def render_sequence(
     silent: bool = True,
     on_frame=None,
 ) -> dict:
-    """Render one sequence into ``out_root/<name>``; returns timing stats (or ``skipped``)."""
+    """Render one sequence into ``out_root/<name>``; returns timing stats (or ``skipped``).
+
+    A sequence whose colour frames are complete but whose label maps are missing (rendered
+    before label maps existed) gets the label pass only (``labels_only`` in the stats).
+    """
     seq_dir = os.path.join(out_root, spec["name"])
     if sequence_complete(seq_dir, frames):
         return {"skipped": True, "frames": 0}
+    labels_only = sequence_complete(seq_dir, frames, ("images",))
     t0 = time.time()
-    os.makedirs(os.path.join(seq_dir, "images"), exist_ok=True)
-    os.makedirs(os.path.join(seq_dir, "masks"), exist_ok=True)
+    for sub in ("images", "masks", "labels"):
+        os.makedirs(os.path.join(seq_dir, sub), exist_ok=True)
     with quiet(silent):
         reset_scene()
     configure(width, height, samples, threads, spec["geometry_seed"])
@@ -203,11 +247,13 @@ def render_sequence(
     background = stage.build_background(
         spec["background"], dist, rng, math.atan2(float(eye[1]), float(eye[0]))
     )
+    support = []
     if spec["form"]["turntable"]:
         platter = stage.turntable(subject.root, rng)
         for ob in background:  # the platter (top at z = 0) stands on the floor
             ob.location.z -= platter.dimensions.z
         background.append(platter)
+        support.append(platter)
     az_cam = spec["camera"]["azimuth0"] * (0.2 if spec["capture"] == "turntable" else 1.0)
     stage.build_lights(spec["light"], az_cam, target, rng, ring=spec["capture"] == "ring")
     cam_data = bpy.data.cameras.new("camera")
@@ -225,60 +271,63 @@ def render_sequence(
 
     tmp = tempfile.mkdtemp(prefix="synth_")
     try:
-        # exposure: meter frame 0 at low resolution like a camera's auto exposure, then lock it
-        _set_pose(cam_ob, subject.root, *poses[0])
-        sc.render.resolution_percentage = 25
-        sc.cycles.samples = 4
-        tags = spec["difficulty"]
-        target_lum = (
-            0.2
-            if "black_on_black" in tags
-            else 0.62
-            if "white_on_white" in tags
-            else spec["post"]["target"]
-        )
-        ev = 0.0
-        for _ in range(3):
-            sc.view_settings.exposure = ev
-            probe = _render(os.path.join(tmp, "probe.png"), False, "16", silent)
-            lum = max(float(np.mean(probe)), 1e-3)
-            high = float(np.percentile(probe.max(axis=2), 99.0))
-            step = 2.2 * math.log2(target_lum / lum)
-            step = (
-                min(step, -1.2)
-                if high > 0.97
-                else min(step, 2.2 * math.log2(0.97 / max(high, 1e-3)))
-            )
-            ev = float(np.clip(ev + step, -5, 4))
-            if abs(step) < 0.3:
-                break
-        sc.view_settings.exposure = ev + spec["post"]["exposure"] * 0.3
-        sc.render.resolution_percentage = 100
-        sc.cycles.samples = samples
-
-        post_rng = np.random.default_rng([spec["seed"], spec["index"], 11])
         frames_json, times = [], []
-        for i, (m, angle) in enumerate(poses):
-            t = time.time()
-            _set_pose(cam_ob, subject.root, m, angle)
-            img = _render(os.path.join(tmp, "c.png"), False, "16", silent)
-            out = postfx.camera_realism(img, spec["post"], post_rng)
-            postfx.write_image(
-                os.path.join(seq_dir, "images", f"{i:04d}.jpg"), out, spec["post"]["jpeg"]
+        if not labels_only:
+            # exposure: meter frame 0 at low resolution like a camera's auto exposure, then lock it
+            _set_pose(cam_ob, subject.root, *poses[0])
+            sc.render.resolution_percentage = 25
+            sc.cycles.samples = 4
+            tags = spec["difficulty"]
+            target_lum = (
+                0.2
+                if "black_on_black" in tags
+                else 0.62
+                if "white_on_white" in tags
+                else spec["post"]["target"]
             )
-            rel = np.array(subject.root.matrix_world.inverted() @ cam_ob.matrix_world)
-            r, tt = cam_math.world_to_camera(rel)
-            frames_json.append(
-                {"image": f"{i:04d}.jpg", "K": k.tolist(), "R": r.tolist(), "t": tt.tolist()}
-            )
-            times.append(time.time() - t)
-            if on_frame:
-                on_frame("colour", i, times[-1])
-        # mask pass: subject = everything parented to the root except the platter
-        subject_set = {ob.name for ob in subject.objects}
+            ev = 0.0
+            for _ in range(3):
+                sc.view_settings.exposure = ev
+                probe = _render(os.path.join(tmp, "probe.png"), False, "16", silent)
+                lum = max(float(np.mean(probe)), 1e-3)
+                high = float(np.percentile(probe.max(axis=2), 99.0))
+                step = 2.2 * math.log2(target_lum / lum)
+                step = (
+                    min(step, -1.2)
+                    if high > 0.97
+                    else min(step, 2.2 * math.log2(0.97 / max(high, 1e-3)))
+                )
+                ev = float(np.clip(ev + step, -5, 4))
+                if abs(step) < 0.3:
+                    break
+            sc.view_settings.exposure = ev + spec["post"]["exposure"] * 0.3
+            sc.render.resolution_percentage = 100
+            sc.cycles.samples = samples
+
+            post_rng = np.random.default_rng([spec["seed"], spec["index"], 11])
+            for i, (m, angle) in enumerate(poses):
+                t = time.time()
+                _set_pose(cam_ob, subject.root, m, angle)
+                img = _render(os.path.join(tmp, "c.png"), False, "16", silent)
+                out = postfx.camera_realism(img, spec["post"], post_rng)
+                postfx.write_image(
+                    os.path.join(seq_dir, "images", f"{i:04d}.jpg"), out, spec["post"]["jpeg"]
+                )
+                rel = np.array(subject.root.matrix_world.inverted() @ cam_ob.matrix_world)
+                r, tt = cam_math.world_to_camera(rel)
+                frames_json.append(
+                    {"image": f"{i:04d}.jpg", "K": k.tolist(), "R": r.tolist(), "t": tt.tolist()}
+                )
+                times.append(time.time() - t)
+                if on_frame:
+                    on_frame("colour", i, times[-1])
+        # label pass: the subject and its support in their class colours, the rest holdout
+        classes = object_classes(subject, support)
         for ob in sc.objects:
             if ob.type == "MESH":
-                ob.is_holdout = ob.name not in subject_set
+                ob.is_holdout = ob.name not in classes
+                if ob.name in classes:
+                    ob.color = LABEL_COLOURS[classes[ob.name]]
             elif ob.type == "LIGHT":
                 ob.visible_camera = False  # a softbox in view is background, never alpha
         from .materials import mask_override
@@ -288,13 +337,16 @@ def render_sequence(
         set_denoise(False)
         sc.cycles.samples = mask_samples
         sc.cycles.max_bounces = 0
-        sc.view_settings.view_transform = "Standard"
+        sc.view_settings.view_transform = "Standard"  # class colours leave the render as set
+        sc.view_settings.look = "None"
+        sc.view_settings.exposure = 0.0
+        sc.view_settings.gamma = 1.0
         mtimes = []
         for i, (m, angle) in enumerate(poses):
             t = time.time()
             _set_pose(cam_ob, subject.root, m, angle)
-            alpha = _render(os.path.join(tmp, "m.png"), True, "8", silent)[..., 3]
-            mask = np.where(alpha >= 0.5, 255, 0).astype(np.uint8)
+            labels, mask = labels_from_render(_render(os.path.join(tmp, "m.png"), True, "16", silent))
+            postfx.write_image(os.path.join(seq_dir, "labels", f"{i:04d}.png"), labels)
             postfx.write_image(os.path.join(seq_dir, "masks", f"{i:04d}.png"), mask)
             mtimes.append(time.time() - t)
             if on_frame:
@@ -313,6 +365,9 @@ def render_sequence(
             "points": np.round(points, 6).tolist(),
         },
     }
+    if labels_only:  # the colour frames, cameras.json and meta.json stay as they were
+        return {"labels_only": True, "mask_s": [round(x, 2) for x in mtimes], "colour_s": [],
+                "total_s": round(time.time() - t0, 2)}
     postfx.write_json(os.path.join(seq_dir, "cameras.json"), cameras)
     stats = {
         "build_s": round(build_s, 2),

@@ -1,0 +1,80 @@
+"""Multi-class training pieces: class maps through loading and augmentation, the subject
+logit of class logits, and a one-channel checkpoint initialising a class head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+cv2 = pytest.importorskip("cv2")
+
+from segcore.config import CLASSES, NetConfig  # noqa: E402
+from training.augment import augment  # noqa: E402
+from training.data import Sample, load_pair, resize_classes  # noqa: E402
+from training.train import TrainConfig, load_weights, make_model, subject_logit  # noqa: E402
+
+
+def _scene(h=96, w=128):
+    lab = np.zeros((h, w), np.uint8)
+    lab[20:70, 40:90] = 1  # garment
+    lab[10:20, 55:75] = 2  # figure (neck)
+    lab[70:90, 62:68] = 3  # stand
+    img = np.full((h, w, 3), 40, np.uint8)
+    img[lab == 1] = (30, 30, 200)
+    img[lab == 2] = (200, 200, 200)
+    img[lab == 3] = (90, 90, 90)
+    return img, lab
+
+
+def test_resize_classes_keeps_the_majority_class():
+    _, lab = _scene()
+    small = resize_classes(lab, (64, 48), cv2.INTER_AREA)
+    assert small.shape == (48, 64)
+    assert set(np.unique(small)) == {0, 1, 2, 3}
+    assert small[22, 32] == 1 and small[0, 0] == 0
+
+
+def test_load_pair_derives_the_mask_from_the_class_map(tmp_path):
+    img, lab = _scene()
+    cv2.imwrite(str(tmp_path / "i.png"), img)
+    cv2.imwrite(str(tmp_path / "l.png"), lab)
+    cv2.imwrite(str(tmp_path / "m.png"), np.where(lab > 0, 255, 0).astype(np.uint8))  # stand in
+    _, m, cl = load_pair(Sample("s", tmp_path / "i.png", tmp_path / "m.png", tmp_path / "l.png"), 64)
+    assert cl.shape == m.shape == (48, 64)
+    assert ((m > 0) == ((cl == 1) | (cl == 2))).all()
+
+
+def test_augment_moves_the_class_map_with_the_image():
+    img, lab = _scene()
+    mask = np.where((lab == 1) | (lab == 2), 255, 0).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        swap = 0.0 if i % 2 else 1.0  # a swapped background may take the garment's colour
+        x, m, cl = augment(img, mask, 64, rng, None, swap, (0.6, 1.2), labels=lab)
+        assert x.shape == (64, 64, 3) and cl.shape == m.shape == (64, 64)
+        assert ((m > 0) == ((cl == 1) | (cl == 2))).all()
+        # the garment's red survives colour jitter well enough to find it where the label says
+        if not swap and (cl == 1).sum() > 50 and (cl == 0).sum() > 50:
+            red = x[..., 2].astype(int) - x[..., 0].astype(int)
+            assert red[cl == 1].mean() > red[cl == 0].mean()
+
+
+def test_subject_logit_is_garment_or_figure_against_the_rest():
+    logits = torch.randn(2, len(CLASSES), 5, 7)
+    p = torch.softmax(logits, dim=1)
+    fg = torch.sigmoid(subject_logit(logits))
+    assert torch.allclose(fg[:, 0], p[:, 1] + p[:, 2], atol=1e-5)
+    one = torch.randn(2, 1, 5, 7)
+    assert subject_logit(one) is one
+
+
+def test_a_binary_checkpoint_initialises_a_class_head_with_the_same_subject_logit(tmp_path):
+    arch = NetConfig()
+    binary = make_model(TrainConfig(arch=arch)).eval()
+    torch.save({"model": binary.state_dict()}, tmp_path / "b.pt")
+    multi = make_model(TrainConfig(arch=NetConfig(out_channels=len(CLASSES)))).eval()
+    load_weights(multi, str(tmp_path / "b.pt"))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(subject_logit(multi(x)), binary(x), atol=1e-4)
