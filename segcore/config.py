@@ -19,12 +19,6 @@ CLASSES = ("background", "garment", "figure", "support")
 ARCH_RANGES = {"in_channels": (1, 16), "widths": (1, 1024), "depths": (0, 8)}
 
 
-#: Classes of a multi-class model, in output-channel order (label map values 0..3): the
-#: garment (every layer), the figure wearing it (dress form, mannequin, body), and its support
-#: (stand, pole, base, turntable platter).
-CLASSES = ("background", "garment", "figure", "support")
-
-
 @dataclass(frozen=True)
 class NetConfig:
     in_channels: int = 3  # RGB
@@ -37,14 +31,10 @@ class NetConfig:
     max_width: int = 128  # cap on channels when they double at each stage
     # output channels: 1 = one sigmoid logit (subject); 4 = softmax logits over CLASSES
     out_channels: int = 1
-    # output channels: 1 = one sigmoid logit (subject); 4 = softmax logits over CLASSES
-    out_channels: int = 1
 
     def __post_init__(self):
         if len(self.widths) != len(self.depths) or not self.widths:
             raise ValueError("widths and depths need one entry per branch")
-        if self.out_channels not in (1, len(CLASSES)):
-            raise ValueError(f"out_channels must be 1 or {len(CLASSES)}, got {self.out_channels}")
         if self.out_channels not in (1, len(CLASSES)):
             raise ValueError(f"out_channels must be 1 or {len(CLASSES)}, got {self.out_channels}")
 
