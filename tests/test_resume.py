@@ -275,28 +275,56 @@ def test_plate_on_is_idempotent_and_an_interrupted_pass_resumes(
     plate = _report(ref)["plate"]
     assert plate["frames_changed"] > 0 and plate["stopped"] is False
     first = _outputs(ref)
-    # idempotent: a rerun with --skip-existing completes no mask a second time
-    assert _segment(random_model, frames, ref, "--plate", "on", "--threshold", str(THRESHOLD), "--skip-existing") == 0
-    assert _outputs(ref) == first and _report(ref)["plate"] == plate
-    # SIGINT during "Completing masks", after 3 frames
-    real, calls = SequenceJob._complete_frame, []
+    real, calls, stop_at = SequenceJob._complete_frame, [], []
 
-    def complete_frame(self, *a):
-        if len(calls) == 3:
+    def complete_frame(self, i, *a):
+        if len(calls) in stop_at:
             raise KeyboardInterrupt
-        calls.append(1)
-        return real(self, *a)
+        calls.append(i)
+        return real(self, i, *a)
 
     monkeypatch.setattr(SequenceJob, "_complete_frame", complete_frame)
+    # idempotent: a rerun with --skip-existing completes no mask a second time
+    assert (
+        _segment(
+            random_model,
+            frames,
+            ref,
+            "--plate",
+            "on",
+            "--threshold",
+            str(THRESHOLD),
+            "--skip-existing",
+        )
+        == 0
+    )
+    assert calls == [] and _outputs(ref) == first and _report(ref)["plate"] == plate
+    # SIGINT during "Completing masks", after 3 frames
+    stop_at.append(3)
     capsys.readouterr()
-    assert _segment(random_model, frames, out, "--plate", "on", "--threshold", str(THRESHOLD)) == 130
+    assert (
+        _segment(random_model, frames, out, "--plate", "on", "--threshold", str(THRESHOLD)) == 130
+    )
     assert "3 masks completed" in capsys.readouterr().err
     rep = _report(out)
     assert rep["summary"]["interrupted"] is True
     assert rep["plate"]["stopped"] is True and rep["plate"]["frames_completed"] == 3
     assert (out / PLATE_SAVED).exists()
-    monkeypatch.setattr(SequenceJob, "_complete_frame", real)
-    assert _segment(random_model, frames, out, "--plate", "on", "--threshold", str(THRESHOLD), "--skip-existing") == 0
+    stop_at.clear()
+    assert (
+        _segment(
+            random_model,
+            frames,
+            out,
+            "--plate",
+            "on",
+            "--threshold",
+            str(THRESHOLD),
+            "--skip-existing",
+        )
+        == 0
+    )
+    assert calls == list(range(len(first) // 2))  # each frame completed once
     assert _outputs(out) == first  # the same plate went on: as if never stopped
     assert _report(out)["plate"] == plate and not (out / PLATE_SAVED).exists()
     assert len(json.loads((out / PLATE_RECORD).read_text())["frames"]) == len(first) // 2
