@@ -2,7 +2,7 @@
 
     blender -b -P blender_addon/batch.py -- --input DIR --output DIR [--model PATH]
         [--size N] [--threshold T] [--refine | --no-refine] [--flip | --no-flip]
-        [--formats rgba,mask]
+        [--formats rgba,mask] [--keep garment|garment,figure|garment,figure,support]
         [--skip-existing | --overwrite] [--workers N] [--temporal] [--plate auto|on|off]
         [--reconstruct [--workspace DIR] [--voxels N] [--no-hull] [--save FILE.blend]]
 
@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-flip", dest="flip", action="store_false")
     p.add_argument(
         "--formats", default="rgba,mask", metavar="LIST", help="comma-separated output formats"
+    )
+    p.add_argument(
+        "--keep",
+        metavar="LIST",
+        help="classes a multi-class model keeps: garment,figure (default), garment, or "
+        "garment,figure,support",
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--skip-existing", action="store_true", help="resume: keep finished frames")
@@ -118,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             temporal=args.temporal,
             plate=args.plate,
+            keep=args.keep,
         )
         try:
             job = runner.create_job(settings)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from bpy.types import Panel
 
-from . import operators
-from .properties import FORMAT_NAMES, addon_preferences, selected_formats
+from . import operators, runner
+from .properties import FORMAT_NAMES, addon_preferences, selected_formats, selected_model
 
 
-def _draw_formats(layout, props, context) -> None:
+def _draw_formats(layout, props, context, classes: bool) -> None:
     row = layout.row(heading="Formats")
     row.prop(props, "use_default_formats", text="Preferences")
     if props.use_default_formats:
@@ -20,7 +20,9 @@ def _draw_formats(layout, props, context) -> None:
         return
     grid = layout.grid_flow(columns=2, even_columns=True, align=True)
     for name in FORMAT_NAMES:
-        grid.prop(props.formats, name, toggle=True)
+        cell = grid.row(align=True)
+        cell.enabled = classes or name != "labels"  # label maps: multi-class models only
+        cell.prop(props.formats, name, toggle=True)
 
 
 def _draw_reconstruct(layout, props) -> None:
@@ -65,9 +67,13 @@ def draw_garment_panel(layout, context) -> None:
     col.prop(props, "threshold", text="Threshold (0 = Model)")
     col.prop(props, "refine")
     col.prop(props, "flip")
+    classes = runner.model_classes(selected_model(context)) is not None
+    row = col.row()
+    row.enabled = classes  # greyed for a binary model (no classes in its card)
+    row.prop(props, "keep")
     col.prop(props, "temporal")
     col.prop(props, "plate")
-    _draw_formats(col, props, context)
+    _draw_formats(col, props, context, classes)
     col.prop(props, "existing")
 
     layout.separator()

@@ -42,11 +42,14 @@ FORMAT_LABELS = {
     "realitycapture": "RealityCapture",
     "metashape": "Metashape",
     "openmvs": "OpenMVS",
+    "labels": "Labels",
 }
 FORMAT_HINTS = {
     "rgba": "rgba/<frame>.png: the frame with the mask as alpha",
     "mask": "masks/<frame>.png: 255 = garment, 0 = background",
     "colmap": "colmap_masks/<frame file>.png: COLMAP / pycolmap mask_path convention",
+    "labels": "labels/<frame>.png: the class per pixel (0 background, 1 garment, 2 figure, "
+    "3 support), viewed in colour; multi-class models only",
 }
 DEFAULT_FORMATS = ("rgba", "mask")
 
@@ -130,6 +133,21 @@ class GarmentSegSettings(PropertyGroup):
             "Two inferences a frame, averaged",
             "One inference a frame: faster",
         )
+    )
+    keep: EnumProperty(
+        name="Keep",
+        description="What the masks keep, for a model that tells garment, figure and support "
+        "apart (its card lists classes); a binary model keeps the garment figure",
+        items=(
+            ("GARMENT_FIGURE", "Garment Figure", "Garment and figure (dress form, mannequin)"),
+            ("GARMENT", "Garment Only", "The garment alone: textures, a garment-only mesh"),
+            (
+                "ALL",
+                "Garment, Figure and Support",
+                "Also the stand, pole and base (helps a turntable solver)",
+            ),
+        ),
+        default="GARMENT_FIGURE",
     )
     temporal: BoolProperty(
         name="Smooth Along Sequence",
@@ -292,14 +310,20 @@ def read_recon_settings(context):
     return importer.ReconSettings(frames, masks or None, workspace, **kw)
 
 
+def selected_model(context) -> str | None:
+    """The model the scene's settings choose (absolute path), None for the bundled one."""
+    props = context.scene.garment_seg
+    prefs = addon_preferences(context)
+    if props.model_source == "FILE":
+        return bpy.path.abspath(props.model_file) if props.model_file else None
+    return bpy.path.abspath(prefs.default_model) if prefs and prefs.default_model else None
+
+
 def read_settings(context) -> runner.Settings:
     """The scene's settings as a plain :class:`runner.Settings` (absolute paths)."""
     props = context.scene.garment_seg
     prefs = addon_preferences(context)
-    if props.model_source == "FILE":
-        model = bpy.path.abspath(props.model_file) if props.model_file else None
-    else:
-        model = bpy.path.abspath(prefs.default_model) if prefs and prefs.default_model else None
+    model = selected_model(context)
     if props.use_default_formats:
         formats = selected_formats(prefs.formats) if prefs else DEFAULT_FORMATS
     else:
@@ -318,4 +342,6 @@ def read_settings(context) -> runner.Settings:
         workers=prefs.workers if prefs else 2,
         temporal=props.temporal,
         plate=props.plate.lower(),
+        # greyed out for a binary model: its choice does not apply
+        keep=runner.KEEP_PRESETS[props.keep] if runner.model_classes(model) else None,
     )

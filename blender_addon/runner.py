@@ -95,6 +95,8 @@ class Settings:
     workers: int = 2
     temporal: bool = False  # smooth masks along the sequence (segcore.temporal)
     plate: str = "auto"  # complete masks from a still background (segcore.plate)
+    # classes a multi-class model keeps, comma-separated (KEEP_PRESETS); None = the default
+    keep: str | None = None
 
     def options(self):
         from segcore.pipeline import SegmentOptions
@@ -111,7 +113,35 @@ class Settings:
             workers=max(1, int(self.workers)),
             temporal=bool(self.temporal),
             plate=self.plate,
+            keep=tuple(self.keep.split(",")) if self.keep else None,
         )
+
+
+#: the panel's "Keep" choice -> segcore's --keep (classes of a multi-class model)
+KEEP_PRESETS = {
+    "GARMENT_FIGURE": "garment,figure",
+    "GARMENT": "garment",
+    "ALL": "garment,figure,support",
+}
+_classes_cache: dict = {}
+
+
+def model_classes(model: str | None) -> tuple[str, ...] | None:
+    """The classes the model card of ``model`` lists (None: a binary model, or a card that
+    cannot be read, whose error the run reports). Cached by the card's path and mtime: the
+    panel asks on every redraw."""
+    try:
+        ensure_segcore_path()
+        from segcore.card import load_card, resolve_model_path
+
+        path = resolve_model_path(model)
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in _classes_cache:
+            _classes_cache.clear()
+            _classes_cache[key] = load_card(path).classes
+        return _classes_cache[key]
+    except Exception:  # no segcore yet, no card, a bad card: nothing to choose from
+        return None
 
 
 @dataclass

@@ -20,7 +20,10 @@ from .progress import Progress
 EPILOG = """examples:
   segcore segment shoot/ -o out/              masks + RGBA cut-outs with the bundled model
   segcore segment shoot/ -o out/ --formats mask,colmap --skip-existing
+  segcore segment shoot/ -o out/ --keep garment --formats rgba,mask,labels
+                                              garment only (a multi-class model), label maps
   segcore eval out/masks labels/masks         P / R / F1 / IoU / boundary F at full resolution
+  segcore eval out/ data/seq_0001/            + IoU and BF@2px per class: both hold labels/
   segcore reconstruct shoot/ out/masks -o work/  COLMAP model, hull.ply, transforms.json
 """
 
@@ -51,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="segment a folder of frames (or one image)",
         description="Segment every frame of INPUT. Writes OUT/masks/<stem>.png (255 = subject), "
         "OUT/rgba/<stem>.png (the frame with the mask as alpha) and OUT/report.json. "
-        "Defaults come from the model card. Exit 0 when every frame was written.",
+        "Defaults come from the model card. A multi-class model (its card lists classes) "
+        "keeps the classes of --keep and can write OUT/labels/<stem>.png (--formats ...,labels: "
+        "the class index per pixel, a palette PNG). Exit 0 when every frame was written.",
     )
     s.add_argument("input", metavar="INPUT", help="folder of frames (natural order) or an image")
     s.add_argument("-o", "--output", metavar="OUT", required=True, help="output folder")
@@ -104,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
         "filter (default: learned when the model card has a refiner)",
     )
     s.add_argument(
+        "--keep",
+        metavar="LIST",
+        default=None,
+        help="classes a multi-class model keeps, comma-separated: garment,figure (default: the "
+        "garment figure; support, the stand and its base, is background), garment (the "
+        "garment alone) or garment,figure,support; every output follows it. A binary model "
+        "(no classes in its card) keeps the garment figure",
+    )
+    s.add_argument(
         "--formats",
         type=_formats,
         default=("rgba", "mask"),
@@ -134,10 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="score predicted masks against ground-truth masks",
         description="Compare PRED_DIR's masks with GT_DIR's (matched by file stem; a folder "
         "with a masks/ subfolder means that subfolder). Prints precision, recall, F1, IoU "
-        "and boundary F at 1, 2 and 4 px, per frame and pooled, at full resolution.",
+        "and boundary F at 1, 2 and 4 px, per frame and pooled, at full resolution. Label "
+        "maps (class index per pixel) are scored per class too, IoU and BF@2px for garment, "
+        "figure and support: when PRED_DIR and GT_DIR both hold a labels/ subfolder, or with "
+        "--labels.",
     )
     e.add_argument("pred", metavar="PRED_DIR")
     e.add_argument("gt", metavar="GT_DIR")
+    e.add_argument(
+        "--labels",
+        nargs=2,
+        metavar=("PRED_LABELS", "GT_LABELS"),
+        help="score these label-map folders per class (default: PRED_DIR/labels and "
+        "GT_DIR/labels when both exist)",
+    )
     e.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
     e.add_argument("--markdown", action="store_true", help="print a markdown table")
     e.add_argument("-q", "--quiet", action="store_true", help="print the pooled line only")
@@ -237,6 +261,7 @@ def _report_warning(job) -> str | None:
 
 
 def cmd_segment(args) -> int:
+    from .infer import parse_keep
     from .pipeline import SegmentOptions, SequenceJob
 
     opts = SegmentOptions(
@@ -252,6 +277,7 @@ def cmd_segment(args) -> int:
         workers=args.workers,
         temporal=args.temporal,
         plate=args.plate,
+        keep=parse_keep(args.keep),
     )
     job = SequenceJob(args.input, args.output, opts)
     bar = Progress(len(job.frames), "Segmenting", enabled=not args.quiet)
@@ -314,24 +340,42 @@ def cmd_segment(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import evaluate_folders, format_table
+    from .evaluate import (
+        evaluate_folders,
+        evaluate_label_folders,
+        format_class_table,
+        format_table,
+        has_labels,
+    )
 
     rows, pooled, missing = evaluate_folders(args.pred, args.gt)
+    labels = args.labels
+    if labels is None and has_labels(args.pred) and has_labels(args.gt):
+        labels = (args.pred, args.gt)
+    classes = evaluate_label_folders(*labels) if labels else None
     if args.quiet:
         print(" ".join(f"{k}={v:.4f}" for k, v in pooled.items()))
+        for name, s in (classes[1] if classes else {}).items():
+            print(f"{name}: iou={s['iou']:.4f} bf2={s['bf2']:.4f}")
     else:
         print(format_table(rows, pooled, markdown=args.markdown))
-    if missing:
-        print(
-            f"warning: {len(missing)} ground-truth masks have no prediction (first: {missing[0]})",
-            file=sys.stderr,
-        )
+        if classes:
+            print(f"\nper class (label maps, pooled over {len(classes[0])} frames):")
+            print(format_class_table(classes[1], markdown=args.markdown))
+    for what, gone in (("masks", missing), ("label maps", classes[2] if classes else [])):
+        if gone:
+            print(
+                f"warning: {len(gone)} ground-truth {what} have no prediction (first: {gone[0]})",
+                file=sys.stderr,
+            )
     if args.json:
         from .io import atomic_write_bytes
 
         data = {"frames": rows, "pooled": pooled, "missing": missing}
+        if classes:
+            data["classes"] = dict(zip(("frames", "pooled", "missing"), classes))
         atomic_write_bytes(args.json, json.dumps(data, indent=2).encode())
-    return 1 if missing else 0
+    return 1 if missing or (classes and classes[2]) else 0
 
 
 class _StageBar:

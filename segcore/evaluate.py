@@ -1,4 +1,5 @@
-"""Score predicted masks against ground truth at full resolution (``segcore eval``)."""
+"""Score predicted masks against ground truth at full resolution (``segcore eval``), and a
+multi-class model's label maps per class (garment, figure, support)."""
 
 from __future__ import annotations
 
@@ -7,46 +8,81 @@ from pathlib import Path
 
 from .errors import FrameError, InputError
 from .io import IMAGE_EXTENSIONS, is_hidden, natural_key, read_label
-from .metrics import Scores
+from .labels import read_labels
+from .metrics import ClassScores, Scores
 
 
-def mask_files(folder: Path) -> dict[str, Path]:
-    """Label files by stem; a folder with a ``masks/`` subfolder means that subfolder."""
-    if (folder / "masks").is_dir():
-        folder = folder / "masks"
+def mask_files(folder: Path, sub: str = "masks") -> dict[str, Path]:
+    """Label files by stem; a folder with a ``masks/`` (``sub``) subfolder means that one."""
+    if (folder / sub).is_dir():
+        folder = folder / sub
+    what = "masks" if sub == "masks" else "label maps"
     if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder of masks")
+        raise InputError(f"{folder}: not a folder of {what}")
     files = {
         p.stem: p
         for p in folder.iterdir()
         if p.is_file() and not is_hidden(p) and p.suffix.lower() in IMAGE_EXTENSIONS
     }
     if not files:
-        raise InputError(f"{folder}: holds no mask images")
+        raise InputError(f"{folder}: holds no {what}")
     return files
 
 
-def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike):
-    """Return (per-frame rows, pooled scores, missing stems). Matching is by file stem."""
-    pred, gt = mask_files(Path(pred_dir)), mask_files(Path(gt_dir))
-    scores = Scores()
+def _score(pred_dir, gt_dir, sub: str, read, scores):
+    """(per-frame rows, missing stems): ``scores.add`` on each pair matched by file stem."""
+    pred, gt = mask_files(Path(pred_dir), sub), mask_files(Path(gt_dir), sub)
     rows = []
     missing = sorted(set(gt) - set(pred), key=natural_key)
     common = sorted(set(gt) & set(pred), key=natural_key)
     if not common:
         raise InputError(
-            f"{pred_dir} and {gt_dir} share no mask names; masks are matched by file stem"
+            f"{pred_dir} and {gt_dir} share no file names; {sub} are matched by file stem"
         )
     for stem in common:
-        p, g = read_label(pred[stem]), read_label(gt[stem])
+        p, g = read(pred[stem]), read(gt[stem])
         if p.shape != g.shape:
             raise FrameError(
                 pred[stem],
                 f"size {p.shape[1]}x{p.shape[0]} differs from the ground truth's "
-                f"{g.shape[1]}x{g.shape[0]}; masks must be at the frame's full resolution",
+                f"{g.shape[1]}x{g.shape[0]}; {sub} must be at the frame's full resolution",
             )
         rows.append({"frame": stem, **scores.add(p, g)})
+    return rows, missing
+
+
+def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike):
+    """Return (per-frame rows, pooled scores, missing stems). Matching is by file stem."""
+    scores = Scores()
+    rows, missing = _score(pred_dir, gt_dir, "masks", read_label, scores)
     return rows, scores.pooled(), missing
+
+
+def evaluate_label_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike):
+    """Label maps per class: (per-frame rows {"frame", class: figures}, pooled {class:
+    figures}, missing stems). A folder with a ``labels/`` subfolder means that subfolder."""
+    scores = ClassScores()
+    rows, missing = _score(pred_dir, gt_dir, "labels", read_labels, scores)
+    return rows, scores.pooled(), missing
+
+
+def has_labels(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a ``labels/`` subfolder (a segment output or a data set)."""
+    return (Path(folder) / "labels").is_dir()
+
+
+def format_class_table(pooled: dict[str, dict], markdown: bool = False) -> str:
+    """The pooled per-class IoU and BF@2px (boundary F at 2 px) as a table."""
+    head = ["class", "IoU", "BF@2px"]
+    rows = [[name, f"{s['iou']:.4f}", f"{s['bf2']:.4f}"] for name, s in pooled.items()]
+    if markdown:
+        return "\n".join(
+            ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            + ["| " + " | ".join(r) + " |" for r in rows]
+        )
+    lines = [f"{head[0]:<8} {head[1]:>7} {head[2]:>7}"]
+    lines += [f"{r[0]:<8} {r[1]:>7} {r[2]:>7}" for r in rows]
+    return "\n".join(lines)
 
 
 def format_table(rows: list[dict], pooled: dict, markdown: bool = False) -> str:

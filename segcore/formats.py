@@ -3,6 +3,9 @@
 ``mask``: ``masks/<stem>.png``, uint8 one channel, 255 = subject, 0 = background.
 ``rgba``: ``rgba/<stem>.png``, the frame with the mask as alpha (the mask operation); the
 alpha is soft along the rim and the rim's colours are defringed.
+``labels``: ``labels/<stem>.png``, a multi-class model's class index per pixel as a palette
+PNG (:mod:`segcore.labels`), 0 wherever the mask is 0.
+Every format follows ``--keep``: all are drawn from the same final mask.
 The photogrammetry conventions live beside these (see :data:`WRITERS`).
 """
 
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .io import write_png
+from .labels import write_labels
 
 if TYPE_CHECKING:
     from .pipeline import FrameMasks
@@ -39,12 +43,25 @@ def _write_rgba(path: Path, bgr, fm) -> None:
     write_png(path, fm.rgba(bgr))
 
 
+def _write_labels(path: Path, bgr, fm) -> None:
+    write_labels(path, fm.labels())
+
+
 WRITERS: dict[str, Writer] = {
     "mask": Writer(
         "mask", "masks", lambda p: f"{p.stem}.png", _write_mask, "255 = subject, 0 = background"
     ),
     "rgba": Writer(
         "rgba", "rgba", lambda p: f"{p.stem}.png", _write_rgba, "the frame, mask as alpha", 6
+    ),
+    # multi-class models only (SequenceJob refuses it for a binary one)
+    "labels": Writer(
+        "labels",
+        "labels",
+        lambda p: f"{p.stem}.png",
+        _write_labels,
+        "class index: 0 background, 1 garment, 2 figure, 3 support (palette PNG)",
+        3,
     ),
     # COLMAP / pycolmap: ImageReaderOptions.mask_path holds "<image file name>.png" for each
     # image (e.g. "frame_001.jpg.png"); no features are extracted where the mask is 0

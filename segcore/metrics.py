@@ -5,6 +5,9 @@ fixed pixel tolerances at the frame's full resolution: a boundary pixel of the p
 counts as matched when a ground-truth boundary pixel lies within ``tol`` pixels, and vice
 versa. A tolerance that grows with the diagonal would be 50+ px at 24 MP and call every
 mask perfect, so it does not.
+
+Label maps (a multi-class model's ``labels/``) are scored per class by :class:`ClassScores`
+(:func:`class_scores` for one frame): each class as a mask of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
+
+from .config import CLASSES
 
 TOLERANCES = (1, 2, 4)
 
@@ -156,3 +161,29 @@ def flicker(pred: list[np.ndarray], gt: list[np.ndarray]) -> float:
         ig = iou(confusion(gt[k], gt[k + 1]))
         steps.append(abs(ip - ig))
     return float(np.mean(steps)) if steps else 0.0
+
+
+class ClassScores:
+    """Per-class scores of label maps (class indices, :data:`segcore.config.CLASSES`): each
+    foreground class scored as its own mask (``pred == c`` against ``gt == c``) with the
+    region and boundary figures of :class:`Scores`; IoU and ``bf2`` (BF@2px) are the
+    headline ones. Pooled over frames like :class:`Scores`."""
+
+    def __init__(self, classes: tuple[str, ...] | None = None):
+        names = CLASSES if classes is None else tuple(classes)
+        self.index = {name: names.index(name) for name in names[1:]}  # 0 is the background
+        self.scores = {name: Scores() for name in self.index}
+
+    def add(self, pred: np.ndarray, gt: np.ndarray) -> dict[str, dict]:
+        """Score one frame's label maps (same shape); returns {class: figures}."""
+        if pred.shape != gt.shape:
+            raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size")
+        return {n: self.scores[n].add(pred == i, gt == i) for n, i in self.index.items()}
+
+    def pooled(self) -> dict[str, dict]:
+        return {n: s.pooled() for n, s in self.scores.items()}
+
+
+def class_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, dict]:
+    """Per-class figures of one pair of label maps (see :class:`ClassScores`)."""
+    return ClassScores().add(pred, gt)

@@ -29,19 +29,22 @@ import numpy as np
 
 from . import formats as fmt
 from .card import PostprocessParams
+from .config import CLASSES
 from .edges import active_cells, coarse_logit, load_refiner
 from .errors import InputError, OutputError, SegcoreError
-from .infer import Segmenter
+from .infer import Segmenter, keep_probability
 from .io import (
     atomic_write_bytes,
     discover_frames,
+    encode_png,
     png_is_whole,
     read_image,
     remove_stale_temporaries,
     temporary_name,
     write_png,
 )
-from .mask import cutout, decide, foreground_share
+from .labels import label_map, nearest_class, read_labels, write_labels
+from .mask import cutout, decide, foreground_share, threshold
 from .outputs import Manifest, check_apart, relation
 from .plate import check_mode as check_plate_mode
 from .preprocess import fit_size
@@ -70,6 +73,9 @@ class SegmentOptions:
     workers: int = 2  # frames in flight
     temporal: bool = False  # smooth along the sequence (segcore.temporal); frames in order
     plate: str = "auto"  # complete the masks from a still background (segcore.plate)
+    # classes a multi-class model keeps (names of segcore.config.CLASSES): None = the
+    # garment figure, garment + figure (segcore.infer.DEFAULT_KEEP); binary models: None
+    keep: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -95,6 +101,16 @@ class FrameMasks:
     timings: dict[str, float]
     # defringed subject colours on the soft rim: (y0, x0, selection, BGR uint8 (n, 3)) tiles
     rim: list = field(default_factory=list)
+    # a multi-class model's class probabilities at network scale (C, h, w), and the indices
+    # of the kept classes; None for a binary model
+    classes: np.ndarray | None = None
+    keep: tuple[int, ...] | None = None
+
+    def labels(self) -> np.ndarray:
+        """uint8 (H, W) class indices agreeing with :attr:`mask` (segcore.labels.label_map)."""
+        if self.classes is None or self.keep is None:
+            raise InputError("a label map needs a multi-class model (a card with classes)")
+        return label_map(self.classes, self.keep, self.mask)
 
     def rgba(self, bgr: np.ndarray) -> np.ndarray:
         """The mask operation: the frame with soft alpha, rim colours defringed."""
@@ -134,7 +150,8 @@ def segment_frame(
     H, W = bgr.shape[:2]
     source, radius = guide_source(bgr, segmenter.card.preprocess.input_size, post)
     t["preprocess"] = time.perf_counter() - t0
-    small, geo = segmenter.probability(bgr, source=source, flip=post.flip)
+    small, classes, geo = segmenter.predict(bgr, source=source, flip=post.flip)
+    kept = {"classes": classes, "keep": segmenter.keep}
     t1 = time.perf_counter()
     t["inference"] = t1 - t0 - t["preprocess"]
     if smooth is not None:
@@ -159,7 +176,7 @@ def segment_frame(
             bgr, edges, edge_prior(bgr, spline, guided), band, rows, cols, thr, mask, alpha
         )
         t["upsample"], t["refine"] = 0.0, time.perf_counter() - t1b
-        return FrameMasks(mask, alpha, small, t, [])
+        return FrameMasks(mask, alpha, small, t, [], **kept)
     t_up, t_ref = 0.0, (time.perf_counter() - t1b) if guided is not None else 0.0
     rim: list = []
     # tiles of about TILE_PX frame pixels a side: big enough that per-tile overhead stays
@@ -200,7 +217,7 @@ def segment_frame(
         np.copyto(alpha[y0:y1, x0:x1], a8, where=sel)
     t["upsample"] = t_up
     t["refine"] = t_ref
-    return FrameMasks(mask, alpha, small, t, rim)
+    return FrameMasks(mask, alpha, small, t, rim, **kept)
 
 
 def guide_source(bgr: np.ndarray, input_size: int, post: PostprocessParams):
@@ -262,7 +279,7 @@ def _learned_edges(bgr, edges, logit_at, band, rows, cols, thr, mask, alpha) -> 
 
 def load_segmenter(options: SegmentOptions) -> tuple[Segmenter, PostprocessParams]:
     """The segmenter and post-processing for ``options`` (card defaults, user overrides)."""
-    seg = Segmenter.load(options.model)
+    seg = Segmenter.load(options.model, keep=options.keep)
     if options.size is not None:
         if options.size < 32:
             raise InputError(f"--size {options.size} is too small; use 32 or more")
@@ -285,6 +302,11 @@ def load_segmenter(options: SegmentOptions) -> tuple[Segmenter, PostprocessParam
             f"--edges learned: model {seg.card.name!r} has no edge refiner; use --edges guided"
         )
     return seg, post
+
+
+def _rest_classes(keep: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The foreground classes (indices) a multi-class model does not keep."""
+    return () if keep is None else tuple(i for i in range(1, len(CLASSES)) if i not in keep)
 
 
 def _check_output(input_path: Path, out: Path, folders: list[str]) -> None:
@@ -366,6 +388,15 @@ class SequenceJob:
         _check_output(self.input, self.output, [w.folder for w in self.writers])
         self._check_name_lengths()
         self.segmenter, self.post = load_segmenter(options)
+        if "labels" in options.formats and self.segmenter.keep is None:
+            raise InputError(
+                f"--formats labels: the model card {self.segmenter.card.name!r} has no "
+                "classes (a binary model); label maps need a multi-class model"
+            )
+        # foreground classes a multi-class model does not keep: the still-background pass
+        # sees them as subject too (a turning stand is no background), then keeps the kept
+        self.rest = _rest_classes(self.segmenter.keep) if options.plate != "off" else ()
+        self._rest_masks: dict[int, bytes] = {}  # their masks at network scale, PNG bytes
         self.existing = [i for i, p in enumerate(self.frames) if self._outputs_done(p)]
         partial = [i for i, p in enumerate(self.frames) if self._any_output_exists(p)]
         if partial and not (options.skip_existing or options.overwrite):
@@ -464,6 +495,8 @@ class SequenceJob:
 
             fm = segment_frame(bgr, self.segmenter, self.post, self.rim_colours, smooth)
             res.timings.update(fm.timings)
+            if self.rest:
+                self._rest_masks[index] = self._rest_png(fm.classes)
             tb = time.perf_counter()
             if state:  # saved first: a frame whose outputs are done has its state on disk
                 self._save_chain_state(index, state[0])
@@ -603,10 +636,16 @@ class SequenceJob:
 
         done = sorted(r.index for r in self.results if r.status in ("ok", "skipped"))
         done = [i for i in done if all(map(self.owned.owns, self.output_paths(self.frames[i])))]
-        src = next((w for w in self.writers if w.name != "rgba"), self.writers[0])
+        # a mask to read back: a mask format's, else the label map's, else the cut-out's alpha
+        src = min(self.writers, key=lambda w: {"labels": 1, "rgba": 2}.get(w.name, 0))
 
         def mask_of(i: int) -> np.ndarray:
-            return read_label(self.output / src.folder / src.filename(self.frames[i]))
+            path = self.output / src.folder / src.filename(self.frames[i])
+            return read_labels(path) > 0 if src.name == "labels" else read_label(path)
+
+        def subject_of(k: int) -> tuple[np.ndarray, np.ndarray]:
+            bgr, mask = read_image(self.frames[done[k]]), mask_of(done[k])
+            return bgr, (mask | self._rest_of(done[k], bgr)) if self.rest else mask
 
         record = self._plate_record()
         todo = [i for i in done if not self._plate_completed(i, record)]
@@ -615,12 +654,7 @@ class SequenceJob:
             return self.plate
         names = [self.frames[i].name for i in done]
         try:
-            plate = self._saved_plate(names) or still_plate(
-                len(done),
-                lambda k: (read_image(self.frames[done[k]]), mask_of(done[k])),
-                force,
-                progress,
-            )
+            plate = self._saved_plate(names) or still_plate(len(done), subject_of, force, progress)
             if plate is None:
                 return None
             self.owned.pending(self._paths([self.frames[i] for i in todo]))  # rewritten below
@@ -730,7 +764,16 @@ class SequenceJob:
             return None
 
     def _complete_frame(self, i: int, plate, old: np.ndarray) -> None:
-        new = plate.correct(read_image(self.frames[i]), old)
+        bgr = read_image(self.frames[i])
+        if self.rest:  # corrected as the whole subject; kept: what the kept classes hold
+            subject = old | self._rest_of(i, bgr)
+            corrected = plate.correct(bgr, subject)
+            added = corrected & ~subject
+            # an added part belongs to the class it hangs on to: kept (1) or not (2)
+            side = nearest_class(np.where(old, 1, np.where(subject, 2, 0)).astype(np.uint8), added)
+            new = (old & corrected) | (added & (side == 1))
+        else:
+            new = plate.correct(bgr, old)
         gain, loss = new & ~old, old & ~new
         if not (gain.any() or loss.any()):
             return
@@ -742,8 +785,25 @@ class SequenceJob:
                     raise OutputError(f"{target}: cannot read the cut-out back")
                 rgba[gain, 3], rgba[loss, 3] = 255, 0
                 write_png(target, rgba)
+            elif w.name == "labels":  # lost pixels are background, gained ones take a class
+                labels = read_labels(target)
+                labels[loss] = 0
+                write_labels(target, nearest_class(labels, gain))
             else:
                 write_png(target, np.where(new, 255, 0).astype(np.uint8))
+
+    def _rest_png(self, classes: np.ndarray) -> bytes:
+        """The not-kept foreground classes' mask at network scale, as PNG bytes."""
+        return encode_png(threshold(keep_probability(classes, self.rest), self.post.threshold))
+
+    def _rest_of(self, i: int, bgr: np.ndarray) -> np.ndarray:
+        """bool (H, W): where frame ``i`` shows foreground classes that are not kept."""
+        png = self._rest_masks.get(i)
+        if png is None:  # a frame kept from an earlier run (a resume): the network again
+            png = self._rest_png(self.segmenter.predict(bgr, flip=self.post.flip)[1])
+        small = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+        H, W = bgr.shape[:2]
+        return cv2.resize(small, (W, H), interpolation=cv2.INTER_NEAREST) > 0
 
     def _run(self, workers, n, stop, should_stop) -> Iterator[FrameResult]:
         with ThreadPoolExecutor(workers, thread_name_prefix="segcore") as pool:
@@ -802,6 +862,7 @@ class SequenceJob:
             "options": {
                 **asdict(self.options),
                 "formats": list(self.options.formats),
+                "keep": list(self.segmenter.kept_names or ()) or None,
                 "input_size": self.segmenter.card.preprocess.input_size,
                 **self.post.to_dict(),
             },

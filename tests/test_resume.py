@@ -271,7 +271,13 @@ def test_plate_on_is_idempotent_and_an_interrupted_pass_resumes(
 ):
     frames = _turntable_frames(tmp_path / "frames")
     ref, out = tmp_path / "ref", tmp_path / "out"
-    assert _segment(random_model, frames, ref, "--plate", "on", "--threshold", str(THRESHOLD)) == 0
+
+    def plate_on(out, *extra):
+        return _segment(
+            random_model, frames, out, "--plate", "on", "--threshold", str(THRESHOLD), *extra
+        )
+
+    assert plate_on(ref) == 0
     plate = _report(ref)["plate"]
     assert plate["frames_changed"] > 0 and plate["stopped"] is False
     first = _outputs(ref)
@@ -285,45 +291,19 @@ def test_plate_on_is_idempotent_and_an_interrupted_pass_resumes(
 
     monkeypatch.setattr(SequenceJob, "_complete_frame", complete_frame)
     # idempotent: a rerun with --skip-existing completes no mask a second time
-    assert (
-        _segment(
-            random_model,
-            frames,
-            ref,
-            "--plate",
-            "on",
-            "--threshold",
-            str(THRESHOLD),
-            "--skip-existing",
-        )
-        == 0
-    )
+    assert plate_on(ref, "--skip-existing") == 0
     assert calls == [] and _outputs(ref) == first and _report(ref)["plate"] == plate
     # SIGINT during "Completing masks", after 3 frames
     stop_at.append(3)
     capsys.readouterr()
-    assert (
-        _segment(random_model, frames, out, "--plate", "on", "--threshold", str(THRESHOLD)) == 130
-    )
+    assert plate_on(out) == 130
     assert "3 masks completed" in capsys.readouterr().err
     rep = _report(out)
     assert rep["summary"]["interrupted"] is True
     assert rep["plate"]["stopped"] is True and rep["plate"]["frames_completed"] == 3
     assert (out / PLATE_SAVED).exists()
     stop_at.clear()
-    assert (
-        _segment(
-            random_model,
-            frames,
-            out,
-            "--plate",
-            "on",
-            "--threshold",
-            str(THRESHOLD),
-            "--skip-existing",
-        )
-        == 0
-    )
+    assert plate_on(out, "--skip-existing") == 0
     assert calls == list(range(len(first) // 2))  # each frame completed once
     assert _outputs(out) == first  # the same plate went on: as if never stopped
     assert _report(out)["plate"] == plate and not (out / PLATE_SAVED).exists()
