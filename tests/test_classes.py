@@ -146,7 +146,7 @@ def test_binary_card_refuses_labels_and_other_keeps(random_model, classes_model,
         SequenceJob(frames, tmp_path / "b", SegmentOptions(model=card, keep=("support",)))
     a = _segment(card, frames, tmp_path / "c", formats=("mask",))
     b = _segment(card, frames, tmp_path / "d", keep=("garment", "figure"), formats=("mask",))
-    assert a.report()["options"]["keep"] is None
+    assert a.report()["options"]["keep"] is None and b.report()["options"]["keep"] is None
     ma, mb = _masks(tmp_path / "c"), _masks(tmp_path / "d")
     assert all(np.array_equal(ma[k], mb[k]) for k in ma)
 
@@ -192,7 +192,8 @@ def test_classes_that_do_not_match_the_card_or_the_onnx_are_refused(
 def keep_runs(classes_model, tmp_path_factory):
     d = tmp_path_factory.mktemp("keep_runs")
     runs = {}
-    for name, keep in (("g", ("garment",)), ("gf", None), ("gfs", ("garment", "figure", "support"))):
+    sets = (("g", ("garment",)), ("gf", None), ("gfs", ("garment", "figure", "support")))
+    for name, keep in sets:
         _segment(classes_model["card"], classes_model["frames"], d / name, keep=keep)
         runs[name] = d / name
     return runs
@@ -344,9 +345,7 @@ def test_cli_keep_labels_and_per_class_eval(classes_model, random_model, tmp_pat
     assert "garment: iou=" in capsys.readouterr().out
 
 
-def test_still_background_pass_sees_the_whole_subject_and_keeps_the_kept(
-    classes_model, tmp_path
-):
+def test_still_background_pass_sees_the_whole_subject_and_keeps_the_kept(classes_model, tmp_path):
     """On a turntable the figure and the support turn with the garment: the plate is built
     from (and corrects) the whole subject, so --keep garment gets none of them back."""
     frames = tmp_path / "frames"
