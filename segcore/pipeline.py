@@ -650,7 +650,7 @@ class SequenceJob:
         record = self._plate_record()
         todo = [i for i in done if not self._plate_completed(i, record)]
         if done and not todo:  # an earlier pass completed every frame: never twice
-            self.plate = record.get("plate")
+            self.plate = {**record["plate"], "stopped": False} if record.get("plate") else None
             return self.plate
         names = [self.frames[i].name for i in done]
         try:
@@ -672,10 +672,12 @@ class SequenceJob:
                     break
                 try:
                     self._complete_frame(i, plate, mask_of(i))
-                except (SegcoreError, OSError) as exc:  # one bad frame never stops the others
-                    log.warning("%s: not completed from the plate: %s", self.frames[i], exc)
-                else:
                     record["frames"][self.frames[i].name] = self._output_sizes(i)
+                except (SegcoreError, OSError) as exc:  # one bad frame never stops the others,
+                    if getattr(exc, "errno", None) in STOPPING_ERRNOS:  # a full disk does
+                        self.fatal = self._stop_reason(exc)
+                        break
+                    log.warning("%s: not completed from the plate: %s", self.frames[i], exc)
                 if progress is not None:
                     progress("plate masks", k + 1, len(todo))
                 if time.monotonic() - saved > 1.0:  # a kill loses at most a second's record
@@ -686,11 +688,11 @@ class SequenceJob:
             raise
         finally:
             self.plate = {**plate.summary(), "frames_completed": plate.corrected}
-            self.plate["stopped"] = self.interrupted
+            self.plate["stopped"] = stopped = self.interrupted or self.fatal is not None
             record["plate"] = self.plate
             self._save_plate_record(record)
-            self._keep_plate(plate, names if self.interrupted else None)
-        if self.interrupted:
+            self._keep_plate(plate, names if stopped else None)
+        if stopped:
             log.warning("still-background pass stopped: %s", self.plate)
         else:
             log.info("masks completed from the still background: %s", self.plate)

@@ -310,6 +310,39 @@ def test_plate_on_is_idempotent_and_an_interrupted_pass_resumes(
     assert len(json.loads((out / PLATE_RECORD).read_text())["frames"]) == len(first) // 2
 
 
+def test_full_disk_during_the_plate_pass_stops_it_once(random_model, tmp_path, capsys, monkeypatch):
+    frames = _turntable_frames(tmp_path / "frames")
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    opts = ["--plate", "on", "--threshold", str(THRESHOLD), "--formats", "mask"]
+    assert _segment(random_model, frames, ref, *opts) == 0
+    real_write, real_complete, writes = (
+        segcore.io.atomic_write_bytes,
+        SequenceJob._complete_frame,
+        [],
+    )
+
+    def complete_frame(self, i, *a):  # the disk fills up at the second mask the pass rewrites
+        writes.append(i)
+        return real_complete(self, i, *a)
+
+    def atomic_write_bytes(path, data):
+        if writes and Path(path).parent.name == "masks" and len(writes) >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(SequenceJob, "_complete_frame", complete_frame)
+    monkeypatch.setattr(segcore.io, "atomic_write_bytes", atomic_write_bytes)
+    capsys.readouterr()
+    assert _segment(random_model, frames, out, *opts) == 1
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and f"{out / 'masks'}: No space left on device" in err
+    rep = _report(out)
+    assert "--skip-existing" in rep["summary"]["stopped_by"] and rep["plate"]["stopped"]
+    monkeypatch.undo()
+    assert _segment(random_model, frames, out, *opts, "--skip-existing") == 0
+    assert _outputs(out) == _outputs(ref)
+
+
 def test_should_stop_during_the_plate_pass_marks_the_run_interrupted(random_model, tmp_path):
     frames = _turntable_frames(tmp_path / "frames")
     opts = SegmentOptions(model=str(random_model["card"]), plate="on", workers=1)
