@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 from .card import DEFAULT_MODEL
-from .errors import SegcoreError
+from .errors import OutputError, SegcoreError
 from .formats import WRITERS
 from .hull import DEFAULT_VOXELS
 from .plate import MODES as PLATE_MODES
@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the class index per pixel, a palette PNG). Exit 0 when every frame was written.",
     )
     s.add_argument("input", metavar="INPUT", help="folder of frames (natural order) or an image")
+    s.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="also segment the frames in INPUT's subfolders (ordered by path; outputs keep "
+        "flat names, so two frames with one name stem are refused)",
+    )
     s.add_argument("-o", "--output", metavar="OUT", required=True, help="output folder")
     s.add_argument(
         "--model",
@@ -278,8 +285,11 @@ def cmd_segment(args) -> int:
         temporal=args.temporal,
         plate=args.plate,
         keep=parse_keep(args.keep),
+        recursive=args.recursive,
     )
     job = SequenceJob(args.input, args.output, opts)
+    for note in [] if args.quiet else job.notes:  # files left out: named, and said why
+        print(f"warning: {args.input}: {note}", file=sys.stderr)
     bar = Progress(len(job.frames), "Segmenting", enabled=not args.quiet)
     plate_bars = _StageBar(not args.quiet)
 
@@ -339,6 +349,20 @@ def cmd_segment(args) -> int:
     return 1 if s["failed"] else 0
 
 
+def _check_file_target(path: str, option: str) -> None:
+    """:class:`OutputError` unless ``path`` can be a new or replaced file (its folder exists
+    and it is not a folder itself)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{p}: is a folder; {option} needs a file name, e.g. {p / 'scores.json'}")
+    if not p.parent.is_dir():
+        raise OutputError(
+            f"{p.parent}: no such folder for {option} {p}; create it or choose another path"
+        )
+
+
 def cmd_eval(args) -> int:
     from .evaluate import (
         evaluate_folders,
@@ -348,7 +372,10 @@ def cmd_eval(args) -> int:
         has_labels,
     )
 
-    rows, pooled, missing = evaluate_folders(args.pred, args.gt)
+    if args.json:
+        _check_file_target(args.json, "--json")  # before the scoring, not after
+    notes: list[str] = []
+    rows, pooled, missing = evaluate_folders(args.pred, args.gt, notes)
     labels = args.labels
     if labels is None and has_labels(args.pred) and has_labels(args.gt):
         labels = (args.pred, args.gt)
@@ -362,6 +389,8 @@ def cmd_eval(args) -> int:
         if classes:
             print(f"\nper class (label maps, pooled over {len(classes[0])} frames):")
             print(format_class_table(classes[1], markdown=args.markdown))
+    for note in notes:  # masks read in an odd way (values 0 and 1, nothing above half)
+        print(f"warning: {note}", file=sys.stderr)
     for what, gone in (("masks", missing), ("label maps", classes[2] if classes else [])):
         if gone:
             print(
@@ -371,10 +400,13 @@ def cmd_eval(args) -> int:
     if args.json:
         from .io import atomic_write_bytes
 
-        data = {"frames": rows, "pooled": pooled, "missing": missing}
+        data = {"frames": rows, "pooled": pooled, "missing": missing, "warnings": notes}
         if classes:
             data["classes"] = dict(zip(("frames", "pooled", "missing"), classes))
-        atomic_write_bytes(args.json, json.dumps(data, indent=2).encode())
+        try:
+            atomic_write_bytes(args.json, json.dumps(data, indent=2).encode())
+        except OSError as exc:
+            raise OutputError(f"{args.json}: cannot write --json ({exc.strerror or exc})") from None
     return 1 if missing or (classes and classes[2]) else 0
 
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from .errors import FrameError, InputError
-from .io import IMAGE_EXTENSIONS, is_hidden, natural_key, read_label
+from .io import IMAGE_EXTENSIONS, by_stem, is_hidden, natural_key, read_label
 from .labels import read_labels
 from .metrics import ClassScores, Scores
 
@@ -19,11 +19,12 @@ def mask_files(folder: Path, sub: str = "masks") -> dict[str, Path]:
     what = "masks" if sub == "masks" else "label maps"
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder of {what}")
-    files = {
-        p.stem: p
+    found = [
+        p
         for p in folder.iterdir()
         if p.is_file() and not is_hidden(p) and p.suffix.lower() in IMAGE_EXTENSIONS
-    }
+    ]
+    files = by_stem(sorted(found), "both would be scored as one frame")
     if not files:
         raise InputError(f"{folder}: holds no {what}")
     return files
@@ -51,10 +52,28 @@ def _score(pred_dir, gt_dir, sub: str, read, scores):
     return rows, missing
 
 
-def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike):
-    """Return (per-frame rows, pooled scores, missing stems). Matching is by file stem."""
+def evaluate_folders(
+    pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, notes: list[str] | None = None
+):
+    """Return (per-frame rows, pooled scores, missing stems). Matching is by file stem.
+
+    ``notes`` receives one line per kind of mask read in an odd way (:func:`read_label`:
+    values 0 and 1, or nothing above half), naming the first such file and how many."""
     scores = Scores()
-    rows, missing = _score(pred_dir, gt_dir, "masks", read_label, scores)
+    odd: dict[str, list[Path]] = {}
+
+    def read(path: Path):
+        said: list[str] = []
+        mask = read_label(path, said)
+        for text in said:
+            odd.setdefault(text, []).append(path)
+        return mask
+
+    rows, missing = _score(pred_dir, gt_dir, "masks", read, scores)
+    if notes is not None:
+        for text, paths in odd.items():
+            more = f" (and {len(paths) - 1} more masks)" if len(paths) > 1 else ""
+            notes.append(f"{paths[0]}{more}: {text}")
     return rows, scores.pooled(), missing
 
 

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from .errors import FrameError, InputError
+from .imageinfo import ImageInfo, image_info
 
 try:  # Intel's ISA-L deflate: 4-5x faster than zlib at level 1 and no larger (optional)
     from isal import isal_zlib as _deflate
@@ -53,40 +54,207 @@ def is_hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
 
-def discover_frames(path: str | os.PathLike) -> list[Path]:
-    """The image files of ``path`` (a folder, or one image), in natural order."""
+# image formats segcore does not decode: a folder's files of these kinds are named, not
+# silently passed over (HEIC/AVIF from phones, GIF, HDR/EXR, JPEG 2000 and XL, raw files)
+UNREAD_IMAGE_EXTENSIONS = (
+    *(".heic", ".heif", ".avif", ".gif", ".exr", ".hdr", ".jp2", ".j2k", ".jpx", ".jxl"),
+    *(".psd", ".tga", ".pbm", ".pgm", ".ppm", ".pnm", ".dng", ".cr2", ".cr3", ".nef"),
+    *(".nrw", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw", ".x3f", ".raw", ".iiq"),
+)
+CONVERT_ADVICE = "convert {} to JPEG, PNG or TIFF"
+
+
+def _is_frame(p: Path) -> bool:
+    return not is_hidden(p) and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot list the folder ({exc.strerror})") from exc
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every non-hidden entry below ``folder`` (hidden folders not entered; a folder reached
+    twice through symlinks is read once)."""
+    out, seen, todo = [], set(), [folder]
+    while todo:
+        d = todo.pop()
+        try:
+            st = d.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        for p in _listing(d):
+            if not is_hidden(p):
+                out.append(p)
+                if p.is_dir():
+                    todo.append(p)
+    return out
+
+
+def _names(paths: list[Path], root: Path, most: int = 4) -> str:
+    shown = ", ".join(p.relative_to(root).as_posix() for p in paths[:most])
+    return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
+
+
+def skipped_inputs(folder: Path, entries: list[Path], recursive: bool) -> list[str]:
+    """One line each about what a folder holds that will not be segmented: images in formats
+    segcore does not read, and (without ``recursive``) images in subfolders."""
+    notes = []
+    unread = sorted(
+        (p for p in entries if p.suffix.lower() in UNREAD_IMAGE_EXTENSIONS and p.is_file()),
+        key=lambda p: natural_key(p.relative_to(folder).as_posix()),
+    )
+    if unread:
+        n = len(unread)
+        notes.append(
+            f"skipped {n} image{'s' if n > 1 else ''} in formats segcore does not read: "
+            f"{_names(unread, folder)} ({CONVERT_ADVICE.format('them')})"
+        )
+    if not recursive:
+        subs = []
+        for d in sorted((p for p in entries if p.is_dir()), key=lambda p: natural_key(p.name)):
+            n = sum(1 for p in _walk(d) if _is_frame(p))
+            if n:
+                subs.append(f"{d.name}/ ({n})")
+        if subs:
+            shown = ", ".join(subs[:4]) + (f" and {len(subs) - 4} more" if len(subs) > 4 else "")
+            notes.append(
+                f"images in subfolders were not read: {shown}; pass --recursive to segment "
+                "them too, or point INPUT at each subfolder"
+            )
+    return notes
+
+
+def discover_frames(
+    path: str | os.PathLike, notes: list[str] | None = None, recursive: bool = False
+) -> list[Path]:
+    """The image files of ``path`` (a folder, or one image), in natural order.
+
+    ``recursive``: the images of its subfolders too (hidden ones left out), ordered by their
+    path. ``notes`` receives one line for each kind of file left out that a user may have
+    meant as a frame (:func:`skipped_inputs`).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
     if path.is_file():
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            unread = path.suffix.lower() in UNREAD_IMAGE_EXTENSIONS
+            how = f"; {CONVERT_ADVICE.format('it')}" if unread else ""
             raise InputError(
-                f"{path}: not an image file (expected one of {', '.join(IMAGE_EXTENSIONS)})"
+                f"{path}: not an image file segcore reads (expected one of "
+                f"{', '.join(IMAGE_EXTENSIONS)}){how}"
             )
         return [path]
-    try:
-        entries = list(path.iterdir())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot list the folder ({exc.strerror})") from exc
-    frames = [
-        p
-        for p in entries
-        if not is_hidden(p) and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-    ]
+    entries = _walk(path) if recursive else [p for p in _listing(path) if not is_hidden(p)]
+    frames = [p for p in entries if _is_frame(p)]
+    skipped = skipped_inputs(path, entries, recursive)
     if not frames:
-        others = [p for p in entries if not is_hidden(p)]
-        what = "is empty" if not others else f"has {len(others)} files but no images"
+        files = [p for p in entries if not p.is_dir()]
+        what = "is empty" if not entries else f"has {len(files)} files but no images segcore reads"
         raise InputError(
-            f"{path}: the folder {what}; point INPUT at a folder of "
-            f"{'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS[:3])} frames"
+            f"{path}: the folder {what}"
+            + "".join(f"; {s}" for s in skipped)
+            + (
+                ""
+                if skipped
+                else "; point INPUT at a folder of "
+                f"{'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS[:3])} frames"
+            )
         )
-    frames.sort(key=lambda p: natural_key(p.name))
+    if notes is not None:
+        notes.extend(skipped)
+    frames.sort(key=lambda p: natural_key(p.relative_to(path).as_posix()))
     return frames
 
 
-def _png_has_alpha(data: bytes) -> bool:
-    # PNG IHDR colour type at byte 25: 4 = grey + alpha, 6 = RGB + alpha.
-    return data[:8] == PNG_SIGNATURE and len(data) > 25 and data[25] in (4, 6)
+def by_stem(paths: list[Path], clash: str) -> dict[str, Path]:
+    """``paths`` by name stem; two files with one stem (``f0.png`` and ``f0.jpg``) are an
+    :class:`InputError` naming both and ``clash``, what their one stem would cause."""
+    seen: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in seen:
+            raise InputError(
+                f"{p}: has the same name stem as {seen[p.stem].name}, so {clash}; "
+                "rename or remove one of them"
+            )
+        seen[p.stem] = p
+    return seen
+
+
+# OpenCV decodes no image of more pixels than this (CV_IO_MAX_IMAGE_PIXELS, 2**30 unless
+# the environment variable says otherwise)
+MAX_DECODE_PIXELS = int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30))
+# segmenting a frame peaks at about this many times its decoded size (docs/reliability.md:
+# 2.25x for 100 MP, OpenCV's JPEG decoder alone about 2x): a frame that needs more than the
+# memory left fails with a message instead of waking the kernel's out-of-memory killer
+FRAME_MEMORY_FACTOR = 3.2
+_CHECK_MEMORY_FROM = 256 << 20  # bytes: smaller frames are not worth a look at /proc
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: Linux's MemAvailable plus free swap, capped by
+    the control group's limit; None where unknown (other systems)."""
+    try:
+        info = {}
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                key, value = line.split(":", 1)
+                info[key] = int(value.split()[0]) * 1024
+        avail = info["MemAvailable"] + info.get("SwapFree", 0)
+    except (OSError, KeyError, ValueError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            avail = min(avail, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (numpy's MemoryError or OpenCV's)."""
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, cv2.error) and getattr(exc, "code", None) == cv2.Error.StsNoMem
+    )
+
+
+def _megapixels(info: ImageInfo) -> str:
+    return f"{info.width}x{info.height} ({info.pixels / 1e6:.0f} MP)"
+
+
+def check_decodable(info: ImageInfo | None, path, reduce: int = 1) -> None:
+    """:class:`FrameError` before decoding an image too large to decode, or to segment in the
+    memory left (a decompression bomb: a few kilobytes that claim gigapixels)."""
+    if info is None:
+        return
+    if info.pixels > MAX_DECODE_PIXELS:
+        raise FrameError(
+            path,
+            f"image too large: {_megapixels(info)}; segcore decodes frames up to "
+            f"{MAX_DECODE_PIXELS / 1e6:.0f} MP; downscale it",
+        )
+    need = FRAME_MEMORY_FACTOR * 3 * info.pixels / reduce**2
+    if need >= _CHECK_MEMORY_FROM:
+        avail = available_memory()
+        if avail is not None and need > avail:
+            raise FrameError(path, no_memory(info, need, avail))
+
+
+def no_memory(info: ImageInfo | None = None, need: float = 0, avail: float = 0) -> str:
+    size = f" a {_megapixels(info)} frame" if info is not None else " this frame"
+    figures = f" (about {need / 1e9:.1f} GB needed, {avail / 1e9:.1f} GB free)" if need else ""
+    return (
+        f"not enough memory for{size}{figures}; close other programs, run with --workers 1, "
+        "or downscale it"
+    )
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -123,15 +291,23 @@ def is_truncated_jpeg(data: bytes) -> bool:
     return True  # ended before any image data
 
 
-def decode_image(data: bytes, path: str | os.PathLike = "<bytes>", reduce: int = 1) -> np.ndarray:
+def decode_image(
+    data: bytes,
+    path: str | os.PathLike = "<bytes>",
+    reduce: int = 1,
+    warnings: list[str] | None = None,
+) -> np.ndarray:
     """Decode image bytes to an 8-bit BGR array (H, W, 3), EXIF orientation applied.
 
     ``reduce`` in (1, 2, 4, 8) uses the JPEG decoder's reduced-size path (much faster).
+    Notes about the input (an alpha channel dropped, float samples) go to ``warnings``.
     """
     if not data:
         raise FrameError(path, "the file is empty (0 bytes); re-export or remove it")
     if is_truncated_jpeg(data):
         raise FrameError(path, "the JPEG is truncated (an incomplete copy?); copy it again")
+    info = image_info(data)
+    check_decodable(info, path, reduce)
     flags = {
         1: cv2.IMREAD_COLOR,
         2: cv2.IMREAD_REDUCED_COLOR_2,
@@ -139,9 +315,17 @@ def decode_image(data: bytes, path: str | os.PathLike = "<bytes>", reduce: int =
         8: cv2.IMREAD_REDUCED_COLOR_8,
     }[reduce]
     buf = np.frombuffer(data, dtype=np.uint8)
+    notes: list[str] = []
     try:
-        img = cv2.imdecode(buf, flags)
-    except cv2.error as exc:  # pragma: no cover - OpenCV usually returns None instead
+        if info is not None and info.float_samples:
+            img = _decode_float(buf, info, notes, reduce)
+        else:
+            img = cv2.imdecode(buf, flags)
+    except Exception as exc:  # OpenCV usually returns None instead
+        if is_out_of_memory(exc):
+            raise FrameError(path, no_memory(info)) from None
+        if not isinstance(exc, cv2.error):
+            raise
         raise FrameError(path, f"cannot decode the image ({exc.msg.strip()})") from exc
     if img is None or img.size == 0:
         raise FrameError(
@@ -149,22 +333,69 @@ def decode_image(data: bytes, path: str | os.PathLike = "<bytes>", reduce: int =
         )
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if warnings is not None:
+        if info is not None and info.alpha:
+            warnings.append("the input has an alpha channel; it was ignored")
+        warnings.extend(notes)
     return img
+
+
+_ORIENT = {  # EXIF / TIFF orientation -> the operation that makes the image upright
+    2: lambda a: cv2.flip(a, 1),
+    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: cv2.flip(a, 0),
+    5: lambda a: cv2.transpose(a),
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    7: lambda a: cv2.rotate(cv2.transpose(a), cv2.ROTATE_180),
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+}
+
+
+def _decode_float(buf, info: ImageInfo, notes: list[str], reduce: int = 1) -> np.ndarray | None:
+    """A float TIFF as 8-bit BGR. OpenCV's 8-bit decoder reads float samples as 0..1 (and
+    most float TIFFs not at all): 0..1 data is scaled to 0..255, data up to 255 is taken as
+    0..255, brighter data is scaled down to fit; the last two with a note."""
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        return None
+    if img.ndim == 3:
+        img = img[:, :, :3] if img.shape[2] >= 3 else img[:, :, 0]
+    img = np.nan_to_num(img.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    top = float(img.max())
+    if top <= 1.5:  # 0..1 data (lossy encodings such as LogLuv overshoot a little)
+        scale = 255.0
+    elif top <= 255.0 * 1.01:
+        scale = 1.0
+        notes.append(
+            f"float samples up to {top:.4g}: read as 0..255 (float images are usually 0..1); "
+            "save 8- or 16-bit TIFFs to be sure"
+        )
+    else:
+        scale = 255.0 / top
+        notes.append(
+            f"float samples up to {top:.4g} (high dynamic range): scaled so that {top:.4g} "
+            "is white; tone-map it or save an 8- or 16-bit TIFF"
+        )
+    out = np.clip(img * scale + 0.5, 0, 255).astype(np.uint8)
+    if reduce > 1:  # as the decoder's reduced modes: sides divided, rounded up
+        h, w = out.shape[:2]
+        out = cv2.resize(out, (-(-w // reduce), -(-h // reduce)), interpolation=cv2.INTER_AREA)
+    turn = _ORIENT.get(info.orientation)
+    return turn(out) if turn is not None else out
 
 
 def read_image(path: str | os.PathLike, warnings: list[str] | None = None) -> np.ndarray:
     """Read a frame as 8-bit BGR (H, W, 3). Notes about the input go to ``warnings``."""
-    data = read_bytes(path)
-    img = decode_image(data, path)
-    if warnings is not None and _png_has_alpha(data):
-        warnings.append("the input has an alpha channel; it was ignored")
-    return img
+    return decode_image(read_bytes(path), path, warnings=warnings)
 
 
-def read_label(path: str | os.PathLike) -> np.ndarray:
+def read_label(path: str | os.PathLike, warnings: list[str] | None = None) -> np.ndarray:
     """Read a label as a bool mask: a mask PNG (> 127 = subject) or an alpha cut-out.
 
-    An image editor's alpha-cut PNG counts as a label too: alpha > 0.5 is the subject.
+    An image editor's alpha-cut PNG counts as a label too: alpha > 0.5 is the subject. A mask
+    of two values of which neither is above half (0 and 1, or 0 and 100: a label map's or
+    another tool's convention) has its non-zero value as the subject; that, and a mask with
+    no value above half at all (read as empty), is said in ``warnings``.
     """
     data = read_bytes(path)
     if not data:
@@ -178,8 +409,23 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
         chan = img.max(axis=2)
     else:
         chan = img
-    half = 0.5 * (np.iinfo(chan.dtype).max if chan.dtype.kind in "ui" else 1.0)
-    return chan > half
+    full = float(np.iinfo(chan.dtype).max) if chan.dtype.kind in "ui" else 1.0
+    top = float(chan.max()) if chan.size else 0.0
+    if not 0 < top <= 0.5 * full:
+        return chan > 0.5 * full
+    if np.count_nonzero((chan != 0) & (chan != top)) == 0:  # two values: 0 and top
+        if warnings is not None:
+            warnings.append(
+                f"holds only the values 0 and {top:g}, not 0 and {full:g}: read with "
+                f"{top:g} as the subject"
+            )
+        return chan > 0
+    if warnings is not None:
+        warnings.append(
+            f"has no value above {0.5 * full:g} (at most {top:g}): read as an empty mask; a "
+            f"mask marks the subject with {full:g}"
+        )
+    return chan > 0.5 * full
 
 
 def png_is_whole(path: str | os.PathLike, colour_type: int | None = None) -> bool:

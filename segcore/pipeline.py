@@ -35,8 +35,11 @@ from .errors import InputError, OutputError, SegcoreError
 from .infer import Segmenter, keep_probability
 from .io import (
     atomic_write_bytes,
+    by_stem,
     discover_frames,
     encode_png,
+    is_out_of_memory,
+    no_memory,
     png_is_whole,
     read_image,
     remove_stale_temporaries,
@@ -47,7 +50,7 @@ from .labels import label_map, nearest_class, read_labels, write_labels
 from .mask import cutout, decide, foreground_share, threshold
 from .outputs import Manifest, check_apart, relation
 from .plate import check_mode as check_plate_mode
-from .preprocess import fit_size
+from .preprocess import MAX_INPUT_SIZE, fit_size
 from .refine import GuidedCoefficients, band_window, refine_params
 from .temporal import SequenceSmoother
 from .upsample import SplineField, spline_upsample
@@ -55,6 +58,7 @@ from .upsample import SplineField, spline_upsample
 log = logging.getLogger(__name__)
 
 REPORT_VERSION = 1
+MAX_WORKERS = 64  # frames in flight at most (each holds a decoded frame and its buffers)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class SegmentOptions:
     workers: int = 2  # frames in flight
     temporal: bool = False  # smooth along the sequence (segcore.temporal); frames in order
     plate: str = "auto"  # complete the masks from a still background (segcore.plate)
+    recursive: bool = False  # frames in INPUT's subfolders too (outputs keep flat names)
     # classes a multi-class model keeps (names of segcore.config.CLASSES): None = the
     # garment figure, garment + figure (segcore.infer.DEFAULT_KEEP); binary models: None
     keep: tuple[str, ...] | None = None
@@ -281,8 +286,11 @@ def load_segmenter(options: SegmentOptions) -> tuple[Segmenter, PostprocessParam
     """The segmenter and post-processing for ``options`` (card defaults, user overrides)."""
     seg = Segmenter.load(options.model, keep=options.keep)
     if options.size is not None:
-        if options.size < 32:
-            raise InputError(f"--size {options.size} is too small; use 32 or more")
+        if not 32 <= options.size <= MAX_INPUT_SIZE:
+            raise InputError(
+                f"--size {options.size} is out of range; use 32 to {MAX_INPUT_SIZE} pixels "
+                f"(the model's own: {seg.card.preprocess.input_size})"
+            )
         pre = replace(seg.card.preprocess, input_size=int(options.size))
         seg.card = replace(seg.card, preprocess=pre)
     post = seg.card.postprocess
@@ -381,13 +389,19 @@ class SequenceJob:
         if options.skip_existing and options.overwrite:
             raise InputError("--skip-existing and --overwrite exclude each other; pick one")
         check_plate_mode(options.plate)
-        self.frames = discover_frames(self.input)
+        if isinstance(options.workers, bool) or not 1 <= options.workers <= MAX_WORKERS:
+            raise InputError(
+                f"--workers {options.workers}: use 1 to {MAX_WORKERS} frames at once "
+                "(1 needs the least memory)"
+            )
+        self.notes: list[str] = []  # what INPUT holds that is not segmented, one line each
+        self.frames = discover_frames(self.input, self.notes, options.recursive)
         self.writers = [fmt.WRITERS[name] for name in options.formats]
         self.rim_colours = "rgba" in options.formats  # only the RGBA output uses them
         self._check_stems()
+        self.segmenter, self.post = load_segmenter(options)  # a bad card changes nothing
         _check_output(self.input, self.output, [w.folder for w in self.writers])
         self._check_name_lengths()
-        self.segmenter, self.post = load_segmenter(options)
         if "labels" in options.formats and self.segmenter.keep is None:
             raise InputError(
                 f"--formats labels: the model card {self.segmenter.card.name!r} has no "
@@ -437,14 +451,7 @@ class SequenceJob:
         self.plate_progress: Callable[[str, int, int], None] | None = None
 
     def _check_stems(self) -> None:
-        seen: dict[str, Path] = {}
-        for p in self.frames:
-            if p.stem in seen:
-                raise InputError(
-                    f"{p}: has the same name stem as {seen[p.stem].name}, so their masks "
-                    "would overwrite each other; rename one of them"
-                )
-            seen[p.stem] = p
+        by_stem(self.frames, "their masks would overwrite each other")
 
     def _check_name_lengths(self) -> None:
         limit = _name_max(self.output)
@@ -519,11 +526,12 @@ class SequenceJob:
             res.error = f"cannot write an output ({exc.strerror or exc})"
             if exc.errno in STOPPING_ERRNOS or not self.output.is_dir():
                 self.fatal = self._stop_reason(exc)  # every later frame would fail the same way
-        except MemoryError:
-            res.status, res.error = "failed", "not enough memory for this frame"
-        except Exception as exc:  # a bug, but one frame must not stop the others
-            log.exception("unexpected error on %s", path)
-            res.status, res.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        except Exception as exc:
+            if is_out_of_memory(exc):  # numpy's MemoryError or OpenCV's allocation error
+                res.status, res.error = "failed", no_memory()
+            else:  # a bug, but one frame must not stop the others
+                log.exception("unexpected error on %s", path)
+                res.status, res.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
         finally:
             if self.smoother is not None:
                 self.smoother.skip(index)  # no-op once smoothed; unblocks the next frame
@@ -869,6 +877,7 @@ class SequenceJob:
                 **self.post.to_dict(),
             },
             "summary": self.summary(),
+            "input_notes": self.notes,
             "plate": self.plate,
             "frames": [asdict(r) for r in self.results],
         }
