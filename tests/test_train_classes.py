@@ -78,3 +78,21 @@ def test_a_binary_checkpoint_initialises_a_class_head_with_the_same_subject_logi
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(subject_logit(multi(x)), binary(x), atol=1e-4)
+
+
+def test_evaluation_scores_the_kept_classes_against_the_label_maps(tmp_path):
+    from training.evaluate import class_figures, ground_truth
+
+    img, lab = _scene()
+    cv2.imwrite(str(tmp_path / "l.png"), lab)
+    cv2.imwrite(str(tmp_path / "m.png"), np.where((lab == 1) | (lab == 2), 255, 0).astype(np.uint8))
+    s = Sample("s", tmp_path / "i.png", tmp_path / "m.png", tmp_path / "l.png")
+    gt, gt_labels = ground_truth(s, (1,))
+    assert (gt == (lab == 1)).all() and (gt_labels == lab).all()
+    gt, _ = ground_truth(s, None)  # a binary model: garment + figure
+    assert (gt == ((lab == 1) | (lab == 2))).all()
+    pred = np.where(lab > 0, 255, 0).astype(np.uint8)  # the stand kept by mistake
+    f = class_figures(pred, None, lab)
+    assert f["support_share"] == pytest.approx((lab == 3).sum() / (lab > 0).sum())
+    f = class_figures(pred, np.where(lab == 3, 0, lab), lab, keep_ids=(1, 2))
+    assert f["garment_iou"] == 1.0 and f["figure_iou"] == 1.0 and "support_iou" not in f

@@ -143,7 +143,10 @@ def cmd_eval(args) -> int:
         model = args.model
         if model and model.endswith(".pt"):
             model = _export_temp(model)
-        predict = segcore_predictor(model, args.refine, args.temporal, args.flip, args.edges)
+        keep = tuple(k.strip() for k in args.keep.split(",") if k.strip()) if args.keep else None
+        predict = segcore_predictor(
+            model, args.refine, args.temporal, args.flip, args.edges, keep=keep
+        )
     if args.families:
         return _eval_families(args, predict)
     if not args.data:
@@ -364,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--edges", choices=("learned", "guided"), default=None, help="edge refinement (segcore)"
+    )
+    e.add_argument(
+        "--keep",
+        default=None,
+        help="classes a multi-class model keeps, e.g. garment (default: the card's, garment,"
+        "figure); the truth is the same classes of the data's label maps",
     )
     e.add_argument("--sequences", nargs="+", help="only these sequences")
     e.add_argument("--refine", dest="refine", action="store_true", default=None)

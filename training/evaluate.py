@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 
 from segcore.io import read_image, read_label, write_png
-from segcore.metrics import Scores, boundary_counts, confusion, flicker, summarize
+from segcore.config import CLASSES
+from segcore.metrics import Scores, boundary_counts, class_scores, confusion, flicker, summarize
 from segcore.sheet import grid, overlay
 
-from .data import Sample, find_sequences
+from .data import Sample, find_sequences, read_classes
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # BGR frame -> uint8 mask (255 = subject)
 
@@ -25,21 +26,27 @@ def segcore_predictor(
     temporal: bool = False,
     flip: bool | None = None,
     edges: str | None = None,
+    keep: tuple[str, ...] | None = None,
 ) -> Predictor:
     """The segcore pipeline as a predictor. ``temporal``: frames are fed in sequence order and
     smoothed along it (:mod:`segcore.temporal`); :func:`evaluate` calls ``new_sequence()`` at
-    each sequence's first frame."""
+    each sequence's first frame. A multi-class model's predictor keeps the classes ``keep``
+    (names; default the card's) and exposes them (``keep_ids``) and the last frame's label map
+    (``last_labels``), so :func:`evaluate` scores the kept classes against label maps."""
     from segcore.pipeline import SegmentOptions, load_segmenter, segment_frame
     from segcore.temporal import network_gray, smooth_step
 
     # the card's post-processing with the caller's overrides, as `segcore segment` applies them
-    seg, post = load_segmenter(SegmentOptions(model=model, refine=refine, flip=flip, edges=edges))
-    if not temporal:
-        return lambda bgr: segment_frame(bgr, seg, post).mask
+    seg, post = load_segmenter(
+        SegmentOptions(model=model, refine=refine, flip=flip, edges=edges, keep=keep)
+    )
 
-    class TemporalPredictor:
+    class SegcorePredictor:
+        keep_ids = seg.keep  # None for a binary model
+
         def __init__(self):
             self.prev = None
+            self.last_labels = None
 
         def new_sequence(self):
             self.prev = None
@@ -51,9 +58,11 @@ def segcore_predictor(
                 self.prev = (gray, out)
                 return out
 
-            return segment_frame(bgr, seg, post, smooth=smooth).mask
+            res = segment_frame(bgr, seg, post, smooth=smooth if temporal else None)
+            self.last_labels = res.labels() if self.keep_ids is not None else None
+            return res.mask
 
-    return TemporalPredictor()
+    return SegcorePredictor()
 
 
 def grabcut_predictor(margin: float = 0.05, iters: int = 3) -> Predictor:
@@ -99,26 +108,56 @@ def samples_of(root: str | Path, sequences: list[str] | None = None) -> list[Sam
     return [s for n in names for s in seqs[n]]
 
 
+def ground_truth(s: Sample, keep_ids: tuple[int, ...] | None):
+    """(truth mask for the kept classes, class map or None). With a class map and kept class
+    indices the truth is those classes; otherwise the sample's mask (garment + figure)."""
+    if s.labels is None:
+        return read_label(s.mask), None
+    labels = read_classes(s.labels)
+    if keep_ids is None:
+        return read_label(s.mask), labels
+    return np.isin(labels, keep_ids), labels
+
+
+def class_figures(pred: np.ndarray, pred_labels, gt_labels: np.ndarray, keep_ids=()) -> dict:
+    """Per-frame class figures: ``support_share`` (share of the predicted subject that is
+    support in truth) and, given a predicted label map, IoU and BF@2px of each kept class."""
+    fg = pred > 0
+    out = {"support_share": float((fg & (gt_labels == 3)).sum() / max(1, fg.sum()))}
+    if pred_labels is not None:
+        for name, f in class_scores(pred_labels, gt_labels).items():
+            if CLASSES.index(name) in keep_ids:
+                out[f"{name}_iou"], out[f"{name}_bf2"] = f["iou"], f["bf2"]
+    return out
+
+
 def evaluate(predict: Predictor, samples: list[Sample]) -> tuple[list[dict], dict]:
     """Per-frame rows (with seconds per frame) and pooled scores.
 
     Samples come in sequence order; ``pooled["flicker"]`` is the mean over consecutive frame
     pairs of a sequence of ``|IoU(pred, pred') - IoU(gt, gt')|`` (:func:`segcore.metrics.flicker`).
+    Samples with class maps add :func:`class_figures` to their rows.
     """
     scores = Scores()
     rows = []
     steps = []
     last = None  # (sequence, pred, gt) of the previous frame
+    keep_ids = getattr(predict, "keep_ids", None)
     for s in samples:
         bgr = read_image(s.image)
-        gt = read_label(s.mask)
+        gt, gt_labels = ground_truth(s, keep_ids)
         if (last is None or last[0] != s.sequence) and hasattr(predict, "new_sequence"):
             predict.new_sequence()
         t0 = time.perf_counter()
         pred = predict(bgr)
         dt = time.perf_counter() - t0
         r = scores.add(pred, gt)
-        rows.append({"sequence": s.sequence, "frame": s.image.name, "seconds": dt, **r})
+        row = {"sequence": s.sequence, "frame": s.image.name, "seconds": dt, **r}
+        if gt_labels is not None:
+            row.update(
+                class_figures(pred, getattr(predict, "last_labels", None), gt_labels, keep_ids or ())
+            )
+        rows.append(row)
         if last is not None and last[0] == s.sequence and last[1].shape == pred.shape:
             steps.append(flicker([last[1], pred], [last[2], gt]))
         last = (s.sequence, pred, gt)
@@ -159,13 +198,17 @@ def worst_sheet(
         if hasattr(predict, "new_sequence"):  # re-predicted alone, without its predecessors
             predict.new_sequence()
         bgr = read_image(s.image)
-        tiles.append(overlay(bgr, predict(bgr), read_label(s.mask).astype(np.uint8) * 255))
+        gt = ground_truth(s, getattr(predict, "keep_ids", None))[0]
+        tiles.append(overlay(bgr, predict(bgr), gt.astype(np.uint8) * 255))
         labels.append(f"{r['sequence'][:18]}/{r['frame']} F1 {r['f1']:.3f}")
     if tiles:
         write_png(path, grid(tiles, cols=4, tile_w=320, labels=labels))
 
 
 FAMILY_KEYS = ("precision", "recall", "f1", "iou", "bf1", "bf2", "bf4")
+CLASS_KEYS = ("support_share",) + tuple(
+    f"{c}_{k}" for c in CLASSES[1:] for k in ("iou", "bf2")
+)
 FAMILY_HEAD = (
     "| family | frames | P | R | F1 | IoU | BF@1px | BF@2px | BF@4px | IoU < 0.9 | ms/frame |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|"
@@ -191,6 +234,10 @@ def frame_means(rows: list[dict]) -> dict:
     out["frames"] = len(rows)
     out["iou_below_0.9"] = float(np.mean([r["iou"] < 0.9 for r in rows]))
     out["seconds"] = float(np.mean([r["seconds"] for r in rows]))
+    for k in CLASS_KEYS:  # class figures: means over the frames that have them
+        vals = [r[k] for r in rows if k in r]
+        if vals:
+            out[k] = float(np.mean(vals))
     return out
 
 
@@ -230,4 +277,16 @@ def families_markdown(result: dict) -> str:
     lines += [family_row(n, m) for n, m in result["families"].items()]
     lines.append(family_row("**all frames**", result["all"]))
     lines.append(family_row(f"**worst: {result['worst']['family']}**", result["worst"]))
+    keys = [k for k in CLASS_KEYS if k in result["all"]]
+    if keys:  # class figures (frames with class maps)
+        names = {"support_share": "support in mask"}
+        lines += ["", "| family | " + " | ".join(names.get(k, k.replace("_", " ")) for k in keys) + " |"]
+        lines.append("|---" * (len(keys) + 1) + "|")
+        for n, m in [*result["families"].items(), ("**all frames**", result["all"])]:
+            cells = [
+                f"{100 * m[k]:.2f} %" if k == "support_share" else f"{m[k]:.4f}"
+                if k in m else "–"
+                for k in keys
+            ]
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
