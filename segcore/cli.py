@@ -241,9 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # hull-to-mask IoU (hull_check.png) under which `reconstruct` warns: on the benchmark's
-# turntables 0.92-0.98 with the model's masks and right cameras, 0.90 on the one failed
-# solve (measured against masks/, before the hull got hull_masks/ of its own); thin parts'
-# mask errors weigh as much as the cameras, so only a gross misfit warns
+# turntables 0.92-0.98 with the model's masks and right cameras, 0.90 on a failed solve;
+# thin parts' mask errors weigh as much as the cameras, so only a gross misfit warns
 POOR_FIT = 0.85
 
 

@@ -1,4 +1,4 @@
-"""The ``segcore`` CLI end to end, on tiny folders (the DESIGN.md contract)."""
+"""The ``segcore`` CLI end to end, on tiny folders (the docs/design.md contract)."""
 
 import json
 import os

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-EPILOG = """typical session:
+EPILOG = """typical use:
   python -m training synth --out data/synth --sequences 200 --frames 6 --seed 1
   python -m training train --data data/synth --out runs/garment --steps 6000
   python -m training eval --model runs/garment/best.pt --data data/heldout
@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a model",
         description="Train on data sets in the "
-        "DESIGN.md layout; validation on held-out sequences every epoch.",
+        "docs/design.md layout; validation on held-out sequences every epoch.",
     )
     _add_train_args(t)
 

@@ -1,4 +1,4 @@
-"""Data sets in the DESIGN.md layout, split by *sequence* (never frames of one sequence on
+"""Data sets in the docs/design.md layout, split by *sequence* (never frames of one sequence on
 both sides), loaded into memory at training scale.
 
     <root>/<sequence>/images/<stem>.(jpg|png)

@@ -1,6 +1,6 @@
 """How the mask threshold moves the visual hull, with the cameras held at the truth.
 
-    python -m training.hull_sweep /work/data/recon/seq_00023_turntable --thresholds 0.5,0.3
+    python -m training.hull_sweep data/recon/seq_00023_turntable --thresholds 0.5,0.3
 
 For one rendered turntable (``images/``, ``masks/``, ``cameras.json`` from
 ``training.synth``), the bundled model's masks are decided at each threshold, completed
@@ -11,7 +11,7 @@ and added (FP) shares, and the hull's silhouettes against the ground-truth masks
 mean over frames), as ``bench recon`` scores it.
 ``--sizes`` runs the network at other input sizes; ``--moving`` adds rows where the lower
 threshold only applies to pixels that change between frames (grey standard deviation above
-each value). docs/recon.md quotes the results.
+each value). docs/recon.md ("Measured figures") gives the figures and commands.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 For every photo with a label (a mask PNG, 255 = subject, or an image editor's alpha cut-out):
 HSV V-channel Gaussian denoise; normalisation (crop away the background around the subject,
 keeping a margin, and resize to the training size); amplification to 8x by the eight
-symmetries of the square. The result is a data set in the DESIGN.md layout.
+symmetries of the square. The result is a data set in the docs/design.md layout.
 """
 
 from __future__ import annotations

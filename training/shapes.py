@@ -45,7 +45,7 @@ def make_shapes_dataset(
     size: tuple[int, int] = (96, 128),
     seed: int = 0,
 ) -> Path:
-    """Write a blob data set in the DESIGN.md layout; returns ``root``."""
+    """Write a blob data set in the docs/design.md layout; returns ``root``."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     for s in range(sequences):

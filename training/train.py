@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    data: list[str] = field(default_factory=list)  # data set roots (DESIGN.md layout)
+    data: list[str] = field(default_factory=list)  # data set roots (docs/design.md layout)
     out: str = "runs/garment"  # run folder: checkpoints, log.csv, curves.png
     arch: NetConfig = NetConfig()  # network architecture
     input_size: int = 320  # inference long side; training frames are loaded at this scale

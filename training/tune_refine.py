@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         description="Sweep the guided-filter edge refinement's radius and eps on labelled data.",
     )
     ap.add_argument("--model", default="garment", help="model name or card (default garment)")
-    ap.add_argument("--data", required=True, help="data set root (DESIGN.md layout)")
+    ap.add_argument("--data", required=True, help="data set root (docs/design.md layout)")
     ap.add_argument("--sequences", nargs="+", required=True, help="sequences to score on")
     ap.add_argument("--radius", nargs="+", type=float, default=[2, 4, 8, 16])
     ap.add_argument("--eps", nargs="+", type=float, default=[1e-4, 2e-3])
