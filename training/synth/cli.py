@@ -2,7 +2,7 @@
 
 Example::
 
-    python -m training.synth.cli --out /work/data/synth --sequences 400 --frames 6 \\
+    python -m training.synth.cli --out data/synth --sequences 400 --frames 6 \\
         --size 512x384 --seed 1 --threads 1 --preview
 """
 
