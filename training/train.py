@@ -298,6 +298,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if cfg.val_sequences:
         val_names = [n for n in names if named(n, cfg.val_sequences)]
         train_names = [n for n in names if n not in val_names]
+    elif cfg.val_data:  # the checkpoint is picked on those data sets alone
+        train_names, val_names = names, []
     else:
         train_names, val_names = split_sequences(names, cfg.val_share, cfg.seed)
     train_samples = [s for n in train_names for s in seqs[n]]
