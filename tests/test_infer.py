@@ -82,7 +82,8 @@ def test_missing_and_corrupt_models_fail_before_any_frame(random_model, tmp_path
 def test_card_that_does_not_match_onnx_is_refused(random_model, tmp_path):
     card = json.loads(random_model["card"].read_text())
     card["arch"]["in_channels"] = 4
-    card["onnx"] = str(random_model["onnx"])
+    card["onnx"] = "m.onnx"  # beside the card: a card names no file outside its folder
+    (tmp_path / "m.onnx").write_bytes(random_model["onnx"].read_bytes())
     (tmp_path / "m.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="do not match|does not run"):
         Segmenter.load(tmp_path / "m.json")
