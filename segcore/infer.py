@@ -148,8 +148,13 @@ class Segmenter:
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, keep=None) -> Segmenter:
         """Load a bundled model by name (default), or a ``.json`` card / ``.onnx`` path;
-        ``keep``: the classes a multi-class model keeps (default :data:`DEFAULT_KEEP`)."""
-        return cls(load_card(model), keep=keep)
+        ``keep``: the classes a multi-class model keeps (default :data:`DEFAULT_KEEP`).
+        The card's learned edge refiner, if it names one, comes with it (as in the CLI)."""
+        from .edges import load_refiner
+
+        seg = cls(load_card(model), keep=keep)
+        seg.edges = load_refiner(seg.card)
+        return seg
 
     @property
     def kept_names(self) -> tuple[str, ...] | None:
