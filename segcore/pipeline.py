@@ -177,11 +177,13 @@ def segment_frame(
     if post.refine and band.any() and (edges is None or edges.spec.guide == "guided"):
         guided = guided_field((H, W), source, p, band, radius, post.refine_eps)
     if post.refine and edges is not None:
+        rim = [] if rim_colours and guided is not None else None
         _learned_edges(
-            bgr, edges, edge_prior(bgr, spline, guided), band, rows, cols, thr, mask, alpha
+            bgr, edges, edge_prior(bgr, spline, guided), band, rows, cols, thr, mask, alpha,
+            rim=rim, guided=guided,
         )
         t["upsample"], t["refine"] = 0.0, time.perf_counter() - t1b
-        return FrameMasks(mask, alpha, small, t, [], **kept)
+        return FrameMasks(mask, alpha, small, t, rim or [], **kept)
     t_up, t_ref = 0.0, (time.perf_counter() - t1b) if guided is not None else 0.0
     rim: list = []
     # tiles of about TILE_PX frame pixels a side: big enough that per-tile overhead stays
@@ -206,13 +208,7 @@ def segment_frame(
             region = bgr[y0:y1, x0:x1]
             q, back = guided.apply(region, y0, x0, background=rim_colours)
             if rim_colours:
-                soft = sel & (q > 0.02) & (q < 0.98)
-                if soft.any():  # subject colour F from I = a F + (1 - a) B, B the local background
-                    a = q[soft][:, None]
-                    fg = (region[soft].astype(np.float32) - (1 - a) * back[soft]) / np.maximum(
-                        a, 0.2
-                    )
-                    rim.append((y0, x0, soft, np.clip(fg + 0.5, 0, 255).astype(np.uint8)))
+                _rim_tile(rim, y0, x0, region, sel, q, back)
             t_ref += time.perf_counter() - ta
         else:
             q = spline.region(y0, y1, x0, x1)
@@ -266,8 +262,21 @@ def edge_prior(bgr, spline: SplineField, guided: GuidedCoefficients | None):
     )
 
 
-def _learned_edges(bgr, edges, logit_at, band, rows, cols, thr, mask, alpha) -> None:
-    """Decide the band's full-resolution pixels with the learned refiner (segcore.edges)."""
+def _rim_tile(rim: list, y0: int, x0: int, region, sel, q, back) -> None:
+    """Defringed subject colours of a tile's soft rim: F from I = a F + (1 - a) B, with the
+    alpha ``q`` and ``back`` the guided filter's local background."""
+    soft = sel & (q > 0.02) & (q < 0.98)
+    if soft.any():
+        a = q[soft][:, None]
+        fg = (region[soft].astype(np.float32) - (1 - a) * back[soft]) / np.maximum(a, 0.2)
+        rim.append((y0, x0, soft, np.clip(fg + 0.5, 0, 255).astype(np.uint8)))
+
+
+def _learned_edges(
+    bgr, edges, logit_at, band, rows, cols, thr, mask, alpha, rim=None, guided=None
+) -> None:
+    """Decide the band's full-resolution pixels with the learned refiner (segcore.edges);
+    with ``rim`` (a list) and the guided filter, also the rim's defringed colours."""
     cell = edges.spec.cell
     corners = active_cells(band, rows, cols, cell)
     q = edges.refine(bgr, logit_at, corners)
@@ -280,6 +289,10 @@ def _learned_edges(bgr, edges, logit_at, band, rows, cols, thr, mask, alpha) -> 
         np.copyto(mask[y0:y1, x0:x1], np.where(qc > thr, u8_255, u8_0), where=sel)
         a8 = np.clip(qc * 255 + 0.5, 0, 255).astype(np.uint8)
         np.copyto(alpha[y0:y1, x0:x1], a8, where=sel)
+        if rim is not None:
+            region = bgr[y0:y1, x0:x1]
+            back = guided.apply(region, int(y0), int(x0), background=True)[1]
+            _rim_tile(rim, int(y0), int(x0), region, sel, qc, back)
 
 
 def load_segmenter(options: SegmentOptions) -> tuple[Segmenter, PostprocessParams]:
