@@ -91,7 +91,7 @@ def cmd_setup(args) -> int:
 
 def cmd_demo(args) -> int:
     setup("runtime")
-    return run([vpython(), "-m", "segcore.demo", *args.rest])
+    return run([vpython(), "-m", "tools.demo", *args.rest])
 
 
 def cmd_test(args) -> int:
@@ -111,7 +111,7 @@ def cmd_addon(args) -> int:
 
 def cmd_bench(args) -> int:
     setup("dev")
-    return run([vpython(), "-m", "segcore.bench", *args.rest])
+    return run([vpython(), "-m", "tools.bench", *args.rest])
 
 
 def main() -> int:

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from segcore import nerfstudio
-from segcore.bench_recon import pose_errors, umeyama
 from segcore.errors import DependencyError, InputError, SegcoreError
 from segcore.reconstruct import (
     Intrinsics,
@@ -26,6 +25,7 @@ from segcore.reconstruct import (
     prepare_workspace,
     reconstruct,
 )
+from tools.bench_recon import pose_errors, umeyama
 from training.synth.cameras import intrinsics, look_at, orbit_eye, world_to_camera
 
 ROOT = Path(__file__).resolve().parent.parent

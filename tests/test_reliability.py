@@ -352,7 +352,7 @@ def test_100_megapixel_frame_in_bounded_memory(random_model, tmp_path):
     decoded_mb = big.nbytes / 2**20
     del big
     code = (
-        "from segcore.bench import peak_rss_mb\n"
+        "from tools.bench import peak_rss_mb\n"
         "from segcore.cli import main\n"
         f"c = main(['segment', {str(d)!r}, '-o', {str(tmp_path / 'o')!r}, '--model', "
         f"{str(random_model['card'])!r}, '-q', '--formats', 'mask'])\n"
@@ -370,7 +370,7 @@ def test_peak_memory_of_a_child_is_its_own(tmp_path):
     peak; ``peak_rss_mb`` reads the child's own high-water mark (what the benchmark and
     the 100-MP test measure)."""
     ballast = np.ones(400 * 2**20, np.uint8)  # touched: 400 MB resident in this process
-    code = "from segcore.bench import peak_rss_mb; print(peak_rss_mb())"
+    code = "from tools.bench import peak_rss_mb; print(peak_rss_mb())"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert float(r.stdout) < 300, (r.stdout, ballast.nbytes)

@@ -18,7 +18,7 @@ when it exists), (c) with the ground-truth masks. Reported per run:
 Prints a markdown table (``--out FILE`` also writes it with the method and the command that
 reproduces it; docs/recon.md quotes it). Example::
 
-    python build.py bench recon                       # /work/data/recon, else data/recon
+    python build.py bench recon                       # the sequences in data/recon
     python build.py bench recon --data DIR --limit 3 --voxels 96 --out bench.md
 """
 
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .hull import DEFAULT_VOXELS
-from .plate import MODES as PLATE_MODES
+from segcore.hull import DEFAULT_VOXELS
+from segcore.plate import MODES as PLATE_MODES
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ("/work/data/recon", str(ROOT / "data" / "recon"))
+DEFAULT_DATA = Path("data") / "recon"  # relative to the repository
 MODEL = ROOT / "segcore" / "models" / "garment.onnx"
 
 
@@ -95,7 +95,7 @@ def align_to_gt(result, gt: dict[str, dict], look: bool = False):
     s, r, t = umeyama(src, dst)
     if not look:
         return s, r, t
-    from .hull import camera_focus
+    from segcore.hull import camera_focus
 
     look_src = np.array([np.asarray(p.R)[2] for p in common])
     look_dst = np.array([gt[p.name]["R"][2] for p in common])
@@ -147,7 +147,7 @@ def pose_errors(result, cameras_json: dict) -> dict:
 
 def gt_views(cameras_json: dict) -> dict:
     """``cameras.json``'s frames as :class:`segcore.hull.View` s (no masks), by image name."""
-    from .hull import View
+    from segcore.hull import View
 
     w, h = int(cameras_json["width"]), int(cameras_json["height"])
     return {
@@ -166,15 +166,15 @@ def hull_iou(mesh, sim, cameras_json: dict, masks_dir: Path) -> float:
 def hull_iou_own(mesh, result, masks_dir: Path) -> float:
     """Mean IoU of the hull's silhouettes in the reconstruction's own cameras vs the GT
     masks: no alignment, the hull sits where its cameras put it."""
-    from .hull import views_from_result
+    from segcore.hull import views_from_result
 
     views = {v.name: v for v in views_from_result(result, with_images=False)}
     return _silhouette_iou(mesh, views, masks_dir)
 
 
 def _silhouette_iou(mesh, views: dict, masks_dir: Path) -> float:
-    from .hull import render_silhouette
-    from .io import read_label
+    from segcore.hull import render_silhouette
+    from segcore.io import read_label
 
     ious = []
     for name, v in views.items():
@@ -209,8 +209,8 @@ def run_one(
     plate: str = "auto",
 ) -> dict:
     """One reconstruction (+ hull) of ``seq`` with ``masks``; metrics against the GT."""
-    from .hull import visual_hull
-    from .reconstruct import ReconstructionError, reconstruct
+    from segcore.hull import visual_hull
+    from segcore.reconstruct import ReconstructionError, reconstruct
 
     cams = json.loads((seq / "cameras.json").read_text())
     shutil.rmtree(ws, ignore_errors=True)
@@ -256,7 +256,7 @@ def segment_with_model(seq: Path, out: Path) -> Path | None:
     the masks' IoU before and after."""
     if not MODEL.exists():
         return None
-    from .pipeline import SegmentOptions, SequenceJob
+    from segcore.pipeline import SegmentOptions, SequenceJob
 
     shutil.rmtree(out, ignore_errors=True)
     job = SequenceJob(
@@ -272,7 +272,7 @@ def segment_with_model(seq: Path, out: Path) -> Path | None:
 def mask_iou(pred_dir: Path, gt_dir: Path) -> float:
     """Pooled IoU of the masks in ``pred_dir`` against the ground truth (same stems; COLMAP's
     ``<stem>.<ext>.png`` names too)."""
-    from .io import read_label
+    from segcore.io import read_label
 
     inter = union = 0
     for gt_path in sorted(gt_dir.glob("*.png")):
@@ -341,7 +341,12 @@ def main(argv=None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", type=Path, default=None, help="folder of rendered sequences")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT / DEFAULT_DATA,
+        help=f"folder of rendered sequences (default: {DEFAULT_DATA} in the repository)",
+    )
     p.add_argument("--kinds", default="turntable,ring")
     p.add_argument("--limit", type=int, default=3, help="sequences per kind")
     p.add_argument("--only", default="", help="comma-separated sequence names")
@@ -371,9 +376,9 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segcore-recon")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    data = args.data or next((Path(d) for d in DEFAULT_DATA if Path(d).is_dir()), None)
-    if data is None or not data.is_dir():
-        print(f"error: no data folder ({args.data or ' or '.join(DEFAULT_DATA)})", file=sys.stderr)
+    data = args.data
+    if not data.is_dir():
+        print(f"error: {data}: no such data folder; give one with --data DIR", file=sys.stderr)
         return 2
     kinds = tuple(k.strip() for k in args.kinds.split(","))
     seqs = discover_sequences(data, kinds)
@@ -443,6 +448,8 @@ def _write_doc(args, data, seqs, md, summary, notes, rows) -> None:
 
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
+    if data.resolve().is_relative_to(ROOT):  # the command as run from the repository
+        data = data.resolve().relative_to(ROOT)
     text = [
         "# Reconstruction benchmark",
         "",

@@ -31,7 +31,7 @@ SIZES = ((1280, 960), (4000, 3000), (6000, 4000))
 
 def make_frames(folder: Path, size: tuple[int, int], n: int, seed: int = 0) -> list[Path]:
     """``n`` JPEG frames of ``size`` (W, H) made from the bundled example images."""
-    from .io import discover_frames
+    from segcore.io import discover_frames
 
     folder.mkdir(parents=True, exist_ok=True)
     src_dir = ROOT / "examples" / "garment_ring" / "images"
@@ -58,8 +58,8 @@ def make_frames(folder: Path, size: tuple[int, int], n: int, seed: int = 0) -> l
 
 def stage_breakdown(seg, post, paths: list[Path]) -> dict[str, float]:
     """Median seconds per stage over ``paths`` (one thread, as in one worker)."""
-    from .io import decode_image, encode_png, read_bytes
-    from .pipeline import segment_frame
+    from segcore.io import decode_image, encode_png, read_bytes
+    from segcore.pipeline import segment_frame
 
     rows = []
     for p in paths:
@@ -110,7 +110,7 @@ def run_job(
     out = Path(tempfile.mkdtemp(prefix="segcore-bench-out-"))
     code = (
         "import time\n"
-        "from segcore.bench import peak_rss_mb\n"
+        "from tools.bench import peak_rss_mb\n"
         "from segcore.pipeline import SegmentOptions, SequenceJob\n"
         f"job = SequenceJob({str(frames_dir)!r}, {str(out)!r}, SegmentOptions(model={model!r}, "
         f"formats={tuple(formats.split(','))!r}, workers={workers}, overwrite=True, "
@@ -139,10 +139,10 @@ def compare_baselines(seg, post, paths: list[Path]) -> dict:
     """Seconds per frame of our pipeline, GrabCut (rect init) and the FCN-style baseline."""
     from dataclasses import replace
 
-    from .config import BASELINE
-    from .infer import Segmenter
-    from .io import read_image
-    from .pipeline import segment_frame
+    from segcore.config import BASELINE
+    from segcore.infer import Segmenter
+    from segcore.io import read_image
+    from segcore.pipeline import segment_frame
 
     imgs = [read_image(p) for p in paths]
 
@@ -174,8 +174,8 @@ def compare_baselines(seg, post, paths: list[Path]) -> dict:
     try:
         import torch  # noqa: F401
 
-        from .export import export_onnx
-        from .model import GarmentNet
+        from segcore.export import export_onnx
+        from segcore.model import GarmentNet
 
         d = Path(tempfile.mkdtemp(prefix="segcore-bench-fcn-"))
         export_onnx(GarmentNet(BASELINE).eval(), d / "fcn.onnx")
@@ -191,7 +191,7 @@ def spline_check(src_hw=(256, 384), out_hw=(4000, 6000), repeat: int = 3) -> dic
     """Our cubic B-spline upsampling of a 384-px map to 24 MP against scipy's order-3 zoom."""
     from scipy import ndimage
 
-    from .upsample import spline_upsample
+    from segcore.upsample import spline_upsample
 
     rng = np.random.default_rng(0)
     p = cv2.GaussianBlur(rng.random(src_hw).astype(np.float32), (0, 0), 3)
@@ -227,7 +227,7 @@ def spline_check_isolated(repeat: int = 5) -> dict:
     the 24 MP product runs slower (measured: 34 ms fresh, 60 ms after a GrabCut and three
     frames; the whole bench printed 119 ms in-process where a fresh process takes 20-35)."""
     code = (
-        "import json\nfrom segcore.bench import spline_check\n"
+        "import json\nfrom tools.bench import spline_check\n"
         f"print(json.dumps(spline_check(repeat={int(repeat)})))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -243,11 +243,11 @@ def fmt_ms(s: float) -> str:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["recon"]:  # python build.py bench recon: SfM + visual hull benchmark
-        from .bench_recon import main as bench_recon
+        from tools.bench_recon import main as bench_recon
 
         return bench_recon(argv[1:])
     p = argparse.ArgumentParser(
-        prog="segcore.bench",
+        prog="python build.py bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -258,7 +258,7 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segcore-bench")
     args = p.parse_args(argv)
 
-    from .pipeline import SegmentOptions, load_segmenter
+    from segcore.pipeline import SegmentOptions, load_segmenter
 
     seg, post = load_segmenter(SegmentOptions(model=args.model))
     lines = [

@@ -10,19 +10,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from .card import load_card
-from .evaluate import evaluate_folders, format_table
-from .io import read_image, read_label, write_png
-from .pipeline import SegmentOptions, SequenceJob
-from .progress import Progress
-from .sheet import grid, overlay
+from segcore.card import load_card
+from segcore.evaluate import evaluate_folders, format_table
+from segcore.io import read_image, read_label, write_png
+from segcore.pipeline import SegmentOptions, SequenceJob
+from segcore.progress import Progress
+from segcore.sheet import grid, overlay
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "garment_ring"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="segcore.demo", description=__doc__)
+    p = argparse.ArgumentParser(prog="python build.py demo", description=__doc__)
     p.add_argument(
         "--input",
         type=Path,
