@@ -53,7 +53,7 @@ from .plate import check_mode as check_plate_mode
 from .preprocess import MAX_INPUT_SIZE, fit_size
 from .refine import GuidedCoefficients, band_window, refine_params
 from .temporal import SequenceSmoother
-from .upsample import SplineField, spline_upsample
+from .upsample import SplineField
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def guided_field(frame_hw, source, p, band, radius, eps) -> GuidedCoefficients:
     y0, y1, x0, x1 = band_window(band, (hs, ws), rs)
     return GuidedCoefficients(
         source[y0:y1, x0:x1],
-        spline_upsample(p, (hs, ws))[y0:y1, x0:x1],
+        SplineField(p, (hs, ws)).region(y0, y1, x0, x1),  # only the band's window
         frame_hw,
         rs,
         eps,
