@@ -10,25 +10,37 @@ Pure Python on numpy, scipy and OpenCV; torch only for the torch backend and exp
 
 __version__ = "0.1.0"
 
-from .card import ModelCard, load_card  # noqa: E402
-from .errors import FrameError, InputError, ModelError, OutputError, SegcoreError  # noqa: E402
-from .infer import Segmenter  # noqa: E402
-from .io import discover_frames, read_image, read_label  # noqa: E402
-from .pipeline import SegmentOptions, SequenceJob, segment_frame  # noqa: E402
+# The names below are imported on first use, so that ``import segcore.options`` (the Blender
+# add-on, before numpy and OpenCV are installed) loads nothing but that module.
+_EXPORTS = {
+    "FrameError": "errors",
+    "InputError": "errors",
+    "ModelCard": "card",
+    "ModelError": "errors",
+    "OutputError": "errors",
+    "SegcoreError": "errors",
+    "SegmentOptions": "pipeline",
+    "Segmenter": "infer",
+    "SequenceJob": "pipeline",
+    "discover_frames": "io",
+    "load_card": "card",
+    "read_image": "io",
+    "read_label": "io",
+    "segment_frame": "pipeline",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "FrameError",
-    "InputError",
-    "ModelCard",
-    "ModelError",
-    "OutputError",
-    "SegcoreError",
-    "SegmentOptions",
-    "Segmenter",
-    "SequenceJob",
-    "discover_frames",
-    "load_card",
-    "read_image",
-    "read_label",
-    "segment_frame",
-]
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

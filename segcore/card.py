@@ -15,11 +15,30 @@ from pathlib import Path
 from . import fields as f
 from .config import NetConfig
 from .errors import ModelError
+from .options import DEFAULT_MODEL
 from .preprocess import PreprocessParams
 
 FORMAT_VERSION = 1
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = "garment"
+
+
+def user_models_dir() -> Path:
+    """Where the user's own models go (``python -m training export`` and ``finetune`` write
+    there by default) and are found by name after the bundled ones: ``$SEGCORE_MODELS``,
+    else the platform's per-user data folder (``~/.local/share/segcore/models`` on Linux,
+    ``~/Library/Application Support/segcore/models`` on macOS,
+    ``%APPDATA%/segcore/models`` on Windows). Never the installed package's own folder."""
+    env = os.environ.get("SEGCORE_MODELS")
+    if env:
+        return Path(env).expanduser()
+    home = Path.home()
+    if os.name == "nt":
+        base = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
+    elif os.uname().sysname == "Darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return base / "segcore" / "models"
 
 
 @dataclass(frozen=True)
@@ -113,8 +132,11 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
     if p.exists() and p.is_dir():
         raise ModelError(f"{p}: is a folder; pass a model's .json card or .onnx file")
     bundled = MODELS_DIR / f"{model}.json"
-    if bundled.exists() or os.sep not in str(model):
+    if bundled.exists():
         return bundled
+    if os.sep not in str(model) and "/" not in str(model):
+        user = user_models_dir() / f"{model}.json"  # the user's own, after the bundled ones
+        return user if user.exists() else bundled
     return p.with_suffix(".json")
 
 
@@ -123,9 +145,14 @@ def load_card(model: str | os.PathLike | None = None) -> ModelCard:
     path = resolve_model_path(model)
     if not path.exists():
         avail = sorted(p.stem for p in MODELS_DIR.glob("*.json"))
+        try:
+            own = sorted(p.stem for p in user_models_dir().glob("*.json"))
+        except OSError:
+            own = []
         raise ModelError(
             f"{path}: model card not found; pass --model with a .onnx/.json path"
             + (f" or one of the bundled models: {', '.join(avail)}" if avail else "")
+            + (f"; your models ({user_models_dir()}): {', '.join(own)}" if own else "")
         )
     try:
         d = json.loads(path.read_text(encoding="utf-8"))

@@ -6,7 +6,8 @@ alpha is soft along the rim and the rim's colours are defringed.
 ``labels``: ``labels/<stem>.png``, a multi-class model's class index per pixel as a palette
 PNG (:mod:`segcore.labels`), 0 wherever the mask is 0.
 Every format follows ``--keep``: all are drawn from the same final mask.
-The photogrammetry conventions live beside these (see :data:`WRITERS`).
+The photogrammetry conventions live beside these (see :data:`WRITERS`). The names, in order,
+are :data:`segcore.options.FORMATS` (read by the add-on without importing this module).
 """
 
 from __future__ import annotations
@@ -14,15 +15,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from .io import write_png
 from .labels import write_labels
+from .options import FORMATS
 
-if TYPE_CHECKING:
-    from .pipeline import FrameMasks
+
+class Masks(Protocol):
+    """What a writer reads of one segmented frame (``pipeline.FrameMasks`` is one)."""
+
+    mask: np.ndarray  # uint8 (H, W), 255 = subject
+
+    def rgba(self, bgr: np.ndarray) -> np.ndarray: ...
+
+    def labels(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -30,7 +39,7 @@ class Writer:
     name: str
     folder: str
     filename: Callable[[Path], str]  # input frame path -> output file name
-    write: Callable[[Path, np.ndarray, FrameMasks], None]  # (path, frame BGR, masks)
+    write: Callable[[Path, np.ndarray, Masks], None]  # (path, frame BGR, masks)
     doc: str
     png_colour: int = 0  # PNG colour type of its files: 0 grey, 6 RGBA (io.png_is_whole)
 
@@ -105,3 +114,5 @@ WRITERS: dict[str, Writer] = {
         "0 = ignore (--ignore-mask-label 0)",
     ),
 }
+if tuple(WRITERS) != FORMATS:  # pragma: no cover - a writer added here but not there
+    raise ImportError(f"segcore.options.FORMATS {FORMATS} must name WRITERS {tuple(WRITERS)}")

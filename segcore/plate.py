@@ -46,11 +46,12 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .hull import resize_mask
+from .geometry import resize_mask
+from .options import PLATE_MODES
 
-MODES = ("auto", "on", "off")  # auto: when the background is found to stand still
+MODES = PLATE_MODES  # auto: when the background is found to stand still
 # progress stages (reported as ``progress(stage, done, total)``) and their labels on screen
-STAGES = {"plate": "Still background", "plate masks": "Completing masks"}
+STAGES = {"plate": "Looking for a still background", "plate masks": "Completing masks"}
 LONG_SIDE = 2048  # the plate's resolution cap (full resolution for most frames)
 MAX_FRAMES = 48  # frames the plate is built from (evenly spaced over the sequence)
 CLEAR_PX = 4  # a pixel is clear of the subject this far outside its (network) mask
@@ -255,16 +256,20 @@ class Plate:
         }
 
 
-def still_plate(n: int, load, force: bool = False, progress=None) -> Plate | None:
+def still_plate(
+    n: int, load, force: bool = False, progress=None, why: list[str] | None = None
+) -> Plate | None:
     """The still background of a sequence of ``n`` frames, or None where there is none.
 
     ``load(i)`` returns frame ``i`` (BGR uint8) and its mask (bool); at most ``MAX_FRAMES``
     evenly spaced frames are loaded, fitted within ``LONG_SIDE`` pixels, so memory stays
     bounded for long sequences and big photos. None if fewer than 6 frames, or if the
     background does not stand still (unless ``force``). ``progress("plate", done, total)``
-    after each frame loaded.
+    after each frame loaded. ``why``, a list, receives the reason when it returns None.
     """
     if n < 6:
+        if why is not None:
+            why.append(f"{n} frames: the still-background pass needs 6 or more")
         return None
     labs, small = [], []
     size = None
@@ -286,6 +291,12 @@ def still_plate(n: int, load, force: bool = False, progress=None) -> Plate | Non
     known = seen >= MIN_SEEN
     still = still_share(labs, plate, clear, known)
     if still < STILL_SHARE and not force:
+        if why is not None:
+            why.append(
+                f"the background moves (a camera ring, or a hand-held camera): {still:.0%} of "
+                f"the clear background matches from frame to frame, a turntable's {STILL_SHARE:.0%} "
+                "or more; --plate on forces the pass"
+            )
         return None
     trusted = seen >= max(MIN_SEEN, REMOVE_SEEN * k)
     return Plate(size, plate, known, trusted, still, k)

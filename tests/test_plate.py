@@ -8,7 +8,7 @@ import pytest
 
 from segcore.io import read_label, write_png
 from segcore.plate import ADD_LEVEL, clear_of, plate_of, still_plate
-from segcore.reconstruct import ReconResult, prepare_workspace
+from segcore.recon import ReconResult, prepare_workspace
 
 H, W, N = 120, 160, 12
 
@@ -160,8 +160,7 @@ def test_workspace_masks_are_completed_on_a_turntable(tmp_path, plate):
 
 
 def test_the_hull_is_carved_from_the_workspaces_hull_masks(tmp_path):
-    from segcore.hull import views_from_result
-    from segcore.reconstruct import Intrinsics, Pose
+    from segcore.recon import Intrinsics, Pose, views_from_result
 
     frames, truth, body = _faint_turntable()
     for d in ("frames", "m"):
@@ -283,7 +282,7 @@ def test_segment_job_reports_the_plate_pass_and_can_stop_it(tmp_path):
 
 @pytest.mark.parametrize("moving", [False, True])
 def test_auto_mapper_follows_the_background(tmp_path, moving):
-    from segcore.reconstruct import _auto_mapper
+    from segcore.recon.sfm import auto_mapper
 
     frames, truth, _ = _turntable(moving_background=moving)
     (tmp_path / "masks").mkdir()
@@ -293,7 +292,7 @@ def test_auto_mapper_follows_the_background(tmp_path, moving):
         write_png(paths[-1], f)
         write_png(tmp_path / "masks" / f"f{i:02d}.png.png", np.where(m, 255, 0).astype(np.uint8))
     want = "incremental" if moving else "turntable"
-    assert _auto_mapper(paths, tmp_path, True, "off", None) == want  # measured here
-    assert _auto_mapper(paths, tmp_path, False, "off", None) == "incremental"  # no masks
-    assert _auto_mapper(paths, tmp_path, True, "auto", None) == "incremental"  # measured: moving
-    assert _auto_mapper(paths, tmp_path, True, "on", {"still_share": 0.95}) == "turntable"
+    assert auto_mapper(paths, tmp_path, True, "off", None) == want  # measured here
+    assert auto_mapper(paths, tmp_path, False, "off", None) == "incremental"  # no masks
+    assert auto_mapper(paths, tmp_path, True, "auto", None) == "incremental"  # measured: moving
+    assert auto_mapper(paths, tmp_path, True, "on", {"still_share": 0.95}) == "turntable"

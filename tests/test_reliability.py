@@ -430,7 +430,7 @@ def test_reconstruct_without_masks_keeps_the_segmentation_masks(seg, tmp_path, c
 
 
 def test_reconstruct_reruns_in_its_own_workspace_and_prunes_only_its_frames(tmp_path):
-    from segcore.reconstruct import prepare_workspace
+    from segcore.recon import prepare_workspace
 
     frames, ws = tmp_path / "frames", tmp_path / "ws"
     frames.mkdir()

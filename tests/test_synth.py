@@ -51,6 +51,7 @@ def _load(seq):
     return cams, frames
 
 
+@pytest.mark.slow
 def test_files_have_the_right_sizes_and_binary_masks(rendered):
     _, seqs = rendered
     for seq in seqs:
@@ -69,6 +70,7 @@ def test_files_have_the_right_sizes_and_binary_masks(rendered):
             assert key in meta
 
 
+@pytest.mark.slow
 def test_mask_lies_inside_the_projected_subject_bbox(rendered):
     _, seqs = rendered
     for seq in seqs:
@@ -82,6 +84,7 @@ def test_mask_lies_inside_the_projected_subject_bbox(rendered):
             assert ys.min() >= uv[:, 1].min() - 2 and ys.max() <= uv[:, 1].max() + 2
 
 
+@pytest.mark.slow
 def test_subject_points_reproject_onto_the_mask(rendered):
     _, seqs = rendered
     for seq in seqs:
@@ -100,6 +103,7 @@ def test_subject_points_reproject_onto_the_mask(rendered):
             )
 
 
+@pytest.mark.slow
 def test_turntable_poses_orbit_a_static_subject(rendered):
     _, seqs = rendered
     cams, frames = _load(seqs[1])
@@ -111,6 +115,7 @@ def test_turntable_poses_orbit_a_static_subject(rendered):
     assert abs(centres[0][2] - centres[1][2]) < 1e-3
 
 
+@pytest.mark.slow
 def test_label_maps_split_the_mask_into_garment_and_figure_and_keep_the_support_out(rendered):
     _, seqs = rendered
     seen = set()
@@ -142,6 +147,7 @@ def test_labels_from_render_reads_coverage_per_class():
     assert mask.tolist() == [[255, 255, 0, 0]]
 
 
+@pytest.mark.slow
 def test_a_sequence_without_label_maps_gets_the_label_pass_only(rendered, tmp_path):
     import shutil
 
@@ -160,6 +166,7 @@ def test_a_sequence_without_label_maps_gets_the_label_pass_only(rendered, tmp_pa
         assert (a != b).mean() < 0.002
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_sequence_and_complete_ones_are_skipped(rendered, tmp_path):
     out, seqs = rendered
     spec = _spec(3, "ring")
@@ -233,6 +240,7 @@ def test_camera_conventions():
     assert uv[1, 0] > 319.5 and uv[1, 1] < 239.5  # +x is right, +z is up in the image
 
 
+@pytest.mark.slow
 def test_cli_renders_shards_and_a_preview(tmp_path):
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segcore.hull import DEFAULT_VOXELS
+from segcore.recon import DEFAULT_VOXELS
 from segcore.plate import MODES as PLATE_MODES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +95,7 @@ def align_to_gt(result, gt: dict[str, dict], look: bool = False):
     s, r, t = umeyama(src, dst)
     if not look:
         return s, r, t
-    from segcore.hull import camera_focus
+    from segcore.recon.camera import camera_focus
 
     look_src = np.array([np.asarray(p.R)[2] for p in common])
     look_dst = np.array([gt[p.name]["R"][2] for p in common])
@@ -146,8 +146,8 @@ def pose_errors(result, cameras_json: dict) -> dict:
 
 
 def gt_views(cameras_json: dict) -> dict:
-    """``cameras.json``'s frames as :class:`segcore.hull.View` s (no masks), by image name."""
-    from segcore.hull import View
+    """``cameras.json``'s frames as :class:`segcore.recon.View` s (no masks), by image name."""
+    from segcore.recon import View
 
     w, h = int(cameras_json["width"]), int(cameras_json["height"])
     return {
@@ -166,14 +166,14 @@ def hull_iou(mesh, sim, cameras_json: dict, masks_dir: Path) -> float:
 def hull_iou_own(mesh, result, masks_dir: Path) -> float:
     """Mean IoU of the hull's silhouettes in the reconstruction's own cameras vs the GT
     masks: no alignment, the hull sits where its cameras put it."""
-    from segcore.hull import views_from_result
+    from segcore.recon import views_from_result
 
     views = {v.name: v for v in views_from_result(result, with_images=False)}
     return _silhouette_iou(mesh, views, masks_dir)
 
 
 def _silhouette_iou(mesh, views: dict, masks_dir: Path) -> float:
-    from segcore.hull import render_silhouette
+    from segcore.recon.check import render_silhouette
     from segcore.io import read_label
 
     ious = []
@@ -209,8 +209,7 @@ def run_one(
     plate: str = "auto",
 ) -> dict:
     """One reconstruction (+ hull) of ``seq`` with ``masks``; metrics against the GT."""
-    from segcore.hull import visual_hull
-    from segcore.reconstruct import ReconstructionError, reconstruct
+    from segcore.recon import ReconstructionError, reconstruct, visual_hull
 
     cams = json.loads((seq / "cameras.json").read_text())
     shutil.rmtree(ws, ignore_errors=True)
@@ -455,12 +454,12 @@ def _write_doc(args, data, seqs, md, summary, notes, rows) -> None:
         "",
         "Does segmentation make structure from motion work on a turntable? Rendered sequences "
         "with ground-truth cameras (`python -m training.synth.cli`), "
-        "reconstructed by `segcore.reconstruct` (pycolmap "
+        "reconstructed by `segcore.recon` (pycolmap "
         f"{getattr(pycolmap, '__version__', '?')}, CPU) without masks, with our masks and "
         "with the ground-truth masks. Rotation error: the camera sets are aligned by a "
         "similarity (Umeyama on the camera centres), then each camera's rotation is compared "
         "with the ground truth; the relative error compares every pair of frames and needs "
-        "no alignment. Hull IoU: the visual hull (`segcore.hull`, "
+        "no alignment. Hull IoU: the visual hull (`segcore.recon.carve`, "
         f"{args.voxels} voxels), moved into the ground-truth world by a similarity that "
         "also matches a point on each camera's optical axis (so it is compared where the "
         "cameras look), rendered into every ground-truth camera and compared with the "

@@ -5,18 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segcore.hull import (
-    HullError,
-    View,
-    carve,
-    cluster_decimate,
-    hull_from_views,
-    project,
-    read_ply,
-    render_silhouette,
-    silhouette_sdf,
-    write_ply,
-)
+from segcore.geometry import silhouette_sdf
+from segcore.recon import HullError, View, hull_from_views, read_ply, write_ply
+from segcore.recon.camera import project
+from segcore.recon.carve import carve
+from segcore.recon.check import render_silhouette
+from segcore.recon.mesh import cluster_decimate
 from training.synth.cameras import intrinsics, look_at, orbit_eye, world_to_camera
 
 pytest.importorskip("skimage")

@@ -1,4 +1,4 @@
-"""Circular-motion SfM for turntables (segcore.turntable) on synthetic scenes with known truth."""
+"""Circular-motion SfM for turntables (segcore.recon.turntable) on synthetic scenes with known truth."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from segcore.turntable import (
+from segcore.recon.turntable import (
     CircularFit,
     RayCoherence,
     Silhouettes,
     TurntableFit,
-    _observations,
-    _still_outline,
     adjust_axis,
     axis_direction,
     background_like,
@@ -25,6 +23,8 @@ from segcore.turntable import (
     vertical_residuals,
     write_colmap_text,
 )
+from segcore.recon.turntable.coherence import _still_outline
+from segcore.recon.turntable.tracks import observations
 
 N = 24
 TRUE = (np.radians(12.0), np.radians(1.5), 0.02, -0.03, np.radians(9.0))  # e, r, u, v, theta
@@ -153,12 +153,13 @@ def test_colmap_text_model_reads_back_with_the_same_poses(tmp_path):
 
 
 def test_still_tracks_are_measured_per_frame():
-    from segcore.turntable import STILL_PX, _track_motion
+    from segcore.recon.turntable.solve import STILL_PX
+    from segcore.recon.turntable.tracks import track_motion
 
     still = [(0, (10.0, 10.0)), (1, (10.3, 10.1)), (2, (10.2, 10.4))]
     moving = [(0, (10.0, 10.0)), (2, (16.0, 10.0))]  # 3 px a frame across a gap
-    assert _track_motion(still) < STILL_PX <= _track_motion(moving)
-    assert _track_motion(moving) == pytest.approx(3.0)
+    assert track_motion(still) < STILL_PX <= track_motion(moving)
+    assert track_motion(moving) == pytest.approx(3.0)
 
 
 def test_the_mirror_hypothesis_costs_more_once_refined():
@@ -197,7 +198,7 @@ def test_outline_rays_graze_the_hull_only_with_the_right_cameras():
 def test_batched_triangulation_matches_the_per_track_one():
     tracks = _tracks(TRUE, noise=0.3)
     rs, ts = circular_poses(N, TRUE)
-    obs_t, obs_f, obs_x = _observations(tracks)
+    obs_t, obs_f, obs_x = observations(tracks)
     np.testing.assert_allclose(
         triangulate_batched(K, rs, ts, obs_t, obs_f, obs_x, len(tracks)),
         triangulate(K, rs, ts, tracks),
@@ -261,7 +262,7 @@ def test_masked_still_background_is_told_from_the_turning_subject():
 
 def test_a_plain_garment_is_solved_from_its_silhouettes_alone():
     """No texture, no feature tracks: the step and the axis come from the outlines."""
-    from segcore.turntable import solve_turntable
+    from segcore.recon.turntable import solve_turntable
 
     masks = _masks(TRUE)
     grays = [np.full((H, W), 128, np.uint8) for _ in masks]

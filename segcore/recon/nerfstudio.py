@@ -7,7 +7,7 @@ Convention (nerfstudio ``nerfstudio/process_data/colmap_utils.py``, ``colmap_to_
   p2``, at the top level when every frame shares one camera, else per frame. ``cx, cy`` are
   COLMAP's values as they are: nerfstudio shoots the ray of pixel (i, j) through (i + 0.5,
   j + 0.5), i.e. the top-left pixel's centre is at (0.5, 0.5) as in COLMAP (OpenCV's
-  convention, which :class:`segcore.reconstruct.Intrinsics` uses, is 0.5 smaller).
+  convention, which :class:`segcore.recon.Intrinsics` uses, is 0.5 smaller).
 - per frame ``file_path`` (relative to the json, ``images/<name>``), ``transform_matrix``:
   camera-to-world 4x4 in OpenGL/Blender camera axes (x right, y up, z back: COLMAP's
   c2w with columns 1 and 2 negated), and ``mask_path`` (relative, read by
@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .reconstruct import Intrinsics, ReconResult
+from ..io import atomic_write_bytes
+from .ply import write_ply_points
+from .result import Intrinsics, ReconResult
 
 # ns-process-data's default world change: x' = x, y' = z, z' = -y (colmap_to_json).
 APPLIED_TRANSFORM = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0]])
@@ -105,27 +107,8 @@ def transforms(
     return out
 
 
-def write_ply_points(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
-    """An ascii PLY point cloud with RGB colours."""
-    from .io import atomic_write_bytes
-
-    head = (
-        "ply\nformat ascii 1.0\n"
-        f"element vertex {len(points)}\n"
-        "property float x\nproperty float y\nproperty float z\n"
-        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
-    )
-    rows = "".join(
-        f"{x:.6f} {y:.6f} {z:.6f} {r} {g} {b}\n"
-        for (x, y, z), (r, g, b) in zip(np.asarray(points, float), np.asarray(colors, int))
-    )
-    atomic_write_bytes(path, (head + rows).encode("ascii"))
-
-
 def write_transforms(result: ReconResult, workspace: Path | None = None) -> Path:
     """Write ``transforms.json`` (and ``sparse_pc.ply``) into the workspace."""
-    from .io import atomic_write_bytes
-
     ws = Path(workspace or result.workspace)
     data = transforms(result)
     pts = np.asarray(result.points, float).reshape(-1, 3)

@@ -1,5 +1,5 @@
-"""Reconstruction hand-off: workspace layout, nerfstudio's transforms.json, pycolmap SfM on a
-short rendered turntable, the CLI, and the scene placement used by the Blender import."""
+"""Reconstruction hand-off (segcore.recon): workspace layout, pycolmap SfM on a short rendered
+turntable, the CLI, and the scene placement used by the Blender import."""
 
 from __future__ import annotations
 
@@ -12,23 +12,21 @@ import cv2
 import numpy as np
 import pytest
 
-from segcore import nerfstudio
 from segcore.errors import DependencyError, InputError, SegcoreError
-from segcore.reconstruct import (
+from segcore.recon import (
     Intrinsics,
     Pose,
     ReconResult,
     blender_camera,
-    import_pycolmap,
-    intrinsics_from_colmap,
     placement,
     prepare_workspace,
     reconstruct,
 )
+from segcore.recon.colmap import import_pycolmap, intrinsics_from_colmap
 from tools.bench_recon import pose_errors, umeyama
 from training.synth.cameras import intrinsics, look_at, orbit_eye, world_to_camera
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TURNTABLE = ROOT / "tests" / "data" / "recon_turntable"  # 16 frames 400x300, masks, cameras
 
 
@@ -47,83 +45,6 @@ def known_result(tmp_path: Path, n: int = 8, masked: bool = True) -> ReconResult
     cols = np.full((40, 3), 90, np.uint8)
     names = [p.name for p in poses]
     return ReconResult(tmp_path, {1: cam}, poses, pts, cols, names, 0.4, masked=masked)
-
-
-# --------------------------------------------------------------------------- nerfstudio
-
-
-def test_transforms_json_paths_masks_and_intrinsics(tmp_path):
-    res = known_result(tmp_path)
-    path = nerfstudio.write_transforms(res)
-    data = json.loads(path.read_text())
-    assert path == tmp_path / "transforms.json"
-    assert data["camera_model"] == "OPENCV"
-    cam = res.cameras[1]
-    assert (data["w"], data["h"]) == (160, 120)
-    assert data["fl_x"] == pytest.approx(cam.fx) and data["fl_y"] == pytest.approx(cam.fy)
-    # nerfstudio (like COLMAP) puts the top-left pixel's centre at (0.5, 0.5)
-    assert data["cx"] == pytest.approx(80.0) and data["cy"] == pytest.approx(60.0)
-    assert data["k1"] == pytest.approx(-0.05) and data["k2"] == data["p1"] == data["p2"] == 0
-    assert [f["file_path"] for f in data["frames"]] == [f"images/{p.name}" for p in res.poses]
-    # COLMAP's mask naming, reused: 0 = ignore (nerfstudio reads the mask as bool)
-    assert [f["mask_path"] for f in data["frames"]] == [f"masks/{p.name}.png" for p in res.poses]
-    assert np.allclose(data["applied_transform"], nerfstudio.APPLIED_TRANSFORM)
-    ply = (tmp_path / data["ply_file_path"]).read_text().splitlines()
-    assert ply[2] == "element vertex 40" and len(ply) == 10 + 40
-
-
-def test_transforms_json_without_masks_has_no_mask_paths(tmp_path):
-    data = nerfstudio.transforms(known_result(tmp_path, masked=False))
-    assert all("mask_path" not in f for f in data["frames"])
-
-
-def test_transform_matrix_is_opengl_camera_to_world_and_round_trips(tmp_path):
-    res = known_result(tmp_path)
-    data = nerfstudio.transforms(res)
-    target = np.array([0.0, 0.0, 1.0])
-    a = nerfstudio.APPLIED_TRANSFORM
-    for p, f in zip(res.poses, data["frames"]):
-        m = np.array(f["transform_matrix"])
-        assert m.shape == (4, 4) and np.allclose(m[3], [0, 0, 0, 1])
-        # the camera's centre, in ns-process-data's re-oriented world (x, z, -y)
-        assert np.allclose(m[:3, 3], a[:, :3] @ p.center)
-        # OpenGL axes: the camera looks down its -Z column, +Y column is up
-        look = -m[:3, 2]
-        to_target = a[:, :3] @ target - m[:3, 3]
-        assert look @ to_target / np.linalg.norm(to_target) > 0.999
-        up_world = a[:, :3] @ np.array([0, 0, 1.0])  # z-up world becomes y-up... then -y
-        assert m[:3, 1] @ up_world > 0.9
-        r, t = nerfstudio.w2c_opencv(m)
-        np.testing.assert_allclose(r, p.R, atol=1e-12)
-        np.testing.assert_allclose(t, p.t, atol=1e-12)
-    # without the world change it is COLMAP's c2w with columns 1 and 2 negated
-    p = res.poses[2]
-    m = nerfstudio.c2w_opengl(p.R, p.t, applied=None)
-    c2w = np.linalg.inv(np.vstack([np.c_[p.R, p.t], [0, 0, 0, 1]]))
-    c2w[0:3, 1:3] *= -1
-    np.testing.assert_allclose(m, c2w, atol=1e-12)
-
-
-def test_nerfstudio_rays_hit_the_projected_point(tmp_path):
-    """A ray cast nerfstudio's way through a pixel lands on the point projected there."""
-    res = known_result(tmp_path)
-    data = nerfstudio.transforms(res)
-    cam = res.cameras[1]
-    x = np.array([0.1, -0.2, 1.1])
-    p = res.poses[1]
-    xc = p.R @ x + p.t
-    u = cam.fx * xc[0] / xc[2] + cam.cx  # OpenCV pixel (no distortion in this check)
-    v = cam.fy * xc[1] / xc[2] + cam.cy
-    # nerfstudio: coords = pixel index + 0.5; dir = ((x - cx)/fx, -(y - cy)/fy, -1) in GL
-    d = np.array(
-        [(u + 0.5 - data["cx"]) / data["fl_x"], -(v + 0.5 - data["cy"]) / data["fl_y"], -1]
-    )
-    m = np.array(data["frames"][1]["transform_matrix"])
-    ray = m[:3, :3] @ d
-    origin = m[:3, 3]
-    target = nerfstudio.APPLIED_TRANSFORM[:, :3] @ x
-    s = (target - origin) @ ray / (ray @ ray)
-    assert np.linalg.norm(origin + s * ray - target) < 1e-9
 
 
 # --------------------------------------------------------------------------- inputs
@@ -170,7 +91,8 @@ def test_missing_pycolmap_is_a_one_line_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "pycolmap", None)  # what an absent package looks like
     with pytest.raises(DependencyError) as e:
         import_pycolmap()
-    assert str(e.value) == "pycolmap is not installed; pip install pycolmap"
+    assert str(e.value).startswith("pycolmap is not installed; 3D reconstruction needs pycolmap")
+    assert 'pip install "pycolmap>=4.2,<5" "scikit-image>=0.22"' in str(e.value)  # both named
     assert isinstance(e.value, SegcoreError)
 
 
@@ -266,7 +188,7 @@ def turntable_recon(tmp_path_factory):
 
 def test_auto_mapper_takes_the_turntable_solver_on_a_still_background(tmp_path):
     pytest.importorskip("pycolmap")
-    from segcore.reconstruct import load_result
+    from segcore.recon import load_result
 
     if not (TURNTABLE / "cameras.json").exists():
         pytest.skip("tests/data/recon_turntable is missing")
@@ -289,7 +211,7 @@ def test_masked_turntable_reconstructs_in_ci_time(turntable_recon):
     assert summary["registered"] >= 0.8 * frames
     assert summary["mean_reprojection_error_px"] < 1.5
     assert summary["timings_s"]["total"] > 0 and "hull" in summary["timings_s"]
-    from segcore.reconstruct import load_result
+    from segcore.recon import load_result
 
     res = load_result(ws)
     cams = json.loads((TURNTABLE / "cameras.json").read_text())
@@ -306,8 +228,8 @@ def test_masked_turntable_reconstructs_in_ci_time(turntable_recon):
 
 def test_reconstruct_outputs_agree(turntable_recon):
     _, ws = turntable_recon
-    from segcore.hull import read_ply
-    from segcore.reconstruct import load_result
+    from segcore.recon import read_ply
+    from segcore.recon import load_result
 
     res = load_result(ws)
     data = json.loads((ws / "transforms.json").read_text())
@@ -359,7 +281,7 @@ def test_final_distortion_refinement_keeps_a_known_focal_fixed():
     the focal either (it did: 723 -> 790 px with k1 -0.49 on a 768x1024 turntable)."""
     from types import SimpleNamespace
 
-    from segcore.reconstruct import _refine_distortion
+    from segcore.recon.colmap import refine_distortion
 
     seen = []
 
@@ -382,8 +304,8 @@ def test_final_distortion_refinement_keeps_a_known_focal_fixed():
         BundleAdjustmentOptions=lambda: SimpleNamespace(),
         bundle_adjustment=lambda rec, opts: seen.append(opts),
     )
-    _refine_distortion(fake, Rec(), refine_focal=False)
-    _refine_distortion(fake, Rec(), refine_focal=True)
+    refine_distortion(fake, Rec(), refine_focal=False)
+    refine_distortion(fake, Rec(), refine_focal=True)
     assert [o.refine_focal_length for o in seen] == [False, True]
     assert all(o.refine_extra_params for o in seen)
 
@@ -401,7 +323,7 @@ def test_turntable_mapper_solves_the_ci_turntable(tmp_path):
     if not (TURNTABLE / "cameras.json").exists():
         pytest.skip("tests/data/recon_turntable is missing")
     from segcore.cli import main
-    from segcore.reconstruct import load_result
+    from segcore.recon import load_result
 
     ws = tmp_path / "ws"
     cams = json.loads((TURNTABLE / "cameras.json").read_text())
@@ -428,7 +350,7 @@ def test_a_stop_request_ends_the_turntable_solve(tmp_path):
     pytest.importorskip("pycolmap")
     if not (TURNTABLE / "cameras.json").exists():
         pytest.skip("tests/data/recon_turntable is missing")
-    from segcore.reconstruct import CancelledError, reconstruct
+    from segcore.recon import CancelledError, reconstruct
 
     stages = []
     stop = [False]
@@ -450,7 +372,7 @@ def test_a_stop_request_ends_the_turntable_solve(tmp_path):
 
 
 def test_reconstruct_warns_when_the_hull_fits_the_masks_poorly(tmp_path, monkeypatch, capsys):
-    import segcore.reconstruct as recon
+    import segcore.recon as recon
     from segcore.cli import main
 
     res = known_result(tmp_path)

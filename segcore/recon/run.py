@@ -1,0 +1,317 @@
+"""Structure from motion on a masked frame sequence with pycolmap (no Blender, no GPU).
+
+    result = reconstruct("shoot/", "out/masks", "work/")     # -> ReconResult
+    result.poses[0].R, result.poses[0].t                      # world-to-camera, OpenCV axes
+
+Steps, each reported to ``progress(stage, done, total)`` (:mod:`segcore.recon.workspace`,
+:mod:`segcore.recon.sfm`):
+
+1. ``prepare``: frames hard-linked (else copied) to ``workspace/images/<name>``; masks
+   normalised to COLMAP's convention in ``workspace/masks/<name>.png`` (uint8, 0 = ignore,
+   255 = use; segcore's ``<stem>.png`` masks, COLMAP's ``<name>.png`` ones and alpha cut-outs
+   are all accepted), and shrunk a little for feature extraction in ``workspace/sfm_masks``.
+2. ``features``: SIFT on the CPU with ``ImageReaderOptions.mask_path`` (no keypoints where the
+   mask is 0), one shared camera (``CameraMode.SINGLE``: a fixed-lens sequence).
+3. ``matching``: exhaustive up to :data:`EXHAUSTIVE_MAX` frames, else sequential (loop
+   detection off: it needs a vocabulary tree file).
+4. ``mapping``: incremental (or global, GLOMAP) mapping; the largest model is written in
+   COLMAP's binary format to ``workspace/sparse/0`` (COLMAP's GUI, nerfstudio and Blender
+   photogrammetry importers read it).
+
+Why masks matter: on a turntable the background stands still while the garment turns, so
+unmasked, SfM explains most matches with a camera that never moves and fails (or registers
+a few frames wrongly); with the background masked out only the turning subject is left and
+the sequence reads as a camera orbiting a static garment.
+
+Pixel conventions: :class:`Intrinsics` uses OpenCV's (the centre of the top-left pixel is
+(0, 0), as ``cameras.json``); COLMAP's files put that centre at (0.5, 0.5), so cx and cy there
+are 0.5 larger.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import write_png
+from ..options import DEFAULT_VOXELS, MAPPERS, MATCHERS, QUALITIES, VOXELS
+from ..plate import STAGES as plate_stages
+from ..plate import check_mode as check_plate_mode
+from .camera import views_from_result
+from .carve import hull_from_views
+from .check import silhouette_check
+from .colmap import from_reconstruction, import_pycolmap, refine_distortion, write_model
+from .nerfstudio import write_transforms
+from .ply import write_ply
+from .result import (
+    HULL_CHECK,
+    HULL_MASKS,
+    CancelledError,
+    Progress,
+    ReconResult,
+    ReconstructionError,
+    write_result_json,
+)
+from .sfm import (
+    EXHAUSTIVE_MAX,
+    Stages,
+    auto_mapper,
+    extract_features,
+    map_frames,
+    match,
+    reader_options,
+)
+from .turntable.colmap import turntable_model
+from .workspace import ERODE_SHARE, prepare_workspace, settles
+
+log = logging.getLogger(__name__)
+
+# what each progress stage is called on screen (the CLI's bars, the add-on's status)
+STAGE_LABELS = {
+    "prepare": "Preparing",
+    "features": "Features",
+    "matching": "Matching",
+    "mapping": "Registering",
+    "turntable features": "Features",
+    "turntable step": "Turntable step",
+    "turntable axis": "Turntable axis",
+    "turntable refine": "Turntable fit",
+    "turntable polish": "Turntable polish",
+    "hull": "Visual hull",
+    **plate_stages,
+}
+
+
+@settles
+def reconstruct(
+    frames_dir,
+    masks_dir,
+    workspace,
+    matcher: str = "auto",
+    mapper: str = "auto",
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    min_registered: int = 3,
+    min_registered_share: float = 0.5,
+    max_image_size: int = 3200,
+    num_threads: int = -1,
+    seed: int = 0,
+    mask_erode_px: int | None = None,
+    quality: str = "high",
+    focal_px: float | None = None,
+    plate: str = "auto",
+) -> ReconResult:
+    """SfM of the frames in ``frames_dir`` with the masks in ``masks_dir`` (None: no masks).
+
+    Writes ``workspace/{images,masks,database.db,sparse/0}`` and returns the largest model.
+    Raises :class:`ReconstructionError` (with ``.result``, the partial model, when there is
+    one) if fewer than ``min_registered`` frames or ``min_registered_share`` of them register.
+
+    ``mask_erode_px``: the masks are shrunk by this much for SfM only (None: 0.6 % of the
+    frame's long side). Keypoints on the silhouette's edge describe garment and background
+    at once; on a turntable they slide with the outline instead of turning with the garment.
+    ``quality``: "high" uses SIFT with affine shape and domain-size pooling (DSP-SIFT) and
+    guided matching, which finds two to three times more correct matches on smooth fabric
+    for several times the extraction time; "fast" uses plain SIFT.
+    ``focal_px``: a known focal length in pixels (what EXIF gives COLMAP for camera photos;
+    exported or rendered frames have none). It is held while the model grows and refined
+    once at the end; without it the focal starts at 1.2 x the long side and is refined
+    throughout, which a small subject on a turntable constrains poorly.
+    ``plate``: complete the masks from a still background ("auto": when it is still; see
+    :mod:`segcore.plate`); the corrected masks are the workspace's, for SfM and the solver,
+    and the hull is carved from the plate's hull masks (``hull_masks/``, see
+    :func:`prepare_workspace`).
+    """
+    if focal_px is not None and not focal_px > 0:
+        raise InputError(f"focal length {focal_px}: give it in pixels (> 0), or leave it out")
+    if matcher not in MATCHERS:
+        raise InputError(f"matcher {matcher!r}: choose one of {', '.join(MATCHERS)}")
+    if mapper not in MAPPERS:
+        raise InputError(f"mapper {mapper!r}: choose one of {', '.join(MAPPERS)}")
+    if quality not in QUALITIES:
+        raise InputError(f"quality {quality!r}: choose one of {', '.join(QUALITIES)}")
+    check_plate_mode(plate)
+    pycolmap = import_pycolmap()
+    if seed is not None:  # RANSAC in matching and mapping
+        pycolmap.set_random_seed(int(seed))
+    report = progress or (lambda stage, done, total: None)
+    run = Stages(pycolmap.CancellationToken(), should_stop or (lambda: False))
+    ws = Path(workspace)
+    if mask_erode_px is None and masks_dir is not None:
+        from ..io import discover_frames, read_image
+
+        first = discover_frames(frames_dir)[0]
+        mask_erode_px = max(1, round(ERODE_SHARE * max(read_image(first).shape[:2])))
+    with run.watch():
+        with run.timed("prepare"):
+            frames, masked, plate_info = prepare_workspace(
+                frames_dir, masks_dir, ws, mask_erode_px or 0, plate, report
+            )
+        if plate_info is not None:
+            log.info("masks completed from the still background: %s", plate_info)
+        names = [p.name for p in frames]
+        n = len(names)
+        if n < 3:
+            raise InputError(f"{frames_dir}: {n} frames; structure from motion needs 3 or more")
+        report("prepare", n, n)
+        asked = mapper
+        turntable_notes = None  # the turntable solver's log, for recon.json
+        if mapper == "auto":
+            mapper = auto_mapper(frames, ws, masked, plate, plate_info)
+            log.info("mapper auto: %s", mapper)
+        if mapper == "turntable":
+            if not masked:
+                raise InputError(
+                    "the turntable solver needs masks (it calibrates from the silhouettes)"
+                )
+
+            def checked(stage, done, total):  # a stop request ends the solve between steps
+                run.check()
+                report(stage, done, total)
+
+            with run.timed("turntable"):
+                best, turntable_notes = turntable_model(pycolmap, ws, names, focal_px, checked)
+            models = {0: best}
+        kind = matcher
+        if kind == "auto":
+            kind = "exhaustive" if n <= EXHAUSTIVE_MAX else "sequential"
+        if mapper != "turntable":
+            with run.timed("features"):
+                reader = reader_options(pycolmap, ws, frames[0], masked, focal_px)
+                extract_features(
+                    pycolmap, run, report, ws, names, reader, max_image_size, num_threads, quality
+                )
+            with run.timed("matching"):
+                match(pycolmap, run, report, ws, kind, num_threads, quality)
+            with run.timed("mapping"):
+                models = map_frames(
+                    pycolmap, run, report, ws, n, mapper, num_threads, seed, focal_px
+                )
+    best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+    if best is None:
+        raise ReconstructionError(
+            f"no frame registered (0 of {n}): structure from motion found no initial pair; "
+            + _advice(masked)
+        )
+    if mapper != "turntable":  # the circular model has no lens distortion to refine
+        with run.timed("refine"):
+            best = refine_distortion(pycolmap, best, refine_focal=focal_px is None)
+    write_model(best, ws / "sparse" / "0")
+    result = from_reconstruction(best, ws, names, masked)
+    run.timings["total"] = time.perf_counter() - run.t0
+    result.timings = run.timings
+    result.options = {
+        "matcher": kind,
+        "mapper": mapper,
+        "mapper_asked": asked,
+        "camera_mode": "single",
+        "camera_model": "SIMPLE_RADIAL",
+        "max_image_size": max_image_size,
+        "mask_erode_px": mask_erode_px,
+        "quality": quality,
+        "focal_px": focal_px,
+        "seed": seed,
+        "plate": plate,
+        "plate_changes": plate_info,
+        "turntable": turntable_notes,
+        "pycolmap": getattr(pycolmap, "__version__", "?"),
+    }
+    k = len(result.poses)
+    if len(models) > 1:
+        log.info(
+            "SfM split the sequence into %d models; kept the largest (%d frames)", len(models), k
+        )
+    if k < min_registered or k < min_registered_share * n:
+        raise ReconstructionError(
+            f"only {k} of {n} frames registered (SfM needs at least "
+            f"{max(min_registered, int(np.ceil(min_registered_share * n)))}); " + _advice(masked),
+            result,
+        )
+    return result
+
+
+def _advice(masked: bool) -> str:
+    if not masked:
+        return (
+            "on a turntable the still background defeats SfM: pass masks "
+            "(segcore segment frames/ -o out/, then MASKS_DIR=out/masks) and keep "
+            "neighbouring frames overlapping (10-15 degrees apart)"
+        )
+    return (
+        "check that the masks cover the garment (segcore eval / the RGBA cut-outs) and that "
+        "neighbouring frames overlap (10-15 degrees apart, sharp, evenly lit)"
+    )
+
+
+@settles
+def run_reconstruction(
+    frames_dir,
+    masks_dir,
+    workspace,
+    matcher: str = "auto",
+    mapper: str = "auto",
+    hull: bool = True,
+    voxels: int = DEFAULT_VOXELS,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    quality: str = "high",
+    focal_px: float | None = None,
+    plate: str = "auto",
+):
+    """Everything ``segcore reconstruct`` does: SfM, visual hull, ``transforms.json``,
+    ``recon.json``. Returns ``(ReconResult, Mesh or None)``; the CLI, the Blender operator
+    and its batch script all call this.
+    """
+    if not VOXELS[0] <= int(voxels) <= VOXELS[1]:
+        raise InputError(
+            f"voxels {voxels}: use {VOXELS[0]} to {VOXELS[1]} ({DEFAULT_VOXELS} is a good start)"
+        )
+    ws = Path(workspace)
+    report = progress or (lambda stage, done, total: None)
+    try:
+        result = reconstruct(
+            frames_dir,
+            masks_dir,
+            ws,
+            matcher=matcher,
+            mapper=mapper,
+            progress=progress,
+            should_stop=should_stop,
+            quality=quality,
+            focal_px=focal_px,
+            plate=plate,
+        )
+    except ReconstructionError as exc:
+        if exc.result is not None:
+            write_result_json(exc.result, ws / "recon.json")
+        raise
+    mesh = None
+    extra: dict = {}
+    if hull and result.masks_dir is not None:
+        if should_stop is not None and should_stop():
+            raise CancelledError("reconstruction cancelled")
+        report("hull", 0, 1)
+        t = time.perf_counter()
+        views = views_from_result(result)  # masks read once: for the hull and its check
+        mesh = hull_from_views(views, points=result.points, voxels=voxels)
+        write_ply(ws / "hull.ply", mesh)
+        result.timings["hull"] = time.perf_counter() - t
+        extra["hull"] = {k: mesh.info[k] for k in ("vertices", "faces", "voxel_size", "views")}
+        extra["hull"]["masks"] = HULL_MASKS if (ws / HULL_MASKS).is_dir() else "masks"
+        # a picture of how the hull fits the masks (a person looks before trusting the mesh)
+        sheet, ious = silhouette_check(mesh, views)
+        write_png(ws / HULL_CHECK, sheet)
+        extra["hull"]["check"] = mesh.info["check"] = {
+            "image": HULL_CHECK,
+            "mean_iou": round(float(np.mean(list(ious.values()))), 4),
+            "iou": ious,
+        }
+        report("hull", 1, 1)
+    write_transforms(result, ws)
+    write_result_json(result, ws / "recon.json", extra)
+    return result, mesh

@@ -1,0 +1,202 @@
+"""The structure-from-motion steps on a prepared workspace, each reported to
+``progress(stage, done, total)`` and stoppable between (and, through pycolmap's cancellation
+token, inside) its calls.
+
+- ``features``: SIFT on the CPU with ``ImageReaderOptions.mask_path`` (no keypoints where the
+  mask is 0), one shared camera (``CameraMode.SINGLE``: a fixed-lens sequence).
+- ``matching``: exhaustive up to :data:`EXHAUSTIVE_MAX` frames, else sequential (loop
+  detection off: it needs a vocabulary tree file).
+- ``mapping``: incremental (or global, GLOMAP) mapping; or, on a still background, the
+  circular-motion solver (:mod:`segcore.recon.turntable`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .result import SFM_MASKS, CancelledError
+from .workspace import image_size
+
+EXHAUSTIVE_MAX = 60  # "auto" matcher: exhaustive up to this many frames, sequential beyond
+SEQUENTIAL_OVERLAP = 12  # sequential matcher: each frame is matched with this many successors
+
+
+class Stages:
+    """Timings of the steps, and the stop request: checked between steps, and passed to
+    pycolmap's long calls through its cancellation token by a watcher thread."""
+
+    def __init__(self, token, should_stop: Callable[[], bool]):
+        self.token, self.should_stop = token, should_stop
+        self.timings: dict[str, float] = {}
+        self.t0 = time.perf_counter()
+
+    def check(self) -> None:
+        if self.should_stop():
+            self.token.cancel()
+            raise CancelledError("reconstruction cancelled")
+
+    @contextlib.contextmanager
+    def timed(self, stage: str):
+        self.check()
+        t = time.perf_counter()
+        yield
+        self.timings[stage] = time.perf_counter() - t
+        self.check()
+
+    @contextlib.contextmanager
+    def watch(self):
+        finished = threading.Event()
+
+        def watch():
+            while not finished.wait(0.2):
+                if self.should_stop():
+                    self.token.cancel()
+                    return
+
+        threading.Thread(target=watch, name="segcore-recon-stop", daemon=True).start()
+        try:
+            yield
+        finally:
+            finished.set()
+
+
+def auto_mapper(
+    frames: list[Path], ws: Path, masked: bool, plate: str, plate_info: dict | None
+) -> str:
+    """``turntable`` when the masked frames show a still background (a turntable: the
+    camera stands still, the garment turns; :mod:`segcore.plate`), else ``incremental``."""
+    from ..io import read_image, read_label
+    from ..plate import STILL_SHARE, still_plate
+
+    if not masked:
+        return "incremental"  # the turntable solver calibrates from the silhouettes
+    if plate_info is not None:  # the plate pass measured it already
+        still = plate_info["still_share"] >= STILL_SHARE
+    elif plate == "auto":  # measured, and not still (or too few frames)
+        still = False
+    else:
+        masks = ws / "masks"
+        still = (
+            still_plate(
+                len(frames),
+                lambda i: (read_image(frames[i]), read_label(masks / f"{frames[i].name}.png")),
+            )
+            is not None
+        )
+    return "turntable" if still else "incremental"
+
+
+def reader_options(pycolmap, ws: Path, first: Path, masked: bool, focal_px: float | None):
+    """One SIMPLE_RADIAL camera; the (eroded) masks; a known focal length, if given."""
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "SIMPLE_RADIAL"
+    if masked:
+        sfm_masks = ws / SFM_MASKS
+        reader.mask_path = str(sfm_masks if sfm_masks.is_dir() else ws / "masks")
+    if focal_px is not None:
+        h, w = image_size(first)
+        reader.camera_params = f"{float(focal_px)},{w / 2},{h / 2},0"  # COLMAP: f, cx, cy, k
+    return reader
+
+
+def extract_features(pycolmap, run, report, ws, names, reader, max_image_size, threads, quality):
+    """SIFT on the CPU, no keypoints where the (eroded) mask is 0, one shared camera."""
+    db = ws / "database.db"
+    for stale in (db, ws / "database.db-shm", ws / "database.db-wal"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.max_image_size = int(max_image_size)
+    extraction.num_threads = int(threads)
+    extraction.use_gpu = False
+    if quality == "high":  # smooth fabric: more, and more distinctive, keypoints
+        extraction.sift.peak_threshold = 0.002  # COLMAP's default 0.0067 finds too few
+        extraction.sift.estimate_affine_shape = True
+        extraction.sift.domain_size_pooling = True
+    # One camera for the whole sequence; then features in batches, for progress and cancel.
+    pycolmap.Database.open(db).close()  # import_images needs the file to exist
+    pycolmap.import_images(db, ws / "images", pycolmap.CameraMode.SINGLE, names, reader)
+    n = len(names)
+    batch = max(1, min(8, n // 10 or 1))
+    for i in range(0, n, batch):
+        run.check()
+        pycolmap.extract_features(
+            db,
+            ws / "images",
+            image_names=names[i : i + batch],
+            camera_mode=pycolmap.CameraMode.SINGLE,
+            reader_options=reader,
+            extraction_options=extraction,
+            device=pycolmap.Device.cpu,
+        )
+        report("features", min(n, i + batch), n)
+
+
+def match(pycolmap, run, report, ws, kind, threads, quality) -> None:
+    """Exhaustive or sequential matching (loop detection off: it needs a vocabulary tree)."""
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.use_gpu = False
+    matching.num_threads = int(threads)
+    matching.guided_matching = quality == "high"
+    kw = dict(matching_options=matching, device=pycolmap.Device.cpu, cancellation_token=run.token)
+    report("matching", 0, 1)
+    if kind == "exhaustive":
+        pycolmap.match_exhaustive(ws / "database.db", **kw)
+    else:
+        pairing = pycolmap.SequentialPairingOptions()
+        pairing.overlap = SEQUENTIAL_OVERLAP
+        pairing.loop_detection = False
+        pycolmap.match_sequential(ws / "database.db", pairing_options=pairing, **kw)
+    report("matching", 1, 1)
+
+
+def map_frames(pycolmap, run, report, ws, n, mapper, threads, seed, focal_px=None) -> dict:
+    """Incremental (COLMAP) or global (GLOMAP) mapping; the models found, by index."""
+    tmp = ws / "sparse_tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    registered = [0]
+
+    def on_image():
+        registered[0] += 1
+        report("mapping", min(registered[0], n), n)
+
+    report("mapping", 0, n)
+    try:
+        if mapper == "incremental":
+            opts = pycolmap.IncrementalPipelineOptions()
+            opts.min_model_size = min(10, max(3, n // 2))
+            opts.num_threads = int(threads)
+            # Lens distortion is held at 0 while the model grows: refined from a few dozen
+            # points of the first pairs it runs away (k1 = -1.8 seen on a 320 px turntable)
+            # and takes the geometry with it. It is refined once, at the end.
+            opts.ba_refine_extra_params = False
+            opts.mapper.abs_pose_refine_extra_params = False
+            opts.ba_refine_focal_length = focal_px is None
+            if seed is not None:
+                opts.random_seed = int(seed)
+            return pycolmap.incremental_mapping(
+                ws / "database.db",
+                ws / "images",
+                tmp,
+                opts,
+                initial_image_pair_callback=on_image,
+                next_image_callback=on_image,
+                cancellation_token=run.token,
+            )
+        gopts = pycolmap.GlobalPipelineOptions()
+        gopts.num_threads = int(threads)
+        gopts.mapper.global_positioning.use_gpu = False
+        gopts.mapper.bundle_adjustment.ceres.use_gpu = False
+        gopts.mapper.bundle_adjustment.refine_extra_params = False
+        gopts.mapper.bundle_adjustment.refine_focal_length = focal_px is None
+        if seed is not None:
+            gopts.random_seed = int(seed)
+        return pycolmap.global_mapping(ws / "database.db", ws / "images", tmp, gopts)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

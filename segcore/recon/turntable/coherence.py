@@ -1,0 +1,214 @@
+"""Silhouette coherence as a smooth residual per outline point (:class:`RayCoherence`), and
+what is left out of it: outlines bounding a leak onto the still background, and outlines that
+are the same in every frame (a stand)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ...geometry import sample_bilinear, silhouette_sdf
+from ...plate import clear_of, plate_of
+from .circular import axis_direction
+from .silhouettes import resized_masks
+
+RAY_LONG_SIDE = (512, 1024)  # outline rays on masks of this size (smaller ones upsampled)
+STILL_OUTLINE_PX = 8  # an outline is still where, this far in/out, every frame agrees...
+STILL_SHARE = 0.15  # ...but for this share of the frames (the masks' own errors),
+STILL_GREY = 6.0  # or where the frames barely change on both sides (grey levels, std)
+STILL_KEEP = 0.3  # still outlines are kept when dropping them would leave less than this
+
+
+def background_like(grays, masks, tol: float = 8.0, min_seen: int = 3) -> list[np.ndarray]:
+    """Per frame, where a masked pixel shows the still background (a mask's leak).
+
+    On a turntable the background stands still: its plate (:func:`segcore.plate.plate_of`)
+    is the per-pixel median of the frames in which the pixel is clear of the (dilated) mask.
+    A masked pixel that matches the plate (mean absolute difference over 5 x 5 pixels below
+    ``tol`` grey levels) is background; where fewer than ``min_seen`` frames show the plate,
+    nothing is said.
+    """
+    stack = np.array(grays, np.float32)
+    plate, seen = plate_of(stack, clear_of(masks, 3), min_seen)
+    known = seen >= min_seen
+    out = []
+    for g, m in zip(stack, masks):
+        diff = cv2.blur(np.abs(g - plate), (5, 5))
+        out.append(known & m & (diff < tol))
+    return out
+
+
+def pixel_at(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """``img`` at the nearest pixel of each point (x, y), clipped into the image."""
+    q = np.rint(xy).astype(int)
+    h, w = img.shape[:2]
+    return img[np.clip(q[:, 1], 0, h - 1), np.clip(q[:, 0], 0, w - 1)]
+
+
+def _still_outline(pts, inward, occ, std) -> np.ndarray:
+    """Which outline points (``inward``: unit normals into the mask) lie on a still outline:
+    ``STILL_OUTLINE_PX`` inside, nearly every frame's mask covers the point, outside nearly
+    none (``occ``: the share of frames masked); or the frames barely change on either side
+    (``std``: the per-pixel standard deviation over the frames, blurred)."""
+    at, d = pixel_at, STILL_OUTLINE_PX
+    same = (at(occ, pts + d * inward) >= 1 - STILL_SHARE) & (
+        at(occ, pts - d * inward) <= STILL_SHARE
+    )
+    quiet = (at(std, pts + 4 * inward) < STILL_GREY) & (at(std, pts - 4 * inward) < STILL_GREY)
+    return same | quiet
+
+
+class RayCoherence:
+    """Silhouette coherence as a smooth residual per outline point (the refinement's term).
+
+    For sample points on the outline of every mask, the viewing ray is followed through the
+    turntable's cylinder; at each depth the other views' signed distances to their
+    silhouettes are looked up, and the ray's value is the largest, over depth, of the
+    ``robust``-th smallest of them (0: the visual hull of the other views; 1 forgives one
+    view's mask error). With consistent cameras and masks an outline ray grazes the hull:
+    its value is 0. Positive means the others' hull reaches beyond this outline, negative
+    that the ray misses it. The residuals are in pixels of the masks as used (``long_side``,
+    by default the frames' own size within ``RAY_LONG_SIDE``) and vary smoothly with the
+    five parameters (bilinear look-ups; each ray's maximum is searched coarsely, then finely
+    around the best sample), so a least-squares fit can use them.
+    """
+
+    def __init__(
+        self,
+        masks,
+        K,
+        long_side: int | None = None,
+        samples: int = 80,
+        depth_samples: int = 48,
+        fine_samples: int = 17,
+        trunc: float = 12.0,
+        robust: int = 1,
+        frames=None,
+        still_tol: float = 8.0,
+    ):
+        # the outlines' accuracy is the fit's: full resolution, within RAY_LONG_SIDE
+        side = long_side or int(np.clip(max(masks[0].shape), *RAY_LONG_SIDE))
+        small, self.K, size = resized_masks(masks, K, side)
+        self.Kinv = np.linalg.inv(self.K)
+        self.size = size
+        self.sdf = [np.clip(silhouette_sdf(m), -trunc, trunc).astype(np.float32) for m in small]
+        self.depth_samples = depth_samples
+        self.fine_samples = fine_samples
+        self.robust = robust
+        w, h = size
+        still = None
+        if frames is not None:  # the background plate: where a mask covers it, it leaks
+            grays = [
+                cv2.resize(np.asarray(f, np.float32), size, interpolation=cv2.INTER_AREA)
+                for f in frames
+            ]
+            still = background_like(grays, small, still_tol)
+        self.dropped = 0
+        self.still = 0
+        occ = std = None
+        if frames is not None:
+            occ = np.mean(small, axis=0, dtype=np.float32)  # the share of frames masked
+            std = np.std([cv2.blur(g, (5, 5)) for g in grays], axis=0)
+        outlines, stills = [], []
+        for i, m in enumerate(small):
+            cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            pts = np.concatenate([c.reshape(-1, 2) for c in cs]) if cs else np.zeros((0, 2))
+            pts = pts[
+                (pts[:, 0] > 2) & (pts[:, 0] < w - 3) & (pts[:, 1] > 2) & (pts[:, 1] < h - 3)
+            ].astype(np.float64)
+            # onto the edge itself (the SDF's zero), half a pixel out of the last inside pixel
+            gy, gx = np.gradient(self.sdf[i])
+            ix, iy = pts[:, 0].astype(int), pts[:, 1].astype(int)
+            g = np.stack([gx[iy, ix], gy[iy, ix]], axis=1)
+            g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-6)
+            if still is not None and len(pts):
+                # an outline whose inside looks like the still background bounds a leak
+                leak = pixel_at(still[i], pts + 3 * g)
+                self.dropped += int(leak.sum())
+                pts, g = pts[~leak], g[~leak]
+            pts = pts - self.sdf[i][pts[:, 1].astype(int), pts[:, 0].astype(int), None] * g
+            if len(pts) > samples:
+                keep = np.linspace(0, len(pts) - 1, samples).astype(int)
+                pts, g = pts[keep], g[keep]
+            outlines.append(pts)
+            if occ is not None:
+                stills.append(_still_outline(pts, g, occ, std))
+        # outlines that are the same in every frame (a stand's round base, its pole) carry no
+        # turn, and a mask's error there is the same in every frame, so it reads as a tilt of
+        # the axis; they are left out unless they are most of what there is
+        n_still = sum(int(st.sum()) for st in stills)
+        total = sum(len(o) for o in outlines)
+        if stills and total - n_still >= STILL_KEEP * total:
+            outlines = [o[~st] for o, st in zip(outlines, stills)]
+            self.still = n_still
+        self.outline = outlines
+        ys, xs = np.nonzero(np.any(small, axis=0))
+        self.x_range = (
+            ((xs.min() - self.K[0, 2]) / self.K[0, 0], (xs.max() - self.K[0, 2]) / self.K[0, 0])
+            if len(xs)
+            else (-1.0, 1.0)
+        )
+
+    def _hull_depth(self, i, Y, rot, c) -> np.ndarray:
+        """For points ``Y`` (camera ``i`` coordinates minus ``c``): the ``robust``-th
+        smallest signed distance to the other views' silhouettes (-inf where unseen)."""
+        n = len(self.sdf)
+        w, h = self.size
+        vals = np.full((n - 1, len(Y)), np.inf, np.float32)
+        row = 0
+        for j in range(n):
+            if j == i:
+                continue
+            xj = Y @ rot[j - i].T + c
+            z = xj[:, 2]
+            px = xj @ self.K.T
+            uvx = px[:, 0] / np.maximum(z, 1e-9)
+            uvy = px[:, 1] / np.maximum(z, 1e-9)
+            ok = (z > 1e-6) & (uvx >= -0.5) & (uvx <= w - 0.5) & (uvy >= -0.5) & (uvy <= h - 0.5)
+            if ok.any():
+                vals[row, ok] = sample_bilinear(self.sdf[j], np.stack([uvx[ok], uvy[ok]], axis=1))
+            row += 1
+        k = min(self.robust, n - 2)
+        kth = np.partition(vals, k, axis=0)[k]
+        kth[~np.isfinite(kth)] = -np.inf
+        return kth
+
+    def residuals(self, params) -> np.ndarray:
+        e, r, u, v, th = params
+        a = axis_direction(e, r)
+        c = np.array([u, v, 1.0])
+        n = len(self.sdf)
+        rad = 1.3 * max(abs(self.x_range[0] - u), abs(self.x_range[1] - u))
+        rot = {d: cv2.Rodrigues((a * (d * th)).reshape(3, 1))[0] for d in range(-(n - 1), n)}
+        D, F = self.depth_samples, self.fine_samples
+        out = []
+        for i in range(n):
+            pts = self.outline[i]
+            if len(pts) == 0:
+                continue
+            ray = np.hstack([pts, np.ones((len(pts), 1))]) @ self.Kinv.T
+            ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+            # the ray (from the camera centre, the origin here) through the cylinder about
+            # the axis: |(t ray - c) - ((t ray - c).a) a| <= rad
+            p = ray - (ray @ a)[:, None] * a
+            q = -c + (c @ a) * a
+            A = (p * p).sum(1)
+            B = 2 * (p @ q)
+            C = q @ q - rad**2
+            disc = np.maximum(B * B - 4 * A * C, 0.0)
+            t0 = (-B - np.sqrt(disc)) / (2 * A)
+            t1 = (-B + np.sqrt(disc)) / (2 * A)
+            dt = (t1 - t0) / D
+            ts = t0[:, None] + dt[:, None] * (np.arange(D) + 0.5)[None]
+            Y = (ray[:, None, :] * ts[:, :, None]).reshape(-1, 3) - c
+            best = self._hull_depth(i, Y, rot, c).reshape(len(pts), D)
+            # then finely around each ray's deepest sample: the ray's value is a maximum,
+            # which coarse samples underestimate (and with it, bias the fit)
+            k = best.argmax(axis=1)
+            tc = ts[np.arange(len(pts)), k]
+            tf = tc[:, None] + dt[:, None] * np.linspace(-1.0, 1.0, F)[None]
+            Y = (ray[:, None, :] * tf[:, :, None]).reshape(-1, 3) - c
+            fine = self._hull_depth(i, Y, rot, c).reshape(len(pts), F)
+            out.append(np.maximum(best.max(axis=1), fine.max(axis=1)))
+        res = np.concatenate(out) if out else np.zeros(0)
+        return np.where(np.isfinite(res), res, -20.0)

@@ -1,0 +1,84 @@
+"""Silhouette coherence on a coarse grid: the masks at a reduced size, and how well the hull
+carved by a circular-motion hypothesis reprojects onto them (the solver's coarse start)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ...geometry import resize_mask, scaled_intrinsics
+from .circular import axis_direction, circular_poses
+
+
+def resized_masks(masks, K, long_side: int):
+    """The masks with ``long_side`` pixels along their long side (area-averaged, then cut at
+    half), the intrinsics to match (OpenCV's pixel centres) and the size (w, h)."""
+    H, W = masks[0].shape
+    s = long_side / max(H, W)
+    size = (max(1, round(W * s)), max(1, round(H * s)))
+    return [resize_mask(m, size) for m in masks], scaled_intrinsics(K, s, s), size
+
+
+class Silhouettes:
+    """The masks at a reduced size, and the coherence of a circular-motion hypothesis."""
+
+    def __init__(self, masks, K, long_side: int = 160, grid: int = 48, misses: int = 0):
+        small, self.K, _ = resized_masks(masks, K, long_side)
+        self.m = np.array(small)
+        self.grid = grid
+        self.misses = misses  # a voxel survives outside this many masks (robustness)
+        h, w = self.m.shape[1:]
+        ys, xs = np.nonzero(self.m.any(axis=0))
+        fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
+        # the subject's extent on the plane z = 1 of the first camera
+        self.x_range = ((xs.min() - cx) / fx, (xs.max() - cx) / fx) if len(xs) else (-1, 1)
+        self.y_range = ((ys.min() - cy) / fy, (ys.max() - cy) / fy) if len(ys) else (-1, 1)
+        self.hw = (h, w)
+
+    def coherence(self, params) -> float:
+        """Mean IoU of the hull's reprojections with the masks (0 when the hull vanishes)."""
+        n = len(self.m)
+        h, w = self.hw
+        e, r, u, v, _ = params
+        rs, ts = circular_poses(n, params)
+        a = axis_direction(e, r)
+        c = np.array([u, v, 1.0])
+        rad = 1.3 * max(abs(self.x_range[0] - u), abs(self.x_range[1] - u))
+        h0, h1 = 1.2 * self.y_range[0], 1.2 * self.y_range[1]
+        e1 = np.cross(a, [0.0, 0.0, 1.0])
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(a, e1)
+        g = self.grid
+        lin = (np.arange(g) + 0.5) / g
+        A, B, C = np.meshgrid(lin * 2 - 1, lin * 2 - 1, lin, indexing="ij")
+        inside_cyl = A**2 + B**2 <= 1
+        heights = (h0 + (h1 - h0) * C[inside_cyl]) - v
+        V = c + rad * (A[inside_cyl, None] * e1 + B[inside_cyl, None] * e2)
+        V = V - heights[:, None] * a
+        outside = np.zeros(len(V), np.int32)
+        proj = []
+        for i in range(n):
+            xc = V @ rs[i].T + ts[i]
+            z = np.maximum(xc[:, 2], 1e-6)
+            px = np.rint(self.K[0, 0] * xc[:, 0] / z + self.K[0, 2]).astype(np.int64)
+            py = np.rint(self.K[1, 1] * xc[:, 1] / z + self.K[1, 2]).astype(np.int64)
+            ok = (xc[:, 2] > 0.05) & (px >= 0) & (px < w) & (py >= 0) & (py < h)
+            inside = np.zeros(len(V), bool)
+            inside[ok] = self.m[i][py[ok], px[ok]]
+            outside += ~inside
+            proj.append((px, py, ok))
+        alive = outside <= self.misses
+        if alive.sum() < 20:
+            return 0.0
+        k = max(1, int(np.ceil(2 * rad / g * self.K[0, 0])))
+        kernel = np.ones((k, k), np.uint8)
+        ious = []
+        for i in range(n):
+            px, py, ok = proj[i]
+            sel = alive & ok
+            img = np.zeros((h, w), np.uint8)
+            img[py[sel], px[sel]] = 1
+            sil = cv2.dilate(img, kernel) > 0
+            union = (sil | self.m[i]).sum()
+            ious.append((sil & self.m[i]).sum() / union if union else 1.0)
+        return float(np.mean(ious))
