@@ -143,15 +143,23 @@ def main() -> int:
 
 
 # --- Blender extension zip ---
-# `python build.py addon` zips blender_addon/ as a Blender 4.2+ extension: the add-on's files at
-# the zip root (an allow-list), segcore vendored as vendor/segcore/ (its .py files and the
-# bundled models), and OpenCV + SciPy wheels for each platform and Blender Python in wheels/
-# (numpy ships with Blender). The zipped manifest lists exactly the wheels inside. Downloads
-# are cached in build/wheels/, so rebuilds need no network. Stdlib only.
+# `python build.py addon` zips blender_addon/ as a Blender 4.2+ extension, one zip per platform
+# (--all-platforms: one zip for all): the add-on's files at the zip root (an allow-list),
+# segcore vendored as the sub-package vendor/segcore/ (its .py files and the bundled models),
+# and OpenCV + SciPy wheels for the platform and each Blender Python in wheels/ (numpy ships
+# with Blender). The zipped manifest lists exactly the wheels inside. An extension installs
+# nothing itself: installer.py (Install Dependencies) goes only into the legacy zip.
+# Downloads are cached in build/wheels/, so rebuilds need no network. Stdlib only.
 
 ADDON_DIR = ROOT / "blender_addon"
 ADDON_MANIFEST = "blender_manifest.toml"
 ADDON_README = "README.md"
+# the legacy add-on's pip installer: never in an extension zip (extensions bundle wheels)
+ADDON_INSTALLER = "installer.py"
+# makes vendor/ a package, so segcore imports as <add-on package>.vendor.segcore
+VENDOR_INIT = (
+    '"""Packages bundled with the add-on, imported as its sub-packages (never top-level)."""\n'
+)
 # Keep in step with REQUIREMENTS in blender_addon/preferences.py.
 ADDON_WHEELS = (("opencv-python-headless", ">=4.11,<4.12"), ("scipy", ">=1.11,<1.16"))
 # Blender 4.2-5.0 run Python 3.11, Blender 5.1 runs Python 3.13.
@@ -206,24 +214,34 @@ def add_addon_arguments(p: argparse.ArgumentParser) -> None:
         metavar="LIST",
         help=f"Blender Python versions to bundle wheels for (default: {','.join(ADDON_PYTHONS)})",
     )
-    p.add_argument("--no-wheels", action="store_true", help="bundle no wheels (no downloads)")
     p.add_argument(
-        "--split-platforms",
+        "--no-wheels",
         action="store_true",
-        help="one zip per platform holding only that platform's wheels",
+        help="bundle no wheels (no downloads): one zip, for a Blender that has OpenCV and SciPy",
+    )
+    p.add_argument(
+        "--all-platforms",
+        action="store_true",
+        help="one zip holding the wheels of every platform (large) instead of one zip each",
     )
     p.add_argument(
         "--legacy",
         action="store_true",
-        help="also a legacy add-on zip (one top folder, no wheels) for Install legacy Add-on",
+        help="also a legacy add-on zip (one top folder, no wheels, with Install Dependencies) "
+        "for Install legacy Add-on",
     )
     p.add_argument("--refresh-wheels", action="store_true", help="download wheels again")
     p.add_argument("--out", type=Path, default=ROOT / "dist", metavar="DIR", help="output folder")
 
 
-def addon_files() -> list[tuple[Path, str]]:
-    """(source, path in the zip) for everything but wheels and the manifest: the allow-list."""
-    files = [(p, p.name) for p in sorted(ADDON_DIR.glob("*.py"))]
+def addon_files(legacy: bool = False) -> list[tuple[Path, str]]:
+    """(source, path in the zip) for everything but wheels, the manifest and vendor/__init__.py:
+    the allow-list. ``installer.py`` only for the legacy zip."""
+    files = [
+        (p, p.name)
+        for p in sorted(ADDON_DIR.glob("*.py"))
+        if legacy or p.name != ADDON_INSTALLER
+    ]
     files.append((ADDON_DIR / ADDON_README, ADDON_README))
     for lic in (ADDON_DIR / "LICENSE", ROOT / "LICENSE", ROOT / "COPYING"):
         if lic.is_file():
@@ -292,6 +310,10 @@ def addon_manifest_text(platforms: list[str], wheels: list[str]) -> str:
     missing = [k for k in ADDON_MANIFEST_KEYS if k not in data]
     if missing:
         raise AddonBuildError(f"{ADDON_MANIFEST}: missing required key(s) {', '.join(missing)}")
+    if "network" in data["permissions"]:
+        raise AddonBuildError(
+            f"{ADDON_MANIFEST}: an extension bundles its wheels and needs no network permission"
+        )
     if data.get("wheels", []) != wheels or data["platforms"] != platforms:
         raise AddonBuildError(f"{ADDON_MANIFEST}: could not set platforms / wheels")
     return text
@@ -302,14 +324,17 @@ def _write_zip(path: Path, entries: list[tuple[Path, str]], manifest: str | None
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
+    texts = {"vendor/__init__.py": VENDOR_INIT}
+    if manifest is not None:
+        texts[ADDON_MANIFEST] = manifest
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
-        if manifest is not None:
-            z.writestr(top + ADDON_MANIFEST, manifest)
+        for arc, text in texts.items():
+            z.writestr(top + arc, text)
         for src, arc in entries:
             kind = zipfile.ZIP_STORED if arc.endswith(".whl") else zipfile.ZIP_DEFLATED
             z.write(src, top + arc, compress_type=kind)
     os.replace(tmp, path)
-    count = len(entries) + (manifest is not None)
+    count = len(entries) + len(texts)
     print(f"built {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} "
           f"({path.stat().st_size / 1e6:.1f} MB, {count} files)", flush=True)  # fmt: skip
 
@@ -347,15 +372,16 @@ def build_addon(args) -> int:
         text = addon_manifest_text(platforms, [f"./wheels/{name}" for name, _ in chosen])
         _write_zip(path, entries, text)
 
-    if args.split_platforms:
+    if args.all_platforms or args.no_wheels:
+        build(args.out / f"{stem}.zip", list(args.platforms))
+    else:  # what Blender's `extension build --split-platforms` makes: one zip per platform
         for platform in args.platforms:
             build(args.out / f"{stem}-{platform.replace('-', '_')}.zip", [platform])
-    else:
-        build(args.out / f"{stem}.zip", list(args.platforms))
     if args.legacy:
         # Install legacy Add-on wants one top-level package folder; no manifest, so Blender
         # reads bl_info, and no wheels (use the preferences' Install Dependencies button).
-        _write_zip(args.out / f"{stem}-legacy.zip", files, None, top=f"{manifest['id']}/")
+        legacy = addon_files(legacy=True)
+        _write_zip(args.out / f"{stem}-legacy.zip", legacy, None, top=f"{manifest['id']}/")
     return 0
 
 

@@ -23,13 +23,7 @@ bl_info = {
     "category": "Import-Export",
 }
 
-classes = (
-    properties.GarmentSegFormats,
-    properties.GarmentSegSettings,
-    *preferences.classes,
-    *operators.classes,
-    *panels.classes,
-)
+_registered: tuple = ()
 
 
 @bpy.app.handlers.persistent
@@ -39,11 +33,23 @@ def _stop_before_load(*_args):
 
 
 def register():
-    for cls in classes:
+    global _registered
+    _registered = (
+        properties.GarmentSegFormats,
+        properties.GarmentSegSettings,
+        properties.GarmentSegRun,
+        *preferences.classes(),
+        *operators.classes,
+        *panels.classes,
+    )
+    for cls in _registered:
         bpy.utils.register_class(cls)
     bpy.types.Scene.garment_seg = bpy.props.PointerProperty(type=properties.GarmentSegSettings)
+    # the run in progress: window-manager data is never saved into the .blend file
+    bpy.types.WindowManager.garment_seg_run = bpy.props.PointerProperty(
+        type=properties.GarmentSegRun
+    )
     bpy.app.handlers.load_pre.append(_stop_before_load)
-    preferences.add_dependency_path()
 
 
 def unregister():
@@ -53,7 +59,7 @@ def unregister():
             getattr(handler, "__module__", "") == __name__
         ):
             bpy.app.handlers.load_pre.remove(handler)
+    del bpy.types.WindowManager.garment_seg_run
     del bpy.types.Scene.garment_seg
-    for cls in reversed(classes):
+    for cls in reversed(_registered):
         bpy.utils.unregister_class(cls)
-    preferences.remove_dependency_path()

@@ -1,10 +1,19 @@
 """Segment a frame folder headless, with the add-on's own runner (the button's code path).
 
-    blender -b -P blender_addon/batch.py -- --input DIR --output DIR [--model PATH]
+    blender -b -P <add-on folder>/batch.py -- --input DIR --output DIR [--model PATH]
         [--size N] [--threshold T] [--refine | --no-refine] [--flip | --no-flip]
-        [--formats rgba,mask] [--keep garment|garment,figure|garment,figure,support]
+        [--edges learned|guided] [--formats rgba,mask]
+        [--keep garment|garment,figure|garment,figure,support]
         [--skip-existing | --overwrite] [--workers N] [--temporal] [--plate auto|on|off]
-        [--reconstruct [--workspace DIR] [--voxels N] [--no-hull] [--save FILE.blend]]
+        [--reconstruct [--workspace DIR] [--matcher M] [--mapper M] [--quality high|fast]
+         [--voxels N] [--no-hull] [--height H] [--set-camera] [--save FILE.blend]]
+
+The segment and reconstruction flags are ``segcore segment``'s and ``segcore reconstruct``'s
+(one builder, ``segcore.options``).
+
+The add-on folder of an installed extension is
+``<Blender user folder>/extensions/user_default/garment_segmentation``; the add-on's
+preferences show the full command.
 
 ``--reconstruct``: after segmenting, run SfM + visual hull on the input frames and the
 written masks (into ``--workspace``, default ``OUTPUT/reconstruction``), import cameras,
@@ -27,52 +36,55 @@ import sys
 from pathlib import Path
 
 
+def _addon_package() -> str:
+    """The import name of the add-on this file belongs to, loading it if need be.
+
+    An enabled add-on is already imported (an extension as ``bl_ext.<repo>.<id>``): its
+    modules are used, so the script runs the very code the buttons run. Otherwise the folder
+    is imported as a package under its own name, from its path: ``sys.path`` is not changed.
+    """
+    if __package__:
+        return __package__
+    here = Path(__file__).resolve().parent
+    for name, mod in list(sys.modules.items()):
+        paths = getattr(mod, "__path__", None) or ()
+        if any(Path(p).resolve() == here for p in paths if p):
+            return name
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        here.name, here / "__init__.py", submodule_search_locations=[str(here)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[here.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[here.name]
+        raise
+    return here.name
+
+
 def _import_runner():
     """The add-on's runner, whether this file runs from a checkout or an installed add-on."""
-    here = Path(__file__).resolve().parent
-    if __package__:
-        return importlib.import_module(f"{__package__}.runner")
-    if str(here.parent) not in sys.path:
-        sys.path.insert(0, str(here.parent))  # makes the add-on's folder importable by name
-    return importlib.import_module(f"{here.name}.runner")
+    return importlib.import_module(f"{_addon_package()}.runner")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _addon_module(runner, name: str):
+    """Another module of the add-on the runner belongs to (``importer``, ``preferences``)."""
+    return importlib.import_module(runner.__name__.rpartition(".")[0] + "." + name)
+
+
+def build_parser(options) -> argparse.ArgumentParser:
+    """The script's arguments: the segment and reconstruction options are ``segcore
+    segment``'s and ``segcore reconstruct``'s (``options``: ``segcore.options``)."""
     p = argparse.ArgumentParser(
         prog="blender -b -P batch.py --",
         description="Segment every frame of a folder into masks and RGBA cut-outs.",
     )
     p.add_argument("--input", required=True, metavar="DIR", help="folder of frames")
     p.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--model", metavar="PATH", help="model card (.json) or .onnx (default: bundled)")
-    p.add_argument("--size", type=int, default=0, metavar="N", help="network input long side")
-    p.add_argument("--threshold", type=float, default=0.0, metavar="T", help="in (0, 1)")
-    p.add_argument("--refine", dest="refine", action="store_true", default=None)
-    p.add_argument("--no-refine", dest="refine", action="store_false")
-    p.add_argument("--flip", dest="flip", action="store_true", default=None)
-    p.add_argument("--no-flip", dest="flip", action="store_false")
-    p.add_argument(
-        "--formats", default="rgba,mask", metavar="LIST", help="comma-separated output formats"
-    )
-    p.add_argument(
-        "--keep",
-        metavar="LIST",
-        help="classes a multi-class model keeps: garment,figure (default), garment, or "
-        "garment,figure,support",
-    )
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--skip-existing", action="store_true", help="resume: keep finished frames")
-    g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--workers", type=int, default=2, metavar="N", help="frames at once")
-    p.add_argument(
-        "--temporal", action="store_true", help="smooth masks along the sequence (anti-flicker)"
-    )
-    p.add_argument(
-        "--plate",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="complete the masks from a turntable's still background (default: auto)",
-    )
+    options.add_segment_arguments(p)
     r = p.add_argument_group("reconstruction")
     r.add_argument(
         "--reconstruct",
@@ -80,13 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="then reconstruct cameras, points and garment mesh and import them",
     )
     r.add_argument("--workspace", metavar="DIR", help="default: OUTPUT/reconstruction")
-    r.add_argument("--voxels", type=int, default=224, metavar="N", help="visual hull grid")
-    r.add_argument("--no-hull", dest="hull", action="store_false", help="no garment mesh")
-    r.add_argument("--matcher", default="auto", choices=("auto", "exhaustive", "sequential"))
+    options.add_reconstruct_arguments(r)
     r.add_argument(
-        "--mapper", default="auto", choices=("auto", "incremental", "global", "turntable")
+        "--height",
+        type=float,
+        default=1.7,
+        metavar="H",
+        help="the imported garment's height in scene units (0: the solver's scale; default 1.7)",
     )
-    r.add_argument("--quality", default="high", choices=("high", "fast"), help="features")
+    r.add_argument(
+        "--set-camera",
+        action="store_true",
+        help="make the first frame's camera the scene camera, with the frames' render size",
+    )
     r.add_argument("--save", metavar="FILE.blend", help="save the scene after the import")
     return p
 
@@ -96,49 +114,28 @@ def script_args(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        runner = _import_runner()
+        options = runner.options()
+    except ImportError as exc:  # e.g. plain Python without the bpy wheel
+        print(f"error: cannot load the add-on ({exc}); run it with Blender", file=sys.stderr)
+        return 2
+    parser = build_parser(options)
     args = parser.parse_args(script_args(sys.argv if argv is None else argv))
-    formats = [f.strip() for f in args.formats.split(",")]
-    if args.reconstruct and "mask" not in formats:
+    if args.reconstruct and "mask" not in args.formats:
         parser.error("--reconstruct needs the mask format (add mask to --formats)")
     if args.save and not args.reconstruct:
         parser.error("--save needs --reconstruct")
     try:
-        try:
-            runner = _import_runner()
-        except ImportError as exc:  # e.g. plain Python without the bpy wheel
-            print(f"error: cannot load the add-on ({exc}); run it with Blender", file=sys.stderr)
-            return 2
-        _add_blender_dependency_path(runner)
-        settings = runner.Settings(
-            input_dir=args.input,
-            output_dir=args.output,
-            model=args.model,
-            size=args.size,
-            threshold=args.threshold,
-            refine=args.refine,
-            flip=args.flip,
-            formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
-            skip_existing=args.skip_existing,
-            overwrite=args.overwrite,
-            workers=args.workers,
-            temporal=args.temporal,
-            plate=args.plate,
-            keep=args.keep,
-        )
+        settings = runner.Settings(args.input, args.output, **options.segment_keywords(args))
         try:
             job = runner.create_job(settings)
         except ImportError as exc:
-            print(
-                f"error: missing dependency ({exc.name or exc}); install opencv-python-headless "
-                "and scipy into Blender's Python, or use the add-on's Install Dependencies",
-                file=sys.stderr,
-            )
+            hint = _addon_module(runner, "preferences").missing_dependency_hint()
+            print(f"error: missing dependency ({exc.name or exc}); {hint}", file=sys.stderr)
             return 2
         except Exception as exc:
-            from segcore.errors import SegcoreError
-
-            if not isinstance(exc, SegcoreError):
+            if not isinstance(exc, runner.segcore("errors").SegcoreError):
                 raise
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -153,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, on_signal)
         print(f"Segmenting {len(job.frames)} frames from {job.input} into {job.output}")
-        from segcore.plate import STAGES
+        STAGES = runner.segcore("plate").STAGES  # noqa: N806
 
         def plate_progress(stage: str, done: int, total: int) -> None:
             if done == total:  # the still-background pass after the last frame
@@ -189,8 +186,8 @@ def _reconstruct(runner, args, stop) -> int:
     """SfM + hull on the input frames and the masks just written, imported into the scene."""
     import bpy
 
-    importer = importlib.import_module(runner.__name__.rpartition(".")[0] + ".importer")
-    from segcore.errors import SegcoreError
+    importer = _addon_module(runner, "importer")
+    SegcoreError = runner.segcore("errors").SegcoreError  # noqa: N806
 
     out = Path(args.output)
     rgba = out / "rgba"
@@ -199,6 +196,8 @@ def _reconstruct(runner, args, stop) -> int:
         masks_dir=str(out / "masks"),
         workspace=args.workspace or str(out / "reconstruction"),
         backgrounds_dir=str(rgba) if rgba.is_dir() else None,
+        height=args.height,
+        set_camera=args.set_camera,
         **{k: getattr(args, k) for k in importer.ReconSettings.KEYS},
     )
     print(f"Reconstructing into {settings.workspace}", flush=True)
@@ -220,17 +219,6 @@ def _reconstruct(runner, args, stop) -> int:
         bpy.ops.wm.save_as_mainfile(filepath=path)
         print(f"Saved {path}", flush=True)
     return 0
-
-
-def _add_blender_dependency_path(runner) -> None:
-    """Under Blender, also find what the add-on's Install Dependencies put in place."""
-    try:
-        import bpy  # noqa: F401
-
-        prefs = importlib.import_module(runner.__name__.rpartition(".")[0] + ".preferences")
-        prefs.add_dependency_path()
-    except Exception:  # plain Python without bpy, or an unusual install: not needed then
-        pass
 
 
 if __name__ == "__main__":

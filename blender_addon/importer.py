@@ -1,7 +1,7 @@
 """Reconstruction into the scene: cameras, sparse points and the garment mesh as objects.
 
-The numbers come from segcore (``segcore.reconstruct``: the placement that stands the
-subject upright at the origin, Blender camera intrinsics; ``segcore.hull``: the mesh); this
+The numbers come from segcore (``segcore.recon``: the placement that stands the
+subject upright at the origin, Blender camera intrinsics, the mesh); this
 module only turns them into Blender data:
 
 - a new collection "Garment reconstruction" (numbered if it exists);
@@ -42,15 +42,17 @@ class ReconSettings:
     matcher: str = "auto"
     mapper: str = "auto"  # turntable when the background stands still, else incremental
     hull: bool = True
-    voxels: int = 224  # segcore.hull.DEFAULT_VOXELS
+    voxels: int = runner.options().DEFAULT_VOXELS
     backgrounds_dir: str | None = None  # camera backgrounds (e.g. rgba/); None: the frames
     quality: str = "high"  # features: "high" (DSP-SIFT, for smooth fabric) or "fast"
     plate: str = "auto"  # masks completed from a still background: "auto", "on" or "off"
+    height: float = 1.7  # the imported garment's height in scene units; 0: the solver's scale
+    set_camera: bool = False  # make the first camera the scene's, with its render resolution
     # the options run_reconstruction takes (the batch script's flags of the same names)
     KEYS: ClassVar[tuple[str, ...]] = ("matcher", "mapper", "hull", "voxels", "quality", "plate")
 
     def options(self) -> dict:
-        """The keyword options of ``segcore.reconstruct.run_reconstruction``."""
+        """The keyword options of ``segcore.recon.run_reconstruction``."""
         return {k: getattr(self, k) for k in self.KEYS}
 
 
@@ -58,10 +60,7 @@ def settings_from_segmentation(
     output_dir: str, workspace: str | None = None, **kw
 ) -> ReconSettings:
     """Settings for a ``segcore segment`` output folder: its frames, masks and RGBA."""
-    runner.ensure_segcore_path()
-    from segcore.reconstruct import inputs_from_segmentation
-
-    frames, masks = inputs_from_segmentation(output_dir)
+    frames, masks = runner.segcore("recon").inputs_from_segmentation(output_dir)
     rgba = Path(output_dir) / "rgba"
     return ReconSettings(
         str(frames),
@@ -77,11 +76,9 @@ def run_reconstruction(
     progress: Callable[[str, int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ):
-    """``segcore.reconstruct.run_reconstruction`` for ``settings`` (no bpy: thread-safe)."""
-    runner.ensure_segcore_path()
-    from segcore.errors import InputError
-    from segcore.reconstruct import run_reconstruction as run
-
+    """``segcore.recon.run_reconstruction`` for ``settings`` (no bpy: thread-safe)."""
+    InputError = runner.segcore("errors").InputError  # noqa: N806
+    run = runner.segcore("recon").run_reconstruction
     if not settings.frames_dir.strip():
         raise InputError("no frames folder set; choose the folder that holds the frames")
     if not settings.workspace.strip():
@@ -97,10 +94,8 @@ def run_reconstruction(
 
 
 def progress_text(stage: str, done: int, total: int) -> str:
-    runner.ensure_segcore_path()
-    from segcore.reconstruct import STAGE_LABELS
-
-    return f"{STAGE_LABELS.get(stage, stage.title())} {done}/{total}"
+    labels = runner.segcore("recon").STAGE_LABELS
+    return f"{labels.get(stage, stage.title())} {done}/{total}"
 
 
 def summary_line(result, mesh, made: dict, settings: ReconSettings) -> str:
@@ -200,13 +195,20 @@ def _mesh_object(name: str, vertices, faces, colors, collection):
 def import_reconstruction(context, result, mesh=None, settings: ReconSettings | None = None):
     """Objects for a ``ReconResult`` (+ hull ``Mesh``) in a new collection; returns a dict
     with ``collection``, ``cameras``, ``points`` and ``mesh`` (None without a hull).
+
+    The garment is ``settings.height`` units tall (0: the solver's scale). The scene's camera
+    and render resolution change only with ``settings.set_camera``.
     """
+    import dataclasses
+
     import numpy as np
     from mathutils import Matrix
 
-    from segcore.reconstruct import blender_camera, placement
-
-    place = placement(result, mesh.vertices if mesh is not None else None)
+    recon = runner.segcore("recon")
+    height = settings.height if settings is not None else ReconSettings.height
+    place = recon.placement(result, mesh.vertices if mesh is not None else None, height or 1.0)
+    if not height:  # upright and centred, in the solver's own units
+        place = dataclasses.replace(place, scale=1.0)
     coll = _unique_collection(context, COLLECTION)
     frames_dir = Path(settings.frames_dir) if settings else result.images_dir
     bg_dir = Path(settings.backgrounds_dir) if settings and settings.backgrounds_dir else None
@@ -216,7 +218,7 @@ def import_reconstruction(context, result, mesh=None, settings: ReconSettings | 
     cameras = []
     for pose in result.poses:
         intr = result.camera(pose)
-        params = blender_camera(intr)
+        params = recon.blender_camera(intr)
         data = bpy.data.cameras.new(pose.name)
         data.sensor_fit = params["sensor_fit"]
         data.sensor_width, data.sensor_height = params["sensor_width"], params["sensor_height"]
@@ -235,7 +237,7 @@ def import_reconstruction(context, result, mesh=None, settings: ReconSettings | 
         obj.matrix_world = Matrix(place.camera_matrix(pose).tolist())
         cam_coll.objects.link(obj)
         cameras.append(obj)
-    if result.poses:
+    if result.poses and settings is not None and settings.set_camera:
         first = result.camera(result.poses[0])
         render = context.scene.render
         render.resolution_x, render.resolution_y = first.width, first.height
@@ -257,11 +259,7 @@ def import_reconstruction(context, result, mesh=None, settings: ReconSettings | 
 
 def import_workspace(context, workspace: str | os.PathLike, settings=None):
     """Import what ``segcore reconstruct`` wrote to ``workspace`` (recon.json, hull.ply)."""
-    runner.ensure_segcore_path()
-    from segcore.hull import read_ply
-    from segcore.reconstruct import load_result
-
-    result = load_result(workspace)
+    result = runner.segcore("recon").load_result(workspace)
     hull = Path(workspace) / "hull.ply"
-    mesh = read_ply(hull) if hull.is_file() else None
+    mesh = runner.segcore("recon").read_ply(hull) if hull.is_file() else None
     return import_reconstruction(context, result, mesh, settings)

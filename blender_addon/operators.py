@@ -1,10 +1,12 @@
-"""Operators: Segment Sequence and Reconstruct (modal in the UI, a plain loop in background
-mode), Preview Frame and Cancel.
+"""Operators: Segment Sequence, Preview Frame and Reconstruct (modal in the UI, a plain loop
+in background mode) and Cancel.
 
-Segment Sequence and Reconstruct share one pattern (:class:`_WorkerOperator`). The modal path
-keeps Blender responsive: a worker thread runs the segcore work and puts its progress on a
-queue; a window-manager timer drains the queue on the main thread, which is the only thread
-that touches bpy (the reconstruction's import into the scene happens there, at the end).
+Segment Sequence, Preview Frame and Reconstruct share one pattern (:class:`_WorkerOperator`);
+their progress lives on the window manager (``garment_seg_run``), never in the .blend. The
+modal path keeps Blender responsive: a worker thread runs the segcore work and puts its
+progress on a queue; a window-manager timer drains the queue on the main thread, which is
+the only thread that touches bpy (the preview's image and the reconstruction's import into
+the scene happen there, at the end).
 Esc (or the Cancel button) asks the work to stop: frames in flight finish, their atomic
 writes leave no partial files, and the report is still written; a reconstruction stops at
 pycolmap's next cancellation check and imports nothing.
@@ -24,7 +26,7 @@ import bpy
 from bpy.props import IntProperty
 from bpy.types import Operator
 
-from . import importer, runner
+from . import importer, preferences, runner
 from .properties import read_recon_settings, read_settings
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,22 @@ class _ReconRun(_Worker):
         )
 
 
+class _PreviewRun(_Worker):
+    """One frame segmented for the preview (shrunk to ``runner.PREVIEW_MAX_SIDE``); returns
+    ``(pixels, width, height)`` ready for ``Image.pixels``: all the work off the main thread."""
+
+    thread_name = "garment-preview"
+
+    def __init__(self, settings, path, index: int):
+        super().__init__()
+        self.settings, self.path, self.index = settings, path, index
+
+    def work(self):
+        shown, _ = runner.preview_frame(self.settings, self.index)
+        height, width = shown.shape[:2]
+        return runner.blender_pixels(shown), width, height
+
+
 _active: _Worker | None = None
 
 
@@ -135,12 +153,9 @@ def error_message(exc: BaseException) -> str:
     """One line for the user; unexpected errors also go to the console with a traceback."""
     if isinstance(exc, ImportError):
         what = exc.name or (str(exc).splitlines() or ["a dependency"])[0]
-        return (
-            f"Missing or broken dependency ({what}): open Edit › Preferences › Add-ons › "
-            "Garment Segmentation and press Install Dependencies"
-        )
+        return f"Missing or broken dependency ({what}): {preferences.missing_dependency_hint()}"
     try:
-        from segcore.errors import SegcoreError
+        SegcoreError = runner.segcore("errors").SegcoreError  # noqa: N806
     except ImportError:
         SegcoreError = ()  # noqa: N806
     if SegcoreError and isinstance(exc, SegcoreError):
@@ -148,6 +163,13 @@ def error_message(exc: BaseException) -> str:
     log.error("Garment Segmentation: unexpected error", exc_info=exc)
     first = (str(exc).splitlines() or [""])[0]
     return f"Unexpected error: {type(exc).__name__}: {first} (traceback in the system console)"
+
+
+def clear_progress(context) -> None:
+    """Empty the progress bar (``window_manager.garment_seg_run``)."""
+    run = getattr(context.window_manager, "garment_seg_run", None)
+    if run is not None:
+        run.progress, run.progress_text = 0.0, ""
 
 
 def _set_status(context, text: str | None) -> None:
@@ -249,8 +271,7 @@ class _WorkerOperator:
             return None
 
     def _fail(self, context, exc) -> set:
-        props = context.scene.garment_seg
-        props.progress, props.progress_text = 0.0, ""
+        clear_progress(context)
         if type(exc).__name__ == "CancelledError":  # segcore's: the user asked to stop
             self.report({"WARNING"}, "Cancelled; nothing was imported")
         else:
@@ -286,8 +307,7 @@ class _WorkerOperator:
         run.timer = self._timer = wm.event_timer_add(0.2, window=context.window)
         _active = run
         run.start_thread()
-        props = context.scene.garment_seg
-        props.progress, props.progress_text = 0.0, ""
+        clear_progress(context)
         _set_status(context, f"{self._title(run)}… (Esc to cancel)")
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
@@ -303,7 +323,7 @@ class _WorkerOperator:
             return {"RUNNING_MODAL"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        props = context.scene.garment_seg
+        props = context.window_manager.garment_seg_run
         while True:
             try:
                 item = run.queue.get_nowait()
@@ -353,8 +373,7 @@ class GARMENT_SEG_OT_segment_sequence(_WorkerOperator, Operator):
         return runner.progress_line(res, done, total), done / max(total, 1), text
 
     def _finish(self, context, run, outcome) -> set:
-        props = context.scene.garment_seg
-        props.progress, props.progress_text = 0.0, ""
+        clear_progress(context)
         for path, why in outcome.failures:
             print(f"error: {path}: {why}", flush=True)
         self.report({outcome.level}, outcome.message)
@@ -383,32 +402,37 @@ class GARMENT_SEG_OT_cancel(Operator):
         return {"FINISHED"}
 
 
-class GARMENT_SEG_OT_preview_frame(Operator):
-    """Segment one frame and show it with the mask edge drawn (image: Garment preview)"""
+class GARMENT_SEG_OT_preview_frame(_WorkerOperator, Operator):
+    """Segment one frame (shrunk to 1600 pixels at most) in the background and show it with
+    the mask edge drawn (image: Garment preview)"""
 
     bl_idname = "garment_seg.preview_frame"
     bl_label = "Preview Frame"
     bl_options = {"REGISTER"}
 
+    cancelling_text = "Cancelling the preview…"
+
     index: IntProperty(
         name="Frame", description="Index of the frame in name order (0 = first)", default=0, min=0
     )
 
-    @classmethod
-    def poll(cls, context):
-        return context.scene is not None and hasattr(context.scene, "garment_seg")
+    def _create(self, context) -> _PreviewRun:
+        settings = read_settings(context)
+        return _PreviewRun(settings, runner.preview_path(settings, self.index), self.index)
 
-    def execute(self, context):
-        try:
-            settings = read_settings(context)
-            shown, path = runner.preview_frame(settings, self.index)
-            pixels = runner.blender_pixels(shown)
-        except Exception as exc:
-            self.report({"ERROR"}, error_message(exc))
-            return {"CANCELLED"}
-        height, width = shown.shape[:2]
+    def _title(self, run) -> str:
+        return f"Previewing {run.path.name} (frame {run.index})"
+
+    def _describe(self, run, item):
+        return "", 0.0, ""  # one step: nothing to report on the way
+
+    def _finish(self, context, run, outcome) -> set:
+        clear_progress(context)
+        pixels, width, height = outcome
         show_preview(context, pixels, width, height)
-        self.report({"INFO"}, f'Preview of {path.name} (frame {self.index}) in "{PREVIEW_IMAGE}"')
+        self.report(
+            {"INFO"}, f'Preview of {run.path.name} (frame {run.index}) in "{PREVIEW_IMAGE}"'
+        )
         return {"FINISHED"}
 
 
@@ -436,8 +460,7 @@ class GARMENT_SEG_OT_reconstruct(_WorkerOperator, Operator):
     def _finish(self, context, run, outcome) -> set:
         """Import the reconstruction (main thread) and report one summary line."""
         result, mesh = outcome
-        props = context.scene.garment_seg
-        props.progress, props.progress_text = 0.0, ""
+        clear_progress(context)
         try:
             made = importer.import_reconstruction(context, result, mesh, run.settings)
         except Exception as exc:

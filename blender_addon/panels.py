@@ -42,6 +42,8 @@ def _draw_reconstruct(layout, props) -> None:
     sub = col.column()
     sub.active = props.recon_hull
     sub.prop(props, "recon_voxels")
+    col.prop(props, "recon_height")
+    col.prop(props, "recon_set_camera")
     if not operators.is_running():
         box.operator(
             operators.GARMENT_SEG_OT_reconstruct.bl_idname,
@@ -78,10 +80,11 @@ def draw_garment_panel(layout, context) -> None:
 
     layout.separator()
     if operators.is_running():
+        run = context.window_manager.garment_seg_run
         if hasattr(layout, "progress"):  # UILayout.progress: Blender 4.0+
-            layout.progress(factor=props.progress, type="BAR", text=props.progress_text)
+            layout.progress(factor=run.progress, type="BAR", text=run.progress_text)
         else:
-            layout.label(text=props.progress_text)
+            layout.label(text=run.progress_text)
         layout.operator(operators.GARMENT_SEG_OT_cancel.bl_idname, icon="CANCEL")
     else:
         layout.operator(
@@ -91,6 +94,7 @@ def draw_garment_panel(layout, context) -> None:
     row = layout.row(align=True)
     row.use_property_split = False
     row.prop(props, "preview_index", text="Frame")
+    row.enabled = not operators.is_running()
     op = row.operator(operators.GARMENT_SEG_OT_preview_frame.bl_idname, icon="HIDE_OFF")
     op.index = props.preview_index
 

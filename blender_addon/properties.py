@@ -20,18 +20,22 @@ from . import runner
 CARD_SWITCH = {"CARD": None, "ON": True, "OFF": False}
 
 
-def _card_switch(name: str, description: str, on: str, off: str) -> dict:
+def _choice(name: str, description: str, items):
+    """An EnumProperty of ``(ID, label, hint)`` rows, numbered in the order given: a .blend
+    file stores the number, so an ID renamed in place (``auto`` to ``AUTO``) still reads the
+    files saved before. New rows go at the end."""
+    rows = tuple((key, label, hint, "", i) for i, (key, label, hint) in enumerate(items))
+    return EnumProperty(name=name, description=description, items=rows, default=rows[0][0])
+
+
+def _card_switch(name: str, description: str, on: str, off: str):
     """An on / off setting whose default is the model card's (``CARD_SWITCH`` reads it)."""
-    return {
-        "name": name,
-        "description": description,
-        "items": (
-            ("CARD", "Model Default", "As the model card says"),
-            ("ON", "On", on),
-            ("OFF", "Off", off),
-        ),
-        "default": "CARD",
-    }
+    items = (
+        ("CARD", "Model Default", "As the model card says"),
+        ("ON", "On", on),
+        ("OFF", "Off", off),
+    )
+    return _choice(name, description, items)
 
 
 FORMAT_LABELS = {
@@ -51,7 +55,7 @@ FORMAT_HINTS = {
     "labels": "labels/<frame>.png: the class per pixel (0 background, 1 garment, 2 figure, "
     "3 support), viewed in colour; multi-class models only",
 }
-DEFAULT_FORMATS = ("rgba", "mask")
+DEFAULT_FORMATS = runner.options().DEFAULT_FORMATS
 
 # One boolean per segcore output format, so formats added to segcore.formats.WRITERS appear
 # without touching the add-on.
@@ -88,13 +92,13 @@ class GarmentSegSettings(PropertyGroup):
         description="Where masks/, rgba/ and report.json go; must not be inside the input folder",
         subtype="DIR_PATH",
     )
-    model_source: EnumProperty(
-        name="Model",
-        items=(
+    model_source: _choice(
+        "Model",
+        "Which model segments the frames",
+        (
             ("DEFAULT", "Default", "The model set in the add-on preferences, else the bundled one"),
             ("FILE", "File", "A model card (.json) or .onnx file"),
         ),
-        default="DEFAULT",
     )
     model_file: StringProperty(
         name="Model File",
@@ -117,28 +121,24 @@ class GarmentSegSettings(PropertyGroup):
         step=1,
         precision=2,
     )
-    refine: EnumProperty(
-        **_card_switch(
-            "Refine Edges",
-            "Guided-filter edge refinement with the full-resolution photo",
-            "Refine mask edges with the full-resolution photo",
-            "Plain spline-upsampled mask edges",
-        )
+    refine: _card_switch(
+        "Refine Edges",
+        "Guided-filter edge refinement with the full-resolution photo",
+        "Refine mask edges with the full-resolution photo",
+        "Plain spline-upsampled mask edges",
     )
-    flip: EnumProperty(
-        **_card_switch(
-            "Flip Averaging",
-            "Also run the network on the mirrored frame and average the two: slightly better "
-            "masks for one more inference a frame",
-            "Two inferences a frame, averaged",
-            "One inference a frame: faster",
-        )
+    flip: _card_switch(
+        "Flip Averaging",
+        "Also run the network on the mirrored frame and average the two: slightly better "
+        "masks for one more inference a frame",
+        "Two inferences a frame, averaged",
+        "One inference a frame: faster",
     )
-    keep: EnumProperty(
-        name="Keep",
-        description="What the masks keep, for a model that tells garment, figure and support "
-        "apart (its card lists classes); a binary model keeps the garment figure",
-        items=(
+    keep: _choice(
+        "Keep",
+        "What the masks keep, for a model that tells garment, figure and support apart (its "
+        "card lists classes); a binary model keeps the garment figure",
+        (
             ("GARMENT_FIGURE", "Garment Figure", "Garment and figure (dress form, mannequin)"),
             ("GARMENT", "Garment Only", "The garment alone: textures, a garment-only mesh"),
             (
@@ -147,7 +147,6 @@ class GarmentSegSettings(PropertyGroup):
                 "Also the stand, pole and base (helps a turntable solver)",
             ),
         ),
-        default="GARMENT_FIGURE",
     )
     temporal: BoolProperty(
         name="Smooth Along Sequence",
@@ -155,16 +154,15 @@ class GarmentSegSettings(PropertyGroup):
         "frame to frame along the optical flow, against flicker",
         default=False,
     )
-    plate: EnumProperty(
-        name="Still Background",
-        description="After the last frame, complete the masks from a turntable's still "
-        "background: thin turning parts (a stand's legs) added, leaks onto the backdrop removed",
-        items=(
+    plate: _choice(
+        "Still Background",
+        "After the last frame, complete the masks from a turntable's still background: thin "
+        "turning parts (a stand's legs) added, leaks onto the backdrop removed",
+        (
             ("AUTO", "Auto", "When the frames show a still background (a turntable)"),
             ("ON", "On", "Always"),
             ("OFF", "Off", "Keep the network's masks"),
         ),
-        default="AUTO",
     )
     use_default_formats: BoolProperty(
         name="Default Formats",
@@ -172,15 +170,14 @@ class GarmentSegSettings(PropertyGroup):
         default=True,
     )
     formats: PointerProperty(type=GarmentSegFormats)
-    existing: EnumProperty(
-        name="Existing Outputs",
-        description="What to do when the output folder already holds outputs for some frames",
-        items=(
+    existing: _choice(
+        "Existing Outputs",
+        "What to do when the output folder already holds outputs for some frames",
+        (
             ("STOP", "Stop", "Refuse to start, so nothing is replaced by accident"),
             ("SKIP", "Skip Existing", "Keep frames whose outputs exist (resume a cancelled run)"),
             ("OVERWRITE", "Overwrite", "Replace existing outputs"),
         ),
-        default="STOP",
     )
     preview_index: IntProperty(
         name="Preview Frame",
@@ -189,10 +186,10 @@ class GarmentSegSettings(PropertyGroup):
         min=0,
     )
     # Reconstruct (SfM + visual hull of the segmented frames)
-    recon_source: EnumProperty(
-        name="Source",
-        description="Which frames and masks the reconstruction uses",
-        items=(
+    recon_source: _choice(
+        "Source",
+        "Which frames and masks the reconstruction uses",
+        (
             (
                 "SEGMENTATION",
                 "Segmentation",
@@ -200,7 +197,6 @@ class GarmentSegSettings(PropertyGroup):
             ),
             ("FOLDERS", "Folders", "A chosen folder of frames and a folder of masks"),
         ),
-        default="SEGMENTATION",
     )
     recon_frames_dir: StringProperty(
         name="Frames", description="Folder of photo frames", subtype="DIR_PATH"
@@ -224,50 +220,70 @@ class GarmentSegSettings(PropertyGroup):
     recon_voxels: IntProperty(
         name="Voxels",
         description="Visual hull grid resolution along its long side",
-        default=224,
-        min=16,
-        max=1024,
+        default=runner.options().DEFAULT_VOXELS,
+        min=runner.options().VOXELS[0],
+        max=runner.options().VOXELS[1],
         soft_min=48,
         soft_max=256,
     )
-    recon_matcher: EnumProperty(
-        name="Matcher",
-        items=(
-            ("auto", "Auto", "Exhaustive up to 60 frames, sequential beyond"),
-            ("exhaustive", "Exhaustive", "Match every pair of frames"),
-            ("sequential", "Sequential", "Match each frame with its neighbours"),
+    recon_matcher: _choice(
+        "Matcher",
+        "Which pairs of frames are matched",
+        (
+            ("AUTO", "Auto", "Exhaustive up to 60 frames, sequential beyond"),
+            ("EXHAUSTIVE", "Exhaustive", "Match every pair of frames"),
+            ("SEQUENTIAL", "Sequential", "Match each frame with its neighbours"),
         ),
-        default="auto",
     )
-    recon_quality: EnumProperty(
-        name="Features",
-        items=(
-            ("high", "High", "DSP-SIFT with affine shapes: more matches on smooth fabric, slower"),
-            ("fast", "Fast", "Plain SIFT: several times faster, for well-textured subjects"),
+    recon_quality: _choice(
+        "Features",
+        "How features are found in the masked frames",
+        (
+            ("HIGH", "High", "DSP-SIFT with affine shapes: more matches on smooth fabric, slower"),
+            ("FAST", "Fast", "Plain SIFT: several times faster, for well-textured subjects"),
         ),
-        default="high",
     )
-    recon_mapper: EnumProperty(
-        name="Mapper",
-        items=(
+    recon_mapper: _choice(
+        "Mapper",
+        "Which solver places the cameras",
+        (
             (
-                "auto",
+                "AUTO",
                 "Auto",
-                "Turntable when the frames show a still background (camera on a tripod, garment "
-                "turning), else Incremental",
+                "Turntable when the frames show a still background (camera on a "
+                "tripod, garment turning), else Incremental",
             ),
-            ("incremental", "Incremental", "COLMAP's incremental mapper"),
-            ("global", "Global", "GLOMAP global mapper"),
+            ("INCREMENTAL", "Incremental", "COLMAP's incremental mapper"),
+            ("GLOBAL", "Global", "GLOMAP global mapper"),
             (
-                "turntable",
+                "TURNTABLE",
                 "Turntable",
-                "Fixed camera, garment turning by the same step each frame (frames in order): "
-                "calibrated from the silhouettes and feature tracks",
+                "Fixed camera, garment turning by the same step each "
+                "frame (frames in order): calibrated from the silhouettes and feature tracks",
             ),
         ),
-        default="auto",
     )
-    # Runtime progress, written by the running operator on the main thread.
+    recon_height: FloatProperty(
+        name="Height",
+        description="Scale the imported scene so the garment is this tall (scene units); "
+        "0 keeps the solver's own scale",
+        default=1.7,
+        min=0.0,
+        soft_max=10.0,
+        unit="LENGTH",
+    )
+    recon_set_camera: BoolProperty(
+        name="Set Scene Camera",
+        description="Make the first frame's camera the scene camera and set the render "
+        "resolution to the frames' size (off: the scene's camera and resolution stay)",
+        default=False,
+    )
+
+
+class GarmentSegRun(PropertyGroup):
+    """The run in progress (``window_manager.garment_seg_run``): written by the running
+    operator on the main thread, read by the panel; never saved into a .blend file."""
+
     progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
     progress_text: StringProperty(name="Progress Text", default="")
 
@@ -289,20 +305,21 @@ def read_recon_settings(context):
         return bpy.path.abspath(p) if p else ""
 
     kw = {
-        "matcher": props.recon_matcher,
-        "mapper": props.recon_mapper,
+        "matcher": props.recon_matcher.lower(),
+        "mapper": props.recon_mapper.lower(),
         "hull": props.recon_hull,
         "voxels": props.recon_voxels,
-        "quality": props.recon_quality,
+        "quality": props.recon_quality.lower(),
+        "height": props.recon_height,
+        "set_camera": props.recon_set_camera,
     }
     workspace = path(props.recon_workspace)
     if props.recon_source == "SEGMENTATION":
         out = path(props.output_dir)
         if not out:
-            runner.ensure_segcore_path()
-            from segcore.errors import InputError
-
-            raise InputError("no Output Folder set; segment first, or choose Folders")
+            raise runner.segcore("errors").InputError(
+                "no Output Folder set; segment first, or choose Folders"
+            )
         return importer.settings_from_segmentation(out, workspace or None, **kw)
     if not workspace and props.output_dir:
         workspace = os.path.join(path(props.output_dir), "reconstruction")

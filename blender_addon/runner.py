@@ -5,7 +5,7 @@ properties and the batch script from its arguments; :func:`create_job` validates
 building a ``segcore.pipeline.SequenceJob`` (raising ``SegcoreError`` with a one-line
 message), and :func:`run_job` iterates it, calls back once per frame, writes the report and
 returns an :class:`Outcome` with the user-facing summary. segcore is imported lazily, from
-the copy vendored into the extension zip (``vendor/segcore``) when there is one.
+the copy vendored into the zip (``vendor/segcore``, a sub-package) when there is one.
 """
 
 from __future__ import annotations
@@ -18,64 +18,58 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VENDOR_DIR = HERE / "vendor"
-FALLBACK_FORMATS = ("rgba", "mask", "colmap")
 
 
-def ensure_segcore_path() -> None:
-    """Make ``import segcore`` find the vendored copy first, else the installed or repo one."""
-    if (VENDOR_DIR / "segcore" / "__init__.py").exists():
-        if str(VENDOR_DIR) not in sys.path:
-            sys.path.insert(0, str(VENDOR_DIR))
-        return
-    import importlib.util
+def segcore_name() -> str:
+    """The import name of segcore for this add-on, without importing it.
 
-    if "segcore" in sys.modules or importlib.util.find_spec("segcore") is not None:
-        return
-    repo = HERE.parent  # running from a checkout: blender_addon/ beside segcore/
-    if (repo / "segcore" / "__init__.py").exists() and str(repo) not in sys.path:
-        sys.path.insert(0, str(repo))
+    An extension or legacy zip carries its own copy as the sub-package ``vendor.segcore``
+    of the add-on's package (``bl_ext.<repo>.garment_segmentation.vendor.segcore``), so it
+    cannot clash with another ``segcore``; a checkout uses the ``segcore`` installed in the
+    Python that runs it. ``sys.path`` is never changed.
+    """
+    if __package__ and (VENDOR_DIR / "segcore" / "__init__.py").is_file():
+        return f"{__package__}.vendor.segcore"
+    return "segcore"
+
+
+def segcore(module: str = ""):
+    """segcore itself, or its sub-module ``module`` (``segcore("errors").InputError``)."""
+    import importlib
+
+    name = segcore_name()
+    return importlib.import_module(f"{name}.{module}" if module else name)
+
+
+def options():
+    """``segcore.options``: the names, choices and defaults of segcore's options, loaded from
+    its file alone (standard library only), so enabling the add-on imports neither segcore
+    nor numpy and OpenCV, which may not be installed yet. The imported module when segcore
+    is loaded already."""
+    name = f"{segcore_name()}.options"
+    if name in sys.modules:
+        return sys.modules[name]
+    if "options" not in _options:
+        import importlib.util
+
+        spec = importlib.util.find_spec(segcore_name())
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError(f"{segcore_name()} is not installed", name=segcore_name())
+        path = Path(list(spec.submodule_search_locations)[0]) / "options.py"
+        loaded = importlib.util.spec_from_file_location("_garment_seg_options", path)
+        module = importlib.util.module_from_spec(loaded)
+        loaded.loader.exec_module(module)
+        _options["options"] = module
+    return _options["options"]
+
+
+_options: dict = {}
 
 
 def format_names() -> tuple[str, ...]:
-    """Names of segcore's output formats (``segcore.formats.WRITERS``), without importing it.
-
-    Importing segcore pulls in numpy, scipy and OpenCV (about half a second), too slow for
-    enabling the add-on, and impossible before the dependencies are installed; so the keys
-    of the ``WRITERS`` literal are read from the source. The tests hold this to the real
-    ``WRITERS``.
-    """
-    mod = sys.modules.get("segcore.formats")
-    if mod is not None:
-        return tuple(mod.WRITERS)
-    import ast
-    import importlib.util
-
-    ensure_segcore_path()
-    try:
-        spec = importlib.util.find_spec("segcore")
-        if spec is None or not spec.submodule_search_locations:
-            return FALLBACK_FORMATS
-        src = Path(list(spec.submodule_search_locations)[0]) / "formats.py"
-        tree = ast.parse(src.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError, ImportError):
-        return FALLBACK_FORMATS
-    names: list[str] = []
-    for node in tree.body:  # WRITERS = {"name": ...} and WRITERS["name"] = ...
-        if not isinstance(node, (ast.Assign, ast.AnnAssign)):
-            continue
-        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
-        if getattr(target, "id", None) == "WRITERS" and isinstance(node.value, ast.Dict):
-            names = [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
-        elif (
-            isinstance(target, ast.Subscript)
-            and getattr(target.value, "id", None) == "WRITERS"
-            and isinstance(target.slice, ast.Constant)
-            and target.slice.value not in names
-        ):
-            names.append(target.slice.value)
-    if names and all(isinstance(n, str) for n in names):
-        return tuple(names)
-    return FALLBACK_FORMATS
+    """Names of segcore's output formats (``segcore.options.FORMATS``, the keys of
+    ``segcore.formats.WRITERS``)."""
+    return tuple(options().FORMATS)
 
 
 @dataclass
@@ -89,6 +83,7 @@ class Settings:
     threshold: float = 0.0  # subject probability threshold; 0 = the model card's
     refine: bool | None = None  # edge refinement; None = the model card's
     flip: bool | None = None  # test-time flip averaging; None = the model card's
+    edges: str | None = None  # "learned" or "guided" refined edges; None = the model card's
     formats: tuple[str, ...] = ("rgba", "mask")
     skip_existing: bool = False
     overwrite: bool = False
@@ -99,14 +94,13 @@ class Settings:
     keep: str | None = None
 
     def options(self):
-        from segcore.pipeline import SegmentOptions
-
-        return SegmentOptions(
+        return segcore("pipeline").SegmentOptions(
             model=self.model or None,
             size=self.size or None,
             threshold=self.threshold or None,
             refine=self.refine,
             flip=self.flip,
+            edges=self.edges,
             formats=tuple(self.formats),
             skip_existing=self.skip_existing,
             overwrite=self.overwrite,
@@ -131,14 +125,12 @@ def model_classes(model: str | None) -> tuple[str, ...] | None:
     cannot be read, whose error the run reports). Cached by the card's path and mtime: the
     panel asks on every redraw."""
     try:
-        ensure_segcore_path()
-        from segcore.card import load_card, resolve_model_path
-
-        path = resolve_model_path(model)
+        card = segcore("card")
+        path = card.resolve_model_path(model)
         key = (str(path), path.stat().st_mtime_ns)
         if key not in _classes_cache:
             _classes_cache.clear()
-            _classes_cache[key] = load_card(path).classes
+            _classes_cache[key] = card.load_card(path).classes
         return _classes_cache[key]
     except Exception:  # no segcore yet, no card, a bad card: nothing to choose from
         return None
@@ -159,23 +151,17 @@ class Outcome:
 
 def import_segcore():
     """``segcore.pipeline``; raises ImportError naming the missing dependency."""
-    ensure_segcore_path()
-    import segcore.pipeline
-
-    return segcore.pipeline
+    return segcore("pipeline")
 
 
 def create_job(settings: Settings):
     """A validated ``SequenceJob`` (raises ``SegcoreError`` with a one-line message)."""
     pipeline = import_segcore()
+    errors = segcore("errors")
     if not settings.input_dir.strip():
-        from segcore.errors import InputError
-
-        raise InputError("no input folder set; choose the folder that holds the frames")
+        raise errors.InputError("no input folder set; choose the folder that holds the frames")
     if not settings.output_dir.strip():
-        from segcore.errors import OutputError
-
-        raise OutputError("no output folder set; choose where the masks should go")
+        raise errors.OutputError("no output folder set; choose where the masks should go")
     return pipeline.SequenceJob(settings.input_dir, settings.output_dir, settings.options())
 
 
@@ -269,28 +255,44 @@ def progress_line(res, done: int, total: int) -> str:
     return f"Segmenting {done}/{total} {name} {res.seconds:.2f} s{warn}"
 
 
-def preview_frame(settings: Settings, index: int):
-    """Segment frame ``index`` of the input folder: ``(overlay_bgr, frame_path)``.
+#: the preview's long side at most: a large photo is shrunk before it is segmented, so the
+#: preview stays quick and its image small (the run itself always works at full size)
+PREVIEW_MAX_SIDE = 1600
 
-    The overlay is the frame with the mask edge drawn on it (``segcore.sheet.overlay``).
-    """
-    pipeline = import_segcore()
-    from segcore.errors import InputError
-    from segcore.io import discover_frames, read_image
-    from segcore.sheet import overlay
+
+def preview_path(settings: Settings, index: int) -> Path:
+    """Frame ``index`` of the input folder (raises ``InputError`` naming the range)."""
+    InputError = segcore("errors").InputError  # noqa: N806
 
     if not settings.input_dir.strip():
         raise InputError("no input folder set; choose the folder that holds the frames")
-    frames = discover_frames(settings.input_dir)
+    frames = segcore("io").discover_frames(settings.input_dir)
     if not 0 <= index < len(frames):
         raise InputError(
             f"preview frame {index} does not exist: the folder has {len(frames)} frames "
             f"(0 to {len(frames) - 1})"
         )
+    return frames[index]
+
+
+def preview_frame(settings: Settings, index: int, max_side: int = PREVIEW_MAX_SIDE):
+    """Segment frame ``index`` of the input folder: ``(overlay_bgr, frame_path)``.
+
+    A frame longer than ``max_side`` is shrunk first. The overlay is the frame with the mask
+    edge drawn on it (``segcore.sheet.overlay``).
+    """
+    import cv2
+
+    pipeline = import_segcore()
+    path = preview_path(settings, index)
     seg, post = pipeline.load_segmenter(settings.options())
-    bgr = read_image(frames[index])
+    bgr = segcore("io").read_image(path)
+    scale = max_side / max(bgr.shape[:2])
+    if scale < 1:
+        size = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
     fm = pipeline.segment_frame(bgr, seg, post)
-    return overlay(bgr, fm.mask), frames[index]
+    return segcore("sheet").overlay(bgr, fm.mask), path
 
 
 def blender_pixels(bgr):

@@ -260,7 +260,8 @@ def test_panel_and_preferences_draw_real_properties(scene_settings, monkeypatch)
     assert "garment_seg.segment_sequence" in drawn and "garment_seg.preview_frame" in drawn
 
     monkeypatch.setattr(operators, "_active", object())  # while a run is active
-    scene_settings.progress, scene_settings.progress_text = 0.5, "Frame 2 of 4, 0:01 left"
+    run = bpy.context.window_manager.garment_seg_run
+    run.progress, run.progress_text = 0.5, "Frame 2 of 4, 0:01 left"
     log.clear()
     panels.draw_garment_panel(RecordingLayout(log), bpy.context)
     assert ("progress", "Frame 2 of 4, 0:01 left") in log
@@ -434,8 +435,9 @@ def build_zip(out: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def expected_entries() -> set[str]:
-    names = {"blender_manifest.toml", "README.md"}
-    names |= {p.name for p in (ROOT / "blender_addon").glob("*.py")}
+    """An extension zip's files: no installer.py (extensions install nothing)."""
+    names = {"blender_manifest.toml", "README.md", "vendor/__init__.py"}
+    names |= {p.name for p in (ROOT / "blender_addon").glob("*.py") if p.name != "installer.py"}
     seg = ROOT / "segcore"
     names |= {
         f"vendor/segcore/{p.relative_to(seg).as_posix()}"
@@ -467,6 +469,7 @@ def check_manifest(z: zipfile.ZipFile) -> dict:
         assert manifest.get(key), key
     assert manifest["id"] == "garment_segmentation" and manifest["type"] == "add-on"
     assert "files" in manifest["permissions"]
+    assert "network" not in manifest["permissions"]  # self-contained: wheels, no pip
     from blender_addon import bl_info
 
     assert manifest["version"] == ".".join(map(str, bl_info["version"]))
@@ -489,20 +492,33 @@ def test_zip_holds_the_allow_list_and_installs_as_an_extension(random_model, tmp
     check = blender_validate(path)
     assert check.returncode == 0 and "Success" in check.stdout, check.stdout + check.stderr
 
-    # Install it into a fresh Blender (its own user folder) and run the operator from it.
+    # Install it into a fresh Blender (its own user folder) and run the operator from it, with
+    # a decoy top-level `segcore` first on sys.path: the extension must use its own copy.
     make_frames(tmp_path / "frames", n=2)
+    decoy = tmp_path / "decoy" / "segcore"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy segcore was imported')\n")
+    pkg = "bl_ext.user_default.garment_segmentation"
     code = f"""
 import sys
+sys.path.insert(0, {str(decoy.parent)!r})
 import bpy
 assert bpy.ops.extensions.package_install_files(
     filepath={str(path)!r}, repo="user_default", enable_on_install=True) == {{"FINISHED"}}
-assert "bl_ext.user_default.garment_segmentation" in bpy.context.preferences.addons
+assert {pkg!r} in bpy.context.preferences.addons
+before = list(sys.path)
 s = bpy.context.scene.garment_seg
 s.input_dir, s.output_dir = {str(tmp_path / "frames")!r}, {str(tmp_path / "out")!r}
 s.model_source, s.model_file = "FILE", {str(random_model["card"])!r}
 assert bpy.ops.garment_seg.segment_sequence() == {{"FINISHED"}}
-import segcore
-print("segcore from", segcore.__file__)
+assert bpy.ops.garment_seg.preview_frame(index=1) == {{"FINISHED"}}
+assert sys.path == before, set(sys.path) ^ set(before)
+assert "segcore" not in sys.modules
+assert not hasattr(bpy.ops.garment_seg, "install_dependencies") or not hasattr(
+    bpy.types, "GARMENT_SEG_OT_install_dependencies")
+print("segcore from", sys.modules[{pkg + ".vendor.segcore"!r}].__file__)
+from {pkg}.operators import error_message
+print("hint:", error_message(ModuleNotFoundError("No module named 'cv2'", name="cv2")))
 """
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
     run = subprocess.run(
@@ -511,23 +527,96 @@ print("segcore from", segcore.__file__)
     assert run.returncode == 0, run.stdout + run.stderr
     installed = tmp_path / "blender-user" / "extensions" / "user_default" / "garment_segmentation"
     assert f"segcore from {installed / 'vendor' / 'segcore' / '__init__.py'}" in run.stdout
+    hint = next(ln for ln in run.stdout.splitlines() if ln.startswith("hint:"))
+    assert "Install Dependencies" not in hint and "install the Garment Segmentation zip" in hint
     assert len(list((tmp_path / "out" / "rgba").glob("*.png"))) == 2
 
-
-def test_split_platforms_and_legacy_zips(tmp_path):
-    build_zip(
-        tmp_path, "--no-wheels", "--split-platforms", "--legacy",
-        "--platforms", "linux-x64,windows-x64",
+    # the installed extension's own headless script, run by its path (the decoy still first)
+    batch = subprocess.run(
+        [sys.executable, str(installed / "batch.py"), "--", "--input", str(tmp_path / "frames"),
+         "--output", str(tmp_path / "out-batch"), "--model", str(random_model["card"])],
+        capture_output=True, text=True, timeout=120,
+        env=dict(env, PYTHONPATH=str(decoy.parent)),
     )  # fmt: skip
-    for platform in ("linux-x64", "windows-x64"):
+    assert batch.returncode == 0, batch.stdout + batch.stderr
+    assert len(list((tmp_path / "out-batch" / "rgba").glob("*.png"))) == 2
+
+
+WHEEL_TAGS = {
+    "linux-x64": "manylinux_2_17_x86_64",
+    "windows-x64": "win_amd64",
+    "macos-arm64": "macosx_11_0_arm64",
+    "macos-x64": "macosx_10_13_x86_64",
+}
+
+
+def fake_wheels(monkeypatch, tmp_path):
+    """build.addon_wheels without downloads: two tiny files named like real wheels for each
+    platform, the OpenCV one shared by both Pythons (abi3) as on PyPI."""
+    import build
+
+    def wheels(platform, python, refresh=False):
+        py = "cp" + python.replace(".", "")
+        tag = WHEEL_TAGS[platform]
+        names = (
+            f"opencv_python_headless-4.11.0.86-cp37-abi3-{tag}.whl",
+            f"scipy-1.15.3-{py}-{py}-{tag}.whl",
+        )
+        (tmp_path / "wheels").mkdir(exist_ok=True)
+        for name in names:
+            (tmp_path / "wheels" / name).write_bytes(b"PK\x05\x06" + bytes(18))
+        return [tmp_path / "wheels" / name for name in names]
+
+    monkeypatch.setattr(build, "addon_wheels", wheels)
+    return build
+
+
+def build_args(build, out: Path, **kw):
+    """The arguments of `python build.py addon --out OUT` with ``kw`` changed."""
+    parser = build.argparse.ArgumentParser()
+    build.add_addon_arguments(parser)
+    args = parser.parse_args(["--out", str(out), "--platforms", "linux-x64,windows-x64"])
+    vars(args).update(kw)
+    return args
+
+
+def test_one_zip_per_platform_by_default_all_on_request(monkeypatch, tmp_path):
+    build = fake_wheels(monkeypatch, tmp_path)
+    out = tmp_path / "dist"
+    assert build.build_addon(build_args(build, out, legacy=True)) == 0
+    for platform, tag in (("linux-x64", "manylinux"), ("windows-x64", "win_amd64")):
         name = f"garment_segmentation-0.1.0-{platform.replace('-', '_')}.zip"
-        with zipfile.ZipFile(tmp_path / name) as z:
-            assert check_manifest(z)["platforms"] == [platform]
-    with zipfile.ZipFile(tmp_path / "garment_segmentation-0.1.0-legacy.zip") as z:
+        with zipfile.ZipFile(out / name) as z:
+            manifest = check_manifest(z)
+            assert manifest["platforms"] == [platform]
+            wheels = [n for n in z.namelist() if n.startswith("wheels/")]
+            assert len(wheels) == 3 and all(tag in w for w in wheels)  # 1 abi3 + 2 scipy
+            assert "installer.py" not in z.namelist()
+    assert not (out / "garment_segmentation-0.1.0.zip").exists()
+    with zipfile.ZipFile(out / "garment_segmentation-0.1.0-legacy.zip") as z:
         names = set(z.namelist())
     assert "garment_segmentation/__init__.py" in names
+    assert "garment_segmentation/installer.py" in names  # Install Dependencies: legacy only
+    assert "garment_segmentation/vendor/__init__.py" in names
     assert all(n.startswith("garment_segmentation/") for n in names)
     assert "garment_segmentation/blender_manifest.toml" not in names
+    assert not any(n.endswith(".whl") for n in names)
+
+    assert build.build_addon(build_args(build, out, all_platforms=True)) == 0
+    with zipfile.ZipFile(out / "garment_segmentation-0.1.0.zip") as z:
+        manifest = check_manifest(z)
+        assert manifest["platforms"] == ["linux-x64", "windows-x64"]
+        assert len([n for n in z.namelist() if n.startswith("wheels/")]) == 6
+
+
+def test_build_refuses_a_network_permission(monkeypatch, tmp_path):
+    import build
+
+    src = (ROOT / "blender_addon" / "blender_manifest.toml").read_text()
+    (tmp_path / "blender_manifest.toml").write_text(src + 'network = "Download things"\n')
+    monkeypatch.setattr(build, "ADDON_DIR", tmp_path)
+    with pytest.raises(build.AddonBuildError, match="no network permission"):
+        build.addon_manifest_text(["linux-x64"], [])
 
 
 @pytest.mark.slow
@@ -537,7 +626,7 @@ def test_split_platforms_and_legacy_zips(tmp_path):
 def test_zip_with_local_wheels(tmp_path):
     """Downloads (or reuses from build/wheels/) the OpenCV and SciPy wheels for this system."""
     build_zip(tmp_path, "--platforms", "linux-x64", "--python", "3.11")
-    path = tmp_path / "garment_segmentation-0.1.0.zip"
+    path = tmp_path / "garment_segmentation-0.1.0-linux_x64.zip"
     with zipfile.ZipFile(path) as z:
         manifest = check_manifest(z)
         wheels = [n for n in z.namelist() if n.startswith("wheels/")]
@@ -545,3 +634,17 @@ def test_zip_with_local_wheels(tmp_path):
     assert {w.split("/")[1].split("-")[0] for w in wheels} == {"opencv_python_headless", "scipy"}
     assert all("manylinux" in w for w in wheels)
     assert blender_validate(path).returncode == 0
+    # Blender installs the listed wheels with the extension: no pip, no network permission
+    user = tmp_path / "blender-user"
+    code = f"""
+import bpy
+assert bpy.ops.extensions.package_install_files(
+    filepath={str(path)!r}, repo="user_default", enable_on_install=True) == {{"FINISHED"}}
+"""
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user))
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    site = user / "extensions" / ".local" / "lib" / "python3.11" / "site-packages"
+    assert (site / "cv2").is_dir() and (site / "scipy").is_dir()

@@ -16,13 +16,9 @@ bpy = pytest.importorskip("bpy")
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("skimage")
 
-from segcore.hull import View, hull_from_views, write_ply  # noqa: E402
-from segcore.reconstruct import (  # noqa: E402
-    Intrinsics,
-    Pose,
-    ReconResult,
-    write_result_json,
-)
+from segcore.recon import Intrinsics, Pose, ReconResult, View, hull_from_views  # noqa: E402
+from segcore.recon.ply import write_ply  # noqa: E402
+from segcore.recon.result import write_result_json  # noqa: E402
 from training.synth.cameras import intrinsics, look_at, orbit_eye, world_to_camera  # noqa: E402
 
 pytestmark = pytest.mark.blender
@@ -126,11 +122,51 @@ def test_import_creates_cameras_points_and_mesh(addon, workspace):
     assert cams[0].matrix_world.translation.y < -1  # the first frame looks from the front
 
 
+def recon_settings(ws, **kw):
+    from blender_addon import importer
+
+    return importer.ReconSettings(str(ws / "images"), str(ws / "masks"), str(ws), **kw)
+
+
+def test_import_leaves_the_scene_camera_unless_asked(addon, workspace):
+    from blender_addon import importer
+
+    ws, res, _ = workspace
+    scene = bpy.context.scene
+    own = bpy.data.objects.new("Own camera", bpy.data.cameras.new("Own camera"))
+    scene.collection.objects.link(own)
+    scene.camera = own
+    scene.render.resolution_x, scene.render.resolution_y = 1234, 567
+    scene.render.resolution_percentage = 50
+    made = importer.import_workspace(bpy.context, ws)  # the default: leave them
+    assert scene.camera == own
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (1234, 567)
+    assert scene.render.resolution_percentage == 50
+    made = importer.import_workspace(bpy.context, ws, recon_settings(ws, set_camera=True))
+    assert scene.camera == made["cameras"][0]
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (W, H)
+    assert scene.render.resolution_percentage == 100
+
+
+@pytest.mark.parametrize("height", [2.5, 0.0])
+def test_import_height_is_an_option(addon, workspace, height):
+    from blender_addon import importer
+    from segcore.recon import placement
+
+    ws, res, mesh = workspace
+    made = importer.import_workspace(bpy.context, ws, recon_settings(ws, height=height))
+    co = np.array([v.co[:] for v in made["mesh"].data.vertices])
+    # 0: the solver's own units (the fixture's world is scaled by 0.3)
+    want = height or 1.0 / placement(res, mesh.vertices, 1.0).scale
+    assert co[:, 2].max() - co[:, 2].min() == pytest.approx(want, rel=1e-4)
+    assert co[:, 2].min() == pytest.approx(0, abs=1e-4)
+
+
 def test_cameras_have_the_intrinsics_and_see_the_garment(addon, workspace):
     from blender_addon import importer
 
     ws, res, _ = workspace
-    made = importer.import_workspace(bpy.context, ws)
+    made = importer.import_workspace(bpy.context, ws, recon_settings(ws, set_camera=True))
     scene = bpy.context.scene
     assert (scene.render.resolution_x, scene.render.resolution_y) == (W, H)
     cam = made["cameras"][3]
@@ -157,14 +193,15 @@ def test_camera_projection_matches_opencv(addon, tmp_path, size):
     from bpy_extras.object_utils import world_to_camera_view
 
     from blender_addon import importer
-    from segcore.reconstruct import placement
+    from segcore.recon import placement
 
     w, h = size
     r, t = world_to_camera(look_at(orbit_eye(CENTRE, 3.0, 0.7, 0.3), CENTRE))
     cam = Intrinsics(1, "PINHOLE", w, h, 210.0, 210.0, w / 2 + 17.25, h / 2 - 9.5)
     pts = CENTRE + np.random.default_rng(2).normal(0, 0.3, (20, 3))
     res = ReconResult(tmp_path, {1: cam}, [Pose("a.jpg", 1, r, t)], pts, np.zeros((20, 3)), [], 0)
-    made = importer.import_reconstruction(bpy.context, res)
+    settings = importer.ReconSettings(str(tmp_path), None, str(tmp_path), set_camera=True)
+    made = importer.import_reconstruction(bpy.context, res, None, settings)
     uv = (pts @ r.T + t) @ cam.K.T
     uv = uv[:, :2] / uv[:, 2:]
     from mathutils import Vector
@@ -196,7 +233,30 @@ def test_panel_draws_the_reconstruct_section(addon):
     layout = Layout()
     layout.use_property_split = layout.use_property_decorate = layout.active = True
     panels._draw_reconstruct(layout, bpy.context.scene.garment_seg)
-    assert {"recon_source", "recon_workspace", "recon_voxels"} <= set(layout.props)
+    assert {"recon_source", "recon_workspace", "recon_voxels", "recon_height",
+            "recon_set_camera"} <= set(layout.props)  # fmt: skip
+
+
+def test_reconstruct_choices_are_uppercase_and_read_old_files(addon):
+    """IDs in capitals like every other choice; a .blend stores the item's number, which
+    stayed, so a file saved with the lowercase IDs reads the same choice."""
+    from blender_addon.properties import read_recon_settings
+
+    s = bpy.context.scene.garment_seg
+    old = {"recon_matcher": ("auto", "exhaustive", "sequential"),
+           "recon_quality": ("high", "fast"),
+           "recon_mapper": ("auto", "incremental", "global", "turntable")}  # fmt: skip
+    for name, ids in old.items():
+        items = s.bl_rna.properties[name].enum_items
+        assert [i.identifier for i in items] == [i.upper() for i in ids]
+        assert [i.value for i in items] == list(range(len(ids)))
+    s.recon_source, s.recon_frames_dir, s.output_dir = "FOLDERS", "/frames", "/out"
+    s["recon_mapper"] = 3  # what a file saved with ("turntable", ...) holds
+    s["recon_quality"] = 1
+    assert s.recon_mapper == "TURNTABLE" and s.recon_quality == "FAST"
+    got = read_recon_settings(bpy.context)
+    assert (got.mapper, got.quality, got.matcher) == ("turntable", "fast", "auto")
+    assert got.height == pytest.approx(1.7) and got.set_camera is False
 
 
 def test_reconstruct_operator_reports_bad_input(addon, tmp_path):
@@ -221,7 +281,7 @@ def test_reconstruct_operator_runs_and_imports(addon, tmp_path):
     s.recon_masks_dir = str(TURNTABLE / "masks")
     s.recon_workspace = str(tmp_path / "ws")
     s.recon_voxels = 48
-    s.recon_quality = "fast"
+    s.recon_quality = "FAST"
     assert bpy.ops.garment_seg.reconstruct() == {"FINISHED"}
     coll = bpy.data.collections["Garment reconstruction"]
     cams = [o for o in coll.all_objects if o.type == "CAMERA"]
