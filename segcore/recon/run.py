@@ -12,20 +12,21 @@ Steps, each reported to ``progress(stage, done, total)`` (:mod:`segcore.recon.wo
    are all accepted), and shrunk a little for feature extraction in ``workspace/sfm_masks``.
 2. ``features``: SIFT on the CPU with ``ImageReaderOptions.mask_path`` (no keypoints where the
    mask is 0), one shared camera (``CameraMode.SINGLE``: a fixed-lens sequence).
-3. ``matching``: exhaustive up to :data:`EXHAUSTIVE_MAX` frames, else sequential (loop
-   detection off: it needs a vocabulary tree file).
-4. ``mapping``: incremental (or global, GLOMAP) mapping; the largest model is written in
+3. ``matching``: exhaustive up to :data:`~segcore.recon.sfm.EXHAUSTIVE_MAX` frames, else
+   sequential (loop detection off: it needs a vocabulary tree file).
+4. ``mapping``: incremental (or global, GLOMAP) mapping, or the turntable solver
+   (:mod:`segcore.recon.turntable`) on a still background; the largest model is written in
    COLMAP's binary format to ``workspace/sparse/0`` (COLMAP's GUI, nerfstudio and Blender
    photogrammetry importers read it).
+
+:func:`run_reconstruction` adds the visual hull, ``transforms.json`` and ``recon.json``.
 
 Why masks matter: on a turntable the background stands still while the garment turns, so
 unmasked, SfM explains most matches with a camera that never moves and fails (or registers
 a few frames wrongly); with the background masked out only the turning subject is left and
 the sequence reads as a camera orbiting a static garment.
 
-Pixel conventions: :class:`Intrinsics` uses OpenCV's (the centre of the top-left pixel is
-(0, 0), as ``cameras.json``); COLMAP's files put that centre at (0.5, 0.5), so cx and cy there
-are 0.5 larger.
+Pixel conventions: :mod:`segcore.recon.result`.
 """
 
 from __future__ import annotations
