@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panels, preferences, properties
+from . import correct, operators, panels, preferences, properties
 
 # Read by Blender's legacy add-on installer; 4.2+ extensions read blender_manifest.toml.
 bl_info = {
@@ -40,6 +40,7 @@ def register():
         properties.GarmentSegRun,
         *preferences.classes(),
         *operators.classes,
+        *correct.classes,
         *panels.classes,
     )
     for cls in _registered:

@@ -213,13 +213,14 @@ def show_sequence(context, frames: list[str]):
     return img
 
 
-def show_preview(context, pixels, width: int, height: int):
-    img = bpy.data.images.get(PREVIEW_IMAGE)
+def show_preview(context, pixels, width: int, height: int, name: str = PREVIEW_IMAGE):
+    """Show float RGBA ``pixels`` as the generated image ``name`` in an Image Editor."""
+    img = bpy.data.images.get(name)
     if img is not None and (tuple(img.size) != (width, height) or img.source != "GENERATED"):
         bpy.data.images.remove(img)
         img = None
     if img is None:
-        img = bpy.data.images.new(PREVIEW_IMAGE, width, height, alpha=True)
+        img = bpy.data.images.new(name, width, height, alpha=True)
     img.pixels.foreach_set(pixels)
     img.update()
     space = _image_editor_space(context)

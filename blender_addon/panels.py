@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bpy.types import Panel
 
-from . import operators, runner
+from . import correct, operators, runner
 from .properties import FORMAT_NAMES, addon_preferences, selected_formats, selected_model
 
 
@@ -97,6 +97,7 @@ def draw_garment_panel(layout, context) -> None:
     row.enabled = not operators.is_running()
     op = row.operator(operators.GARMENT_SEG_OT_preview_frame.bl_idname, icon="HIDE_OFF")
     op.index = props.preview_index
+    correct.draw_correct(layout, context)
 
     layout.separator()
     _draw_reconstruct(layout, props)

@@ -1,0 +1,578 @@
+"""Correct one frame, fix the sequence: a per-sequence head fitted on the artist's corrections.
+
+The frames of one capture share the garment, the backdrop and the light, so a frame the
+artist corrected by hand teaches the others. :func:`fit_head` fits a small classifier per
+sequence, at the network's scale, on cheap features of each pixel (colour in Lab, its local
+mean and spread, the gradient, the colour around it, where it lies relative to the coarse
+mask, and the network's own probability and logit) from
+
+- every pixel of the corrected frames (their masks, area-reduced to the network's grid), and
+- the confident pixels of a few other frames (far from the network's boundary, low weight),
+  which keep the head close to the network wherever the corrections say nothing new.
+
+The head is a linear model on the features plus a small tanh layer, fitted with scipy's
+L-BFGS; it starts as the network (the weight on the network's logit is 1, the rest 0) and is
+pulled back towards it by its regulariser, so a correction moves the decision only where the
+features tell the corrected pixels apart. Its logit replaces the network's probability before
+the mask decision (:func:`segcore.mask.decide`), so the clean-up, the upsampling and the
+edge refinement of :func:`segcore.pipeline.segment_frame` run as in ``segment``: the network
+and its card stay as they are, binary or multi-class.
+
+:class:`AdaptJob` is a :class:`segcore.pipeline.SequenceJob` that re-segments the sequence
+with the head and writes the corrected frames' outputs from the artist's masks (the mask file
+copied byte for byte when it is already a binary PNG). The head is saved in
+``OUT/adapted.json`` (:data:`HEAD_FILE`, a card naming the base model and the corrections it
+was fitted on); a rerun with the same corrections and model reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import formats as fmt
+from .errors import InputError, SegcoreError
+from .infer import sigmoid
+from .io import atomic_write_bytes, by_stem, discover_frames, read_bytes, read_image, read_label
+from .pipeline import FrameMasks, FrameResult, SegmentOptions, SequenceJob, guide_source
+from .preprocess import fit_size
+
+log = logging.getLogger(__name__)
+
+HEAD_FILE = "adapted.json"  # in OUT: the fitted head and what it was fitted on
+HEAD_VERSION = 1
+FEATURES_VERSION = 1  # bump when :func:`pixel_features` changes: saved heads are refitted
+CORRECTED_DIR = "corrected"  # the add-on saves corrections here, beside OUT's outputs
+
+HIDDEN = 12  # tanh units of the head's non-linear part
+HARD = 8000  # a corrected frame's pixels the network gets wrong or are near an edge, at most
+EASY = 3000  # and of its other pixels
+OTHERS = 6  # other frames whose confident pixels join the fit, at most
+PER_OTHER = 6000  # confident pixels of each, at most
+OTHERS_WEIGHT = 0.5  # their total weight against the corrected pixels' total
+CONFIDENT = 0.03  # network probability below this or above 1 - this ...
+CONFIDENT_DIST = 3.0  # ... and this many network pixels from its boundary: confident
+RIDGE = 1e-3  # regulariser: pulls the head back to the network (per corrected frame)
+MAX_ITER = 250
+SMOOTH = 1.0  # Gaussian sigma (network pixels) on the head's logit
+
+
+# --- features -------------------------------------------------------------------------
+
+
+def network_grid(bgr_or_source: np.ndarray, frame_hw, input_size: int) -> np.ndarray:
+    """The frame (or its reduced copy) area-resized to the network's grid (h, w)."""
+    geo = fit_size(tuple(frame_hw), input_size)
+    h, w = geo.scaled_hw
+    if bgr_or_source.shape[:2] == (h, w):
+        return bgr_or_source
+    return cv2.resize(bgr_or_source, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _box(img: np.ndarray, k: int) -> np.ndarray:
+    return cv2.boxFilter(img, -1, (k, k), borderType=cv2.BORDER_REFLECT)
+
+
+def pixel_features(small_bgr: np.ndarray, prob: np.ndarray, thr: float) -> np.ndarray:
+    """(h * w, F) float32 features of each network pixel: Lab colour, its 5x5 mean and
+    spread, its 15x15 mean, the gradient and its 5x5 mean, the network's probability and
+    logit, the signed distance to the network's boundary and the position in the network
+    mask's bounding box."""
+    h, w = prob.shape
+    lab = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2LAB).astype(np.float32) / 255.0
+    m5 = _box(lab, 5)
+    sd5 = np.sqrt(np.maximum(_box(lab * lab, 5) - m5 * m5, 0.0))
+    m15 = _box(lab, 15)
+    L = np.ascontiguousarray(lab[..., 0])
+    grad = np.hypot(cv2.Sobel(L, cv2.CV_32F, 1, 0), cv2.Sobel(L, cv2.CV_32F, 0, 1))
+    p = np.clip(prob.astype(np.float32), 1e-4, 1 - 1e-4)
+    logit = np.log(p / (1 - p)) / 4.0
+    inside = (prob > thr).astype(np.uint8)
+    dist = cv2.distanceTransform(inside, cv2.DIST_L2, 3) - cv2.distanceTransform(
+        1 - inside, cv2.DIST_L2, 3
+    )
+    dist = np.clip(dist, -24, 24) / 24.0
+    ys, xs = np.nonzero(inside)
+    if ys.size:
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    else:
+        y0, y1, x0, x1 = 0, h, 0, w
+    ry = (np.arange(h, dtype=np.float32) - y0) / max(1, y1 - y0)
+    rx = (np.arange(w, dtype=np.float32) - 0.5 * (x0 + x1)) / max(1, x1 - x0)
+    ry = np.broadcast_to(np.clip(ry, -0.5, 1.5)[:, None], (h, w))
+    rx = np.broadcast_to(np.clip(rx, -1.0, 1.0)[None, :], (h, w))
+    planes = [lab, m5, sd5, m15, grad[..., None], _box(grad, 5)[..., None]]
+    planes += [x[..., None] for x in (p, logit, dist, ry, rx)]
+    return np.concatenate(planes, axis=2).reshape(h * w, -1)
+
+
+LOGIT_FEATURE = 15  # index of the network's logit (/ 4) in :func:`pixel_features`
+
+
+# --- the head ---------------------------------------------------------------------------
+
+
+@dataclass
+class Head:
+    """logit = x . lin + b + v . tanh(W x + c), on features standardised by (mu, sd)."""
+
+    mu: np.ndarray
+    sd: np.ndarray
+    lin: np.ndarray
+    b: float
+    W: np.ndarray
+    c: np.ndarray
+    v: np.ndarray
+
+    def logit(self, x: np.ndarray) -> np.ndarray:
+        z = (x - self.mu) / self.sd
+        return z @ self.lin + self.b + np.tanh(z @ self.W.T + self.c) @ self.v
+
+    def probability(self, small_bgr: np.ndarray, prob: np.ndarray, thr: float) -> np.ndarray:
+        """The adapted probability (h, w) of one frame: the head's (its logit smoothed by a
+        network pixel, against speckle) where it decides otherwise than the network, the
+        network's own where both agree, so the edges the two draw alike keep the network's
+        soft profile for the upsampling and edge refinement."""
+        x = pixel_features(small_bgr, prob, thr)
+        q = sigmoid(cv2.GaussianBlur(self.logit(x).reshape(prob.shape), (0, 0), SMOOTH))
+        return np.where((q > thr) == (prob > thr), prob, q).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {k: np.asarray(v, np.float64).tolist() for k, v in vars(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Head:
+        arr = {k: np.asarray(d[k], np.float32) for k in ("mu", "sd", "lin", "W", "c", "v")}
+        return cls(b=float(d["b"]), **arr)
+
+
+def _unpack(theta: np.ndarray, n_in: int):
+    i = 0
+    lin = theta[i : i + n_in]
+    i += n_in
+    b = theta[i]
+    i += 1
+    W = theta[i : i + HIDDEN * n_in].reshape(HIDDEN, n_in)
+    i += HIDDEN * n_in
+    c = theta[i : i + HIDDEN]
+    i += HIDDEN
+    return lin, b, W, c, theta[i : i + HIDDEN]
+
+
+def fit_head(
+    x: np.ndarray, y: np.ndarray, weight: np.ndarray, ridge: float, seed: int = 0
+) -> tuple[Head, dict]:
+    """Fit a :class:`Head` on features ``x`` (n, F), soft targets ``y`` in [0, 1] and sample
+    weights; ``ridge`` pulls it back towards the network (logit feature weight 1)."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    x = x.astype(np.float64)
+    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-3
+    z = ((x - mu) / sd).astype(np.float32)  # float32 products: twice as fast
+    y = y.astype(np.float32)
+    n, f = z.shape
+    rng = np.random.default_rng(seed)
+    prior_lin = np.zeros(f, np.float32)
+    prior_lin[LOGIT_FEATURE] = 4.0 * sd[LOGIT_FEATURE]  # logit = 4 x feature: the network
+    prior_b = np.float32(4.0 * mu[LOGIT_FEATURE])
+    theta0 = np.concatenate(
+        [prior_lin, [prior_b], rng.normal(0, 0.3 / np.sqrt(f), HIDDEN * f), np.zeros(HIDDEN),
+         rng.normal(0, 0.01, HIDDEN)]
+    )  # fmt: skip
+    wsum = float(weight.sum())
+    wn = (weight / wsum).astype(np.float32)
+
+    def loss(theta64):
+        theta = theta64.astype(np.float32)
+        lin, b, W, c, v = _unpack(theta, f)
+        a = np.tanh(z @ W.T + c)
+        s = z @ lin + b + a @ v
+        # weighted binary cross-entropy with soft targets, numerically stable
+        ce = np.logaddexp(np.float32(0), s) - y * s
+        r = ridge / wsum
+        dl, dv = lin - prior_lin, v
+        val = float(wn @ ce) + r * float(dl @ dl + dv @ dv + 0.1 * (W * W).sum())
+        g = wn * (expit(s) - y)
+        gl = z.T @ g + 2 * r * dl
+        gb = g.sum()
+        gv = a.T @ g + 2 * r * dv
+        ga = np.outer(g, v) * (1 - a * a)
+        gW = ga.T @ z + 0.2 * r * W
+        gc = ga.sum(axis=0)
+        return val, np.concatenate([gl, [gb], gW.ravel(), gc, gv]).astype(np.float64)
+
+    t0 = time.perf_counter()
+    res = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": MAX_ITER})
+    lin, b, W, c, v = _unpack(res.x, f)
+    f32 = np.float32
+    head = Head(mu.astype(f32), sd.astype(f32), lin.astype(f32), float(b), W.astype(f32),
+                c.astype(f32), v.astype(f32))  # fmt: skip
+    stats = {
+        "samples": int(n),
+        "iterations": int(res.nit),
+        "loss": round(float(res.fun), 5),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return head, stats
+
+
+# --- corrections ----------------------------------------------------------------------
+
+
+def corrected_sample(x: np.ndarray, p: np.ndarray, target: np.ndarray, rng):
+    """(indices, weights summing to 1) of a corrected frame's pixels for the fit: every hard
+    pixel (the network wrong, or near its boundary or the correction's) up to :data:`HARD`,
+    and :data:`EASY` of the rest, each weighted by how many pixels it stands for."""
+    near = np.abs(x[:, LOGIT_FEATURE + 1]) * 24.0 < 6.0
+    hard = (np.abs(target - p) > 0.25) | near | ((target > 0) & (target < 1))
+    picked, weights = [], []
+    for pool, most in ((np.flatnonzero(hard), HARD), (np.flatnonzero(~hard), EASY)):
+        if pool.size == 0:
+            continue
+        sel = rng.choice(pool, most, replace=False) if pool.size > most else pool
+        picked.append(sel)
+        weights.append(np.full(sel.size, pool.size / sel.size))
+    w = np.concatenate(weights)
+    return np.concatenate(picked), w / w.sum()
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def read_corrections(folder: str | Path, frames: list[Path]) -> dict[int, Path]:
+    """The corrected masks of ``folder`` matched to ``frames`` by stem: frame index -> file.
+    :class:`InputError` for a folder without masks or a mask that names no frame."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(
+            f"{folder}: no such folder of corrected masks; save a corrected mask as "
+            f"<frame name>.png in it (the add-on's Save Correction writes OUT/{CORRECTED_DIR})"
+        )
+    files = discover_frames(folder) if any(folder.iterdir()) else []
+    if not files:
+        raise InputError(
+            f"{folder}: holds no corrected masks; correct at least one frame (a mask named "
+            "like its frame, 255 = subject) and save it there"
+        )
+    stems = by_stem(frames, "their masks would overwrite each other")
+    found: dict[int, Path] = {}
+    index = {p: i for i, p in enumerate(frames)}
+    for f in files:
+        frame = stems.get(f.stem)
+        if frame is None:
+            raise InputError(
+                f"{f}: no frame named {f.stem!r} in the sequence; name a corrected mask after "
+                "its frame (frame 0007.jpg -> 0007.png)"
+            )
+        found[index[frame]] = f
+    return found
+
+
+def check_share(path: Path, mask: np.ndarray) -> None:
+    """:class:`InputError` for a correction with no subject pixel or no background pixel."""
+    share = np.count_nonzero(mask) / mask.size
+    if share == 0.0:
+        raise InputError(
+            f"{path}: the correction is empty (no subject pixel); mark the garment (white, "
+            "255) and save it again, or delete the file"
+        )
+    if share == 1.0:
+        raise InputError(
+            f"{path}: the correction marks the whole frame as subject; mark the background "
+            "(black, 0) and save it again, or delete the file"
+        )
+
+
+def check_correction(path: Path, mask: np.ndarray, frame_hw, network_mask: np.ndarray) -> None:
+    """:class:`InputError` for a correction that cannot teach anything: the wrong size, empty,
+    the whole frame, or the network's mask turned inside out (255 must be the subject)."""
+    H, W = frame_hw
+    if mask.shape != (H, W):
+        raise InputError(
+            f"{path}: the corrected mask is {mask.shape[1]}x{mask.shape[0]}, its frame "
+            f"{W}x{H}; save the mask at the frame's size"
+        )
+    check_share(path, mask)
+    small = cv2.resize(mask.astype(np.uint8), network_mask.shape[::-1], cv2.INTER_AREA) > 0
+    if network_mask.any() and _iou(small, network_mask) < 0.05 and _iou(~small, network_mask) > 0.5:
+        raise InputError(
+            f"{path}: the correction contradicts the frame: it is the network's mask inside "
+            "out (the background marked as subject); 255 (white) must be the garment"
+        )
+
+
+# --- the adapted segmenter and job --------------------------------------------------------
+
+
+class AdaptedSegmenter:
+    """A :class:`segcore.infer.Segmenter` whose probability is the head's: what
+    :func:`segcore.pipeline.segment_frame` sees in place of the network's."""
+
+    def __init__(self, base, head: Head, threshold_: float):
+        self.base, self.head, self.thr = base, head, threshold_
+        self.card, self.keep, self.edges = base.card, base.keep, getattr(base, "edges", None)
+        self.backend = base.backend
+
+    @property
+    def kept_names(self):
+        return self.base.kept_names
+
+    def predict(self, bgr, source=None, flip: bool = False):
+        p, classes, geo = self.base.predict(bgr, source, flip)
+        grid = network_grid(bgr if source is None else source, bgr.shape[:2],
+                            self.card.preprocess.input_size)  # fmt: skip
+        return self.head.probability(grid, p, self.thr), classes, geo
+
+    def probability(self, bgr, source=None, flip: bool = False):
+        p, _, geo = self.predict(bgr, source, flip)
+        return p, geo
+
+
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(read_bytes(path)).hexdigest()
+
+
+def _is_plain_mask_png(data: bytes) -> bool:
+    """A one-channel 8-bit PNG holding only 0 and 255: what ``segment`` writes as a mask."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return False
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return (
+        img is not None
+        and img.ndim == 2
+        and img.dtype == np.uint8
+        and not np.any((img != 0) & (img != 255))
+    )
+
+
+class AdaptJob(SequenceJob):
+    """Re-segment a sequence with a head fitted on its corrected frames (module docstring).
+
+    ``corrected``: the folder of corrected masks. Outputs are written as ``segment`` writes
+    them (replacing only files it wrote, per the manifest); the corrected frames' outputs
+    hold the artist's masks. Fitting happens in :meth:`fit` (called by :meth:`run` if not
+    before); ``refit`` ignores a saved head.
+    """
+
+    def __init__(
+        self,
+        input_path,
+        output,
+        corrected,
+        options: SegmentOptions = SegmentOptions(),
+        refit: bool = False,
+    ):
+        options = replace(options, overwrite=True, skip_existing=False)
+        self.corrected_dir = Path(corrected)
+        for name in options.formats:  # the artist's folder is never an output folder
+            folder = Path(output) / fmt.WRITERS[name].folder if name in fmt.WRITERS else None
+            if folder is not None and folder.resolve() == self.corrected_dir.resolve():
+                raise InputError(
+                    f"{self.corrected_dir}: the corrected masks are in an output folder that "
+                    f"adapt rewrites; move them to {Path(output) / CORRECTED_DIR}"
+                )
+        super().__init__(input_path, output, options)
+        self.corrections = read_corrections(self.corrected_dir, self.frames)
+        self.refit = refit
+        self.head: Head | None = None
+        self.fit_info: dict | None = None
+        self.fit_progress: Callable[[str, int, int], None] | None = None
+        self._base = self.segmenter
+
+    # -- fitting
+
+    def _card_key(self) -> dict:
+        card = self._base.card
+        return {
+            "name": card.name,
+            "onnx_sha1": _sha1(card.onnx_path) if card.onnx_path else None,
+            "input_size": card.preprocess.input_size,
+            "keep": list(self._base.kept_names or ()) or None,
+            "features": FEATURES_VERSION,
+        }
+
+    def _corrections_key(self) -> dict:
+        return {self.frames[i].name: _sha1(p) for i, p in sorted(self.corrections.items())}
+
+    def _saved_head(self) -> Head | None:
+        if self.refit:
+            return None
+        try:
+            data = json.loads((self.output / HEAD_FILE).read_text(encoding="utf-8"))
+            if (
+                data.get("version") == HEAD_VERSION
+                and data.get("base_model") == self._card_key()
+                and data.get("corrected") == self._corrections_key()
+            ):
+                self.fit_info = {**data.get("fit", {}), "reused": True}
+                return Head.from_dict(data["head"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        return None
+
+    def _network(self, i: int):
+        bgr = read_image(self.frames[i])
+        source, _ = guide_source(bgr, self._base.card.preprocess.input_size, self.post)
+        p = self._base.predict(bgr, source=source, flip=self.post.flip)[0]
+        return bgr, network_grid(source, bgr.shape[:2], self._base.card.preprocess.input_size), p
+
+    def fit(self) -> Head:
+        """Fit (or reuse) the head; :class:`InputError` for a correction it cannot use."""
+        if self.head is not None:
+            return self.head
+        t0 = time.perf_counter()
+        head = self._saved_head()
+        if head is None:
+            head = self._fit()
+            self._save_head(head)
+        self.head = head
+        self.fit_info["seconds"] = round(time.perf_counter() - t0, 3)
+        self.segmenter = AdaptedSegmenter(self._base, head, self.post.threshold)
+        return head
+
+    def _fit(self) -> Head:
+        thr = self.post.threshold
+        rng = np.random.default_rng(0)
+        xs, ys, ws, checks = [], [], [], []
+        corrected = sorted(self.corrections)
+        others = [i for i in range(len(self.frames)) if i not in self.corrections]
+        if len(others) > OTHERS:
+            others = [
+                others[k] for k in np.linspace(0, len(others) - 1, OTHERS).round().astype(int)
+            ]
+        steps = len(corrected) + len(others) + 1
+        for k, i in enumerate(corrected):
+            path = self.corrections[i]
+            bgr, grid, p = self._network(i)
+            mask = read_label(path)
+            net = p > thr
+            check_correction(path, mask, bgr.shape[:2], net)
+            target = cv2.resize(
+                mask.astype(np.float32), p.shape[::-1], interpolation=cv2.INTER_AREA
+            )
+            x = pixel_features(grid, p, thr)
+            sel, w = corrected_sample(x, p.ravel(), target.ravel(), rng)
+            xs.append(x[sel])
+            ys.append(target.ravel()[sel])
+            ws.append(w)
+            checks.append((path, x, target > 0.5, net))
+            self._fit_step(k + 1, steps)
+        for k, i in enumerate(others):
+            _, grid, p = self._network(i)
+            x = pixel_features(grid, p, thr)
+            dist = x[:, LOGIT_FEATURE + 1] * 24.0
+            conf = ((p.ravel() < CONFIDENT) | (p.ravel() > 1 - CONFIDENT)) & (
+                np.abs(dist) >= CONFIDENT_DIST
+            )
+            sel = np.flatnonzero(conf)
+            if sel.size > PER_OTHER:
+                sel = rng.choice(sel, PER_OTHER, replace=False)
+            if sel.size:
+                xs.append(x[sel])
+                ys.append((p.ravel()[sel] > 0.5).astype(np.float32))
+                ws.append(
+                    np.full(sel.size, OTHERS_WEIGHT * len(corrected) / (sel.size * len(others)))
+                )
+            self._fit_step(len(corrected) + k + 1, steps)
+        head, stats = fit_head(
+            np.concatenate(xs), np.concatenate(ys), np.concatenate(ws), RIDGE * len(corrected)
+        )
+        per = {}
+        for path, x, truth, net in checks:
+            adapted = (head.logit(x) > np.log(thr / (1 - thr))).reshape(truth.shape)
+            before, after = _iou(net, truth), _iou(adapted, truth)
+            per[path.name] = {"network_iou": round(before, 4), "adapted_iou": round(after, 4)}
+            if after < before - 0.02:
+                raise InputError(
+                    f"{path}: the corrections contradict each other or the frame: the "
+                    f"sequence's head fits this one worse than the network (IoU {after:.3f} "
+                    f"against {before:.3f}); check that every correction marks the same "
+                    "garment, 255 = subject"
+                )
+        self.fit_info = {**stats, "corrected": per, "others": len(others), "reused": False}
+        self._fit_step(steps, steps)
+        return head
+
+    def _fit_step(self, done: int, total: int) -> None:
+        if self.fit_progress is not None:
+            self.fit_progress("adapt", done, total)
+
+    def _save_head(self, head: Head) -> None:
+        data = {
+            "version": HEAD_VERSION,
+            "kind": "segcore sequence head",
+            "base_model": self._card_key(),
+            "corrected_folder": str(self.corrected_dir),
+            "corrected": self._corrections_key(),
+            "threshold": self.post.threshold,
+            "fit": self.fit_info,
+            "head": head.to_dict(),
+        }
+        path = self.output / HEAD_FILE
+        if path.exists() and not self.owned.owns(path):
+            self.owned.refuse_foreign([HEAD_FILE])
+        self.owned.pending([HEAD_FILE])
+        atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+        self.owned.settle([HEAD_FILE])
+
+    # -- segmenting
+
+    def run(self, should_stop=None):
+        self.fit()
+        yield from super().run(should_stop)
+
+    def process(self, index: int) -> FrameResult:
+        """Corrected frames: the artist's mask in every output; the others: segmented."""
+        path = self.corrections.get(index)
+        if path is None:
+            return super().process(index)
+        frame = self.frames[index]
+        res = FrameResult(index, str(frame), "ok")
+        t0 = time.perf_counter()
+        try:
+            bgr = read_image(frame, res.warnings)
+            data = read_bytes(path)
+            mask = np.where(read_label(path), np.uint8(255), np.uint8(0))
+            p, classes, _ = self._base.predict(bgr, flip=self.post.flip)
+            fm = FrameMasks(mask, mask, p, {}, classes=classes, keep=self._base.keep)
+            if self.rest:
+                self._rest_masks[index] = self._rest_png(classes)
+            plain = _is_plain_mask_png(data)
+            for w in self.writers:
+                target = self.output / w.folder / w.filename(frame)
+                if plain and w.write is fmt.WRITERS["mask"].write:
+                    atomic_write_bytes(target, data)  # the artist's file, byte for byte
+                else:
+                    w.write(target, bgr, fm)
+                res.outputs.append(str(target))
+            res.foreground_share = float(np.count_nonzero(mask)) / mask.size
+        except SegcoreError as exc:
+            res.status, res.error = "failed", getattr(exc, "reason", str(exc))
+        except OSError as exc:
+            res.status, res.error = "failed", f"cannot write an output ({exc.strerror or exc})"
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    def _complete_frame(self, i: int, plate, old: np.ndarray) -> None:
+        if i not in self.corrections:  # the still-background pass keeps the artist's masks
+            super()._complete_frame(i, plate, old)
+
+    def report(self) -> dict:
+        rep = super().report()
+        rep["adapt"] = {
+            "corrected": {self.frames[i].name: str(p) for i, p in sorted(self.corrections.items())},
+            "head": HEAD_FILE,
+            "fit": self.fit_info,
+        }
+        return rep

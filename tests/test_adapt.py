@@ -1,0 +1,143 @@
+"""segcore adapt: a corrected frame teaches the rest of its sequence (segcore.adapt)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from segcore.adapt import HEAD_FILE, AdaptJob, check_correction
+from segcore.errors import InputError
+from segcore.io import read_label
+from segcore.pipeline import SegmentOptions, SequenceJob
+
+ROOT = Path(__file__).resolve().parent.parent
+RENDERED = ROOT / "tests" / "data" / "recon_turntable"  # a rendered turntable, true masks
+FRAMES = 8
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def sequence(tmp_path):
+    """Eight rendered frames (every other one of the turntable) and their true masks."""
+    if not RENDERED.is_dir():
+        pytest.skip("tests/data/recon_turntable is missing")
+    images, truth = tmp_path / "images", tmp_path / "truth"
+    images.mkdir()
+    truth.mkdir()
+    for k, src in enumerate(sorted((RENDERED / "images").glob("*.jpg"))[::2][:FRAMES]):
+        shutil.copyfile(src, images / f"{k:04d}.jpg")
+        shutil.copyfile(RENDERED / "masks" / f"{src.stem}.png", truth / f"{k:04d}.png")
+    return images, truth
+
+
+def _opts(model, **kw) -> SegmentOptions:
+    return SegmentOptions(model=str(model), formats=("mask", "rgba"), workers=2, **kw)
+
+
+def _mean_iou(out: Path, truth: Path, stems) -> float:
+    return float(
+        np.mean(
+            [
+                _iou(read_label(out / "masks" / f"{s}.png"), read_label(truth / f"{s}.png"))
+                for s in stems
+            ]
+        )  # fmt: skip
+    )
+
+
+def test_one_corrected_frame_improves_the_others_and_is_kept(sequence, random_model, tmp_path):
+    """An untrained network is poor on a rendered sequence; the ground truth of one frame,
+    as the correction, lifts the other frames; the corrected mask stays byte for byte."""
+    images, truth = sequence
+    out = tmp_path / "out"
+    opts = _opts(random_model["card"], plate="off")
+    for _ in SequenceJob(images, out, opts).run():
+        pass
+    others = [f"{k:04d}" for k in range(FRAMES) if k != 3]
+    before = _mean_iou(out, truth, others)
+    corrected = out / "corrected"
+    corrected.mkdir()
+    shutil.copyfile(truth / "0003.png", corrected / "0003.png")
+    sha = _sha(corrected / "0003.png")
+
+    job = AdaptJob(images, out, corrected, opts)
+    results = list(job.run())
+    job.write_report()
+    assert [r.status for r in results] == ["ok"] * FRAMES
+    after = _mean_iou(out, truth, others)
+    assert after > before + 0.05, (before, after)
+    assert _sha(corrected / "0003.png") == sha  # the artist's file untouched
+    assert _sha(out / "masks" / "0003.png") == sha  # and the output is that file
+    rgba = cv2.imread(str(out / "rgba" / "0003.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(rgba[..., 3] > 127, read_label(truth / "0003.png"))
+    report = json.loads((out / "report.json").read_text())
+    assert report["adapt"]["corrected"] == {"0003.jpg": str(corrected / "0003.png")}
+    card = json.loads((out / HEAD_FILE).read_text())
+    assert card["base_model"]["name"] == "rand" and "0003.jpg" in card["corrected"]
+    manifest = json.loads((out / ".segment-outputs.json").read_text())["files"]
+    assert HEAD_FILE in manifest and not any(k.startswith("corrected") for k in manifest)
+
+    # a rerun reuses the fitted head and still never writes to the corrections
+    again = AdaptJob(images, out, corrected, opts)
+    list(again.run())
+    assert again.fit_info["reused"] is True
+    assert _sha(corrected / "0003.png") == sha == _sha(out / "masks" / "0003.png")
+    assert abs(_mean_iou(out, truth, others) - after) < 1e-9
+
+
+def test_corrections_that_teach_nothing_are_named(sequence, random_model, tmp_path):
+    """No correction, an empty one, one named after no frame, corrections kept in an output
+    folder: each refused before any frame, with one line that says what to do."""
+    images, truth = sequence
+    out, corrected = tmp_path / "out", tmp_path / "corrected"
+    opts = _opts(random_model["card"], plate="off")
+    corrected.mkdir()
+    with pytest.raises(InputError, match="holds no corrected masks"):
+        AdaptJob(images, out, corrected, opts)
+
+    empty = np.zeros(read_label(truth / "0001.png").shape, np.uint8)
+    cv2.imwrite(str(corrected / "0001.png"), empty)
+    job = AdaptJob(images, out, corrected, opts)
+    with pytest.raises(InputError, match="0001.png: the correction is empty"):
+        job.fit()
+    assert not (out / "masks").exists() or not any((out / "masks").iterdir())
+
+    (corrected / "0001.png").unlink()
+    shutil.copyfile(truth / "0001.png", corrected / "frame_99.png")
+    with pytest.raises(InputError, match="no frame named 'frame_99'"):
+        AdaptJob(images, out, corrected, opts)
+
+    (corrected / "frame_99.png").unlink()
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(truth / "0001.png", out / "masks" / "0001.png")
+    with pytest.raises(InputError, match="in an output folder that adapt rewrites"):
+        AdaptJob(images, out, out / "masks", opts)
+
+
+def test_a_contradictory_correction_is_named(tmp_path):
+    """A correction that is the network's mask inside out, or of another size, is refused
+    with a message that says what to do."""
+    truth = np.zeros((120, 160), bool)
+    truth[20:100, 50:110] = True
+    network = cv2.resize(truth.astype(np.uint8), (80, 60), interpolation=cv2.INTER_AREA) > 0
+    path = tmp_path / "0004.png"
+    check_correction(path, truth, truth.shape, network)  # agrees: fine
+    with pytest.raises(InputError, match="inside out"):
+        check_correction(path, ~truth, truth.shape, network)
+    with pytest.raises(InputError, match="its frame 160x120"):
+        check_correction(path, truth[:60], truth.shape, network)
+    with pytest.raises(InputError, match="whole frame"):
+        check_correction(path, np.ones_like(truth), truth.shape, network)
