@@ -62,7 +62,7 @@ CONFIDENT = 0.03  # network probability below this or above 1 - this ...
 CONFIDENT_DIST = 3.0  # ... and this many network pixels from its boundary: confident
 RIDGE = 1e-3  # regulariser: pulls the head back to the network (per corrected frame)
 MAX_ITER = 250
-SMOOTH = 1.0  # Gaussian sigma (network pixels) on the head's logit
+SMOOTH = 1.0  # Gaussian sigma (network pixels) on the head's logit (2, 3: no better)
 
 
 # --- features -------------------------------------------------------------------------
@@ -137,10 +137,10 @@ class Head:
         return z @ self.lin + self.b + np.tanh(z @ self.W.T + self.c) @ self.v
 
     def probability(self, small_bgr: np.ndarray, prob: np.ndarray, thr: float) -> np.ndarray:
-        """The adapted probability (h, w) of one frame: the head's (its logit smoothed by a
-        network pixel, against speckle) where it decides otherwise than the network, the
-        network's own where both agree, so the edges the two draw alike keep the network's
-        soft profile for the upsampling and edge refinement."""
+        """The adapted probability (h, w) of one frame: the head's (its logit smoothed by
+        :data:`SMOOTH` network pixels, against speckle) where it decides otherwise than the
+        network, the network's own where both agree, so the edges the two draw alike keep
+        the network's soft profile for the upsampling and edge refinement."""
         x = pixel_features(small_bgr, prob, thr)
         q = sigmoid(cv2.GaussianBlur(self.logit(x).reshape(prob.shape), (0, 0), SMOOTH))
         return np.where((q > thr) == (prob > thr), prob, q).astype(np.float32)

@@ -141,3 +141,4 @@ def test_a_contradictory_correction_is_named(tmp_path):
         check_correction(path, truth[:60], truth.shape, network)
     with pytest.raises(InputError, match="whole frame"):
         check_correction(path, np.ones_like(truth), truth.shape, network)
+
