@@ -23,9 +23,10 @@ import numpy as np
 
 from segcore.adapt import AdaptJob
 from segcore.evaluate import mask_files
-from segcore.io import read_label
+from segcore.io import read_image, read_label
 from segcore.metrics import Scores
 from segcore.pipeline import SegmentOptions, SequenceJob
+from segcore.sheet import grid, overlay
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,6 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plate", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--sequences", nargs="+", metavar="NAME", help="only these sequences")
+    p.add_argument(
+        "--picture",
+        metavar="PNG",
+        help="also draw the sequence that gains most: the corrected frame, then an uncorrected "
+        "frame before and after (mask edge green, truth magenta)",
+    )
 
 
 def sequences(root: Path) -> list[Path]:
@@ -44,6 +51,11 @@ def sequences(root: Path) -> list[Path]:
     return found or sorted(
         p.parent for p in root.glob("*/*/images") if (p.parent / "masks").is_dir()
     )
+
+
+def _name(seq: Path, root: Path) -> str:
+    """The sequence's work folder under OUT: its path under ROOT (family/sequence)."""
+    return seq.name if seq == root else seq.relative_to(root).as_posix()
 
 
 def _drain(job) -> float:
@@ -79,10 +91,10 @@ def pick(ious: dict[str, float]) -> list[str]:
     return [first, second]
 
 
-def evaluate_sequence(seq: Path, out: Path, opts: SegmentOptions) -> dict:
-    work = out / seq.name
+def evaluate_sequence(seq: Path, work: Path, opts: SegmentOptions) -> dict:
     if work.exists():
         shutil.rmtree(work)
+    work.parent.mkdir(parents=True, exist_ok=True)
     truth = mask_files(seq)
     base = SequenceJob(seq / "images", work / "segment", opts)
     t_seg = _drain(base)
@@ -139,6 +151,41 @@ def table(rows: list[dict]) -> str:
     return head + "\n".join(lines)
 
 
+def picture(rows: list[dict], root: Path, out: Path, path: Path) -> None:
+    """The correct -> adapt loop on the sequence whose uncorrected frames gain most."""
+    import cv2
+
+    best = max(rows, key=lambda r: r["after1"]["iou"] - r["before"]["iou"])
+    seq = next(
+        s for s in sequences(root) if s.name == best["sequence"] and s.parent.name == best["family"]
+    )
+    work, frames = out / _name(seq, root), {p.stem: p for p in (seq / "images").iterdir()}
+    fixed = best["corrected"][0]
+    gain = {s: v - best["before"]["frames"][s] for s, v in best["after1"]["frames"].items()}
+    other = max(gain, key=gain.get)
+    truth = mask_files(seq)
+    u8 = lambda m: m.astype(np.uint8) * 255  # noqa: E731
+
+    def tile(stem: str, mask: Path, gt: bool = True) -> np.ndarray:
+        truth_mask = u8(read_label(truth[stem])) if gt else None
+        return overlay(read_image(frames[stem]), u8(read_label(mask)), truth_mask)
+
+    before, after = best["before"]["frames"][other], best["after1"]["frames"][other]
+    tiles = [
+        tile(fixed, work / "corrected1" / f"{fixed}.png", gt=False),
+        tile(other, work / "segment" / "masks" / f"{other}.png"),
+        tile(other, work / "adapt1" / "masks" / f"{other}.png"),
+    ]
+    labels = [
+        f"{fixed}: corrected by hand",
+        f"{other}: segment, IoU {before:.3f}",
+        f"{other}: adapt, IoU {after:.3f}",
+    ]
+    cv2.imwrite(
+        str(path), grid(tiles, 3, tile_w=420, labels=labels), [cv2.IMWRITE_JPEG_QUALITY, 85]
+    )
+
+
 def run(args) -> int:
     root, out = Path(args.root), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,9 +195,11 @@ def run(args) -> int:
     for seq in sequences(root):
         if args.sequences and seq.name not in args.sequences:
             continue
-        rows.append(evaluate_sequence(seq, out, opts))
+        rows.append(evaluate_sequence(seq, out / _name(seq, root), opts))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     (out / "adapt_eval.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    if args.picture and rows:
+        picture(rows, root, out, Path(args.picture))
     print(table(rows))
     return 0
 
