@@ -15,6 +15,7 @@ from segcore.adapt import HEAD_FILE, AdaptJob, check_correction
 from segcore.errors import InputError
 from segcore.io import read_label
 from segcore.pipeline import SegmentOptions, SequenceJob
+from tests.test_classes import classes_model  # noqa: F401  (a multi-class card)
 
 ROOT = Path(__file__).resolve().parent.parent
 RENDERED = ROOT / "tests" / "data" / "recon_turntable"  # a rendered turntable, true masks
@@ -142,3 +143,25 @@ def test_a_contradictory_correction_is_named(tmp_path):
     with pytest.raises(InputError, match="whole frame"):
         check_correction(path, np.ones_like(truth), truth.shape, network)
 
+
+def test_a_multi_class_card_adapts_with_its_label_maps(classes_model, tmp_path):  # noqa: F811
+    """A multi-class card: the adapted frames' label maps agree with their masks, and the
+    corrected frame's label map is 0 exactly where the artist's mask is."""
+    from segcore.labels import read_labels
+
+    frames, out, corrected = classes_model["frames"], tmp_path / "out", tmp_path / "corrected"
+    opts = SegmentOptions(model=str(classes_model["card"]), formats=("mask", "labels"),
+                          plate="off")  # fmt: skip
+    corrected.mkdir()
+    mask = np.isin(classes_model["truth"]["f1"], (1, 2))
+    mask[100:110, :] = False  # the artist cuts a band out
+    cv2.imwrite(str(corrected / "f1.png"), np.where(mask, 255, 0).astype(np.uint8))
+    job = AdaptJob(frames, out, corrected, opts)
+    assert [r.status for r in job.run()] == ["ok"] * 3
+    for stem in ("f0", "f1", "f2"):
+        m, lab = (
+            read_label(out / "masks" / f"{stem}.png"),
+            read_labels(out / "labels" / f"{stem}.png"),
+        )
+        assert np.array_equal(lab > 0, m) and set(np.unique(lab)) <= {0, 1, 2}
+    assert np.array_equal(read_label(out / "masks" / "f1.png"), mask)
