@@ -6,15 +6,18 @@ sequence, at the network's scale, on cheap features of each pixel (colour in Lab
 mean and spread, the gradient, the colour around it, where it lies relative to the coarse
 mask, and the network's own probability and logit) from
 
-- every pixel of the corrected frames (their masks, area-reduced to the network's grid), and
+- the corrected frames (their masks area-reduced to the network's grid): the pixels the
+  network gets wrong or that lie near an edge (up to :data:`HARD`), and a sample of the
+  rest weighted by how many pixels each stands for, and
 - the confident pixels of a few other frames (far from the network's boundary, low weight),
   which keep the head close to the network wherever the corrections say nothing new.
 
 The head is a linear model on the features plus a small tanh layer, fitted with scipy's
 L-BFGS; it starts as the network (the weight on the network's logit is 1, the rest 0) and is
 pulled back towards it by its regulariser, so a correction moves the decision only where the
-features tell the corrected pixels apart. Its logit replaces the network's probability before
-the mask decision (:func:`segcore.mask.decide`), so the clean-up, the upsampling and the
+features tell the corrected pixels apart. Where it decides otherwise than the network, its
+probability replaces the network's before the mask decision (:func:`segcore.mask.decide`;
+where the two agree the network's soft edges stay), so the clean-up, the upsampling and the
 edge refinement of :func:`segcore.pipeline.segment_frame` run as in ``segment``: the network
 and its card stay as they are, binary or multi-class.
 
@@ -29,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -44,8 +46,6 @@ from .infer import sigmoid
 from .io import atomic_write_bytes, by_stem, discover_frames, read_bytes, read_image, read_label
 from .pipeline import FrameMasks, FrameResult, SegmentOptions, SequenceJob, guide_source
 from .preprocess import fit_size
-
-log = logging.getLogger(__name__)
 
 HEAD_FILE = "adapted.json"  # in OUT: the fitted head and what it was fitted on
 HEAD_VERSION = 1
@@ -304,7 +304,8 @@ def check_correction(path: Path, mask: np.ndarray, frame_hw, network_mask: np.nd
             f"{W}x{H}; save the mask at the frame's size"
         )
     check_share(path, mask)
-    small = cv2.resize(mask.astype(np.uint8), network_mask.shape[::-1], cv2.INTER_AREA) > 0
+    small = mask.astype(np.uint8)
+    small = cv2.resize(small, network_mask.shape[::-1], interpolation=cv2.INTER_AREA) > 0
     if network_mask.any() and _iou(small, network_mask) < 0.05 and _iou(~small, network_mask) > 0.5:
         raise InputError(
             f"{path}: the correction contradicts the frame: it is the network's mask inside "
