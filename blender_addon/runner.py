@@ -147,6 +147,8 @@ class Outcome:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (frame path, reason)
     report_path: Path | None = None
     rgba_frames: list[str] = field(default_factory=list)  # RGBA outputs, in frame order
+    # frames whose masks look unreliable (segcore.confidence): (frame path, reasons)
+    suspect: list[tuple[str, str]] = field(default_factory=list)
 
 
 def import_segcore():
@@ -226,7 +228,15 @@ def _outcome(job, report: Path) -> Outcome:
             f"into {job.output}{still}"
         )
         level = "INFO"
-    return Outcome(s, msg, level, bool(job.interrupted), failures, report, rgba)
+    suspect = [
+        (r.path, "; ".join(r.reasons))
+        for r in sorted(job.results, key=lambda r: r.index)
+        if getattr(r, "suspect", False)
+    ]
+    if suspect and not job.interrupted:  # the run's verdict: which masks to look at first
+        msg += f"; {job.verdict()}"
+        level = "WARNING"
+    return Outcome(s, msg, level, bool(job.interrupted), failures, report, rgba, suspect)
 
 
 def format_duration(seconds: float) -> str:

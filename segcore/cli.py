@@ -10,32 +10,24 @@ import signal
 import sys
 
 from . import __version__
-from .card import DEFAULT_MODEL
-from .errors import OutputError, SegcoreError
-from .formats import WRITERS
-from .hull import DEFAULT_VOXELS
-from .plate import MODES as PLATE_MODES
+from .errors import RECON_INSTALL, InputError, OutputError, SegcoreError
+from .options import add_plate_argument, add_reconstruct_arguments, add_segment_arguments
 from .progress import Progress
 
 EPILOG = """examples:
-  segcore segment shoot/ -o out/              masks + RGBA cut-outs with the bundled model
+  segcore segment shoot/ -o out/              masks + RGBA cut-outs with the bundled model,
+                                              out/contact_sheet.png, suspect frames named
+  segcore segment --watch shoot/ -o out/      tethered capture: each frame as it arrives
   segcore segment shoot/ -o out/ --formats mask,colmap --skip-existing
   segcore segment shoot/ -o out/ --keep garment --formats rgba,mask,labels
                                               garment only (a multi-class model), label maps
+  segcore adapt shoot/ out/ --corrected out/corrected
+                                              re-segment after correcting a mask or two
   segcore eval out/masks labels/masks         P / R / F1 / IoU / boundary F at full resolution
+  segcore eval out/ truth/ --sheet worst.png  + a picture of the 12 worst frames
   segcore eval out/ data/seq_0001/            + IoU and BF@2px per class: both hold labels/
   segcore reconstruct shoot/ out/masks -o work/  COLMAP model, hull.ply, transforms.json
 """
-
-
-def _formats(text: str) -> tuple[str, ...]:
-    names = tuple(s.strip() for s in text.split(",") if s.strip())
-    bad = [n for n in names if n not in WRITERS]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown format {', '.join(bad) or '(empty)'}; choose from {', '.join(WRITERS)}"
-        )
-    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/rgba/<stem>.png (the frame with the mask as alpha) and OUT/report.json. "
         "Defaults come from the model card. A multi-class model (its card lists classes) "
         "keeps the classes of --keep and can write OUT/labels/<stem>.png (--formats ...,labels: "
-        "the class index per pixel, a palette PNG). Exit 0 when every frame was written.",
+        "the class index per pixel, a palette PNG). Every frame gets a confidence from the "
+        "network's own output; frames below 0.5 are named as suspect with the reason, and "
+        "OUT/contact_sheet.png shows the run (suspect frames first). Exit 0 when every frame "
+        "was written (suspect ones too, unless --strict).",
     )
     s.add_argument("input", metavar="INPUT", help="folder of frames (natural order) or an image")
     s.add_argument(
@@ -67,88 +62,60 @@ def build_parser() -> argparse.ArgumentParser:
         "flat names, so two frames with one name stem are refused)",
     )
     s.add_argument("-o", "--output", metavar="OUT", required=True, help="output folder")
+    add_segment_arguments(s)
     s.add_argument(
-        "--model",
-        metavar="PATH",
-        default=None,
-        help=f"model card (.json) or .onnx file, or a bundled name (default: {DEFAULT_MODEL})",
+        "--watch",
+        action="store_true",
+        help="tethered capture: keep watching the folder INPUT and segment each new frame "
+        "once the camera has finished writing it (its size stands still for --settle "
+        "seconds); same outputs, report and resume as a run over the folder; ends on Ctrl-C "
+        "(with the report and the contact sheet) or after --idle seconds without a new frame",
     )
     s.add_argument(
-        "--size",
-        type=int,
-        metavar="N",
-        help="network input long side, pixels (default: the model card's)",
-    )
-    s.add_argument(
-        "--threshold",
+        "--settle",
         type=float,
-        metavar="T",
-        help="subject probability threshold in (0, 1) (default: the card's)",
+        default=1.0,
+        metavar="S",
+        help="--watch: seconds a file's size must stand still before it is taken (default: 1)",
     )
     s.add_argument(
-        "--refine",
-        dest="refine",
-        action="store_true",
+        "--idle",
+        type=float,
         default=None,
-        help="refine edges with the full-resolution photo (default: the card's)",
+        metavar="S",
+        help="--watch: end after S seconds without a new frame (default: only Ctrl-C)",
     )
     s.add_argument(
-        "--no-refine", dest="refine", action="store_false", help="plain spline-upsampled mask edges"
-    )
-    s.add_argument(
-        "--flip",
-        dest="flip",
+        "--strict",
         action="store_true",
-        default=None,
-        help="also run the network on the mirrored frame and average (default: the card's)",
+        help="exit 1 when a frame is suspect (its mask looks unreliable: see report.json and "
+        "OUT/contact_sheet.png); without it suspect frames are written, named and exit 0",
     )
-    s.add_argument(
-        "--no-flip",
-        dest="flip",
-        action="store_false",
-        help="one inference a frame: faster, slightly less accurate",
-    )
-    s.add_argument(
-        "--edges",
-        choices=("learned", "guided"),
-        default=None,
-        help="how refined edges are drawn: the model's learned edge refiner, or the guided "
-        "filter (default: learned when the model card has a refiner)",
-    )
-    s.add_argument(
-        "--keep",
-        metavar="LIST",
-        default=None,
-        help="classes a multi-class model keeps, comma-separated: garment,figure (default: the "
-        "garment figure; support, the stand and its base, is background), garment (the "
-        "garment alone) or garment,figure,support; every output follows it. A binary model "
-        "(no classes in its card) keeps the garment figure",
-    )
-    s.add_argument(
-        "--formats",
-        type=_formats,
-        default=("rgba", "mask"),
-        metavar="LIST",
-        help=f"comma-separated outputs: {','.join(WRITERS)} (default: rgba,mask)",
-    )
-    g = s.add_mutually_exclusive_group()
-    g.add_argument(
-        "--skip-existing",
-        action="store_true",
-        help="keep frames whose outputs already exist (resume an interrupted run)",
-    )
-    g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    s.add_argument(
-        "--workers", type=int, default=2, metavar="N", help="frames processed at once (default: 2)"
-    )
-    s.add_argument(
-        "--temporal",
-        action="store_true",
-        help="the frames are a sequence (turntable, camera ring): smooth the masks from frame "
-        "to frame along the optical flow, against flicker (frames in name order)",
-    )
-    _plate_option(s, "after the last frame, complete the masks")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
+
+    a = sub.add_parser(
+        "adapt",
+        help="re-segment a sequence after correcting one or two of its masks by hand",
+        description="Fit a small per-sequence model on the corrected masks in --corrected "
+        "(named like their frames, 255 = subject) and the confident pixels of the other "
+        "frames, then segment every frame of FRAMES into OUT as `segment` does, with that "
+        "model deciding where it disagrees with the network. The corrected frames' outputs "
+        "hold the corrected masks; the corrections are never written to. The fitted model "
+        "is saved as OUT/adapted.json and reused by a rerun with the same corrections.",
+    )
+    a.add_argument("input", metavar="FRAMES", help="folder of frames (natural order)")
+    a.add_argument("output", metavar="OUT", help="output folder (usually segment's)")
+    a.add_argument(
+        "--corrected",
+        metavar="MASKS",
+        required=True,
+        help="folder of corrected masks, <frame stem>.png (the add-on saves them in "
+        "OUT/corrected)",
+    )
+    a.add_argument("--refit", action="store_true", help="fit again, ignoring OUT/adapted.json")
+    add_segment_arguments(a)
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
+    a.set_defaults(recursive=False, watch=False, strict=False)
 
     e = sub.add_parser(
         "eval",
@@ -169,9 +136,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="score these label-map folders per class (default: PRED_DIR/labels and "
         "GT_DIR/labels when both exist)",
     )
-    e.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
+    e.add_argument(
+        "--json",
+        metavar="FILE",
+        help="also write the scores as JSON, and the worst-frames sheet beside it "
+        "(FILE's name + _worst.png) unless --sheet says where",
+    )
+    e.add_argument(
+        "--sheet",
+        metavar="PATH",
+        help="write a PNG of the 12 frames with the lowest IoU: the prediction's edge in "
+        "green, the truth's in magenta (over the frames when PRED_DIR is a segment output)",
+    )
     e.add_argument("--markdown", action="store_true", help="print a markdown table")
-    e.add_argument("-q", "--quiet", action="store_true", help="print the pooled line only")
+    e.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print the pooled scores only (with --markdown: the pooled row as a table)",
+    )
 
     r = sub.add_parser(
         "reconstruct",
@@ -181,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         "<name>.png; a segmentation output folder means its masks/), and carve the "
         "garment's mesh from the silhouettes. Writes WORKSPACE/sparse/0 (COLMAP binary), "
         "hull.ply, transforms.json (nerfstudio) and recon.json. Needs pycolmap and "
-        "scikit-image (pip install segcore[recon]).",
+        "scikit-image: " + RECON_INSTALL + ".",
     )
     r.add_argument("frames", metavar="FRAMES_DIR", help="folder of frames (natural order)")
     r.add_argument(
@@ -191,36 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="masks (255 = garment); without it SfM sees the whole frame and no hull is made",
     )
     r.add_argument("-o", "--output", metavar="WORKSPACE", required=True, help="output folder")
-    r.add_argument(
-        "--matcher",
-        choices=("auto", "exhaustive", "sequential"),
-        default="auto",
-        help="feature matching: exhaustive up to 60 frames, sequential beyond (default: auto)",
-    )
-    r.add_argument(
-        "--mapper",
-        choices=("auto", "incremental", "global", "turntable"),
-        default="auto",
-        help="incremental (COLMAP) or global (GLOMAP) mapping, or turntable: frames in capture "
-        "order, one axis, the same step between frames, calibrated from the masks' silhouettes "
-        "and feature tracks; auto: turntable when the masked frames show a still background, "
-        "else incremental (default: auto)",
-    )
-    r.add_argument(
-        "--quality",
-        choices=("high", "fast"),
-        default="high",
-        help="high: DSP-SIFT with affine shapes and guided matching, for smooth fabric; "
-        "fast: plain SIFT (default: high)",
-    )
-    r.add_argument(
-        "--hull",
-        dest="hull",
-        action="store_true",
-        default=True,
-        help="carve the garment mesh from the masks (default)",
-    )
-    r.add_argument("--no-hull", dest="hull", action="store_false", help="cameras and points only")
+    add_reconstruct_arguments(r)
     r.add_argument(
         "--focal",
         type=float,
@@ -228,14 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="known focal length in pixels, for frames without EXIF (rendered or exported); "
         "default: EXIF, else estimated",
     )
-    _plate_option(r, "complete the masks (in the workspace)")
-    r.add_argument(
-        "--voxels",
-        type=int,
-        default=DEFAULT_VOXELS,
-        metavar="N",
-        help=f"hull grid, long side (default: {DEFAULT_VOXELS})",
-    )
+    add_plate_argument(r, "complete the masks (in the workspace)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
     return p
 
@@ -244,17 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
 # turntables 0.92-0.98 with the model's masks and right cameras, 0.90 on a failed solve;
 # thin parts' mask errors weigh as much as the cameras, so only a gross misfit warns
 POOR_FIT = 0.85
-
-
-def _plate_option(parser, what: str) -> None:
-    parser.add_argument(
-        "--plate",
-        choices=PLATE_MODES,
-        default="auto",
-        help=f"{what} from a turntable's still background: thin turning parts the network "
-        "missed (a stand's legs) added, leaks onto the backdrop removed; auto: only when the "
-        "frames show a still background (default: auto)",
-    )
 
 
 def _raise_interrupt(signum, frame):
@@ -266,7 +202,7 @@ def _report_warning(job) -> str | None:
     return None if job.write_report() is not None else f"warning: {job.report_error}"
 
 
-def cmd_segment(args) -> int:
+def cmd_segment(args, make_job=None) -> int:
     from .infer import parse_keep
     from .pipeline import SegmentOptions, SequenceJob
 
@@ -286,7 +222,9 @@ def cmd_segment(args) -> int:
         keep=parse_keep(args.keep),
         recursive=args.recursive,
     )
-    job = SequenceJob(args.input, args.output, opts)
+    if args.watch:
+        return _watch(args, opts)
+    job = SequenceJob(args.input, args.output, opts) if make_job is None else make_job(opts)
     for note in [] if args.quiet else job.notes:  # files left out: named, and said why
         print(f"warning: {args.input}: {note}", file=sys.stderr)
     bar = Progress(len(job.frames), "Segmenting", enabled=not args.quiet)
@@ -300,12 +238,17 @@ def cmd_segment(args) -> int:
     job.plate_progress = plate_progress
     signal.signal(signal.SIGTERM, _raise_interrupt)
     results = job.run()
+    said: dict[str, int] = {}  # each warning's text: printed once, then counted
     try:
         for r in results:
             if r.status == "failed":
                 bar.write(f"error: {r.path}: {r.error}")
             elif r.warnings and not args.quiet:
-                bar.write(f"warning: {r.path}: {'; '.join(r.warnings)}")
+                new = [w for w in r.warnings if w not in said]
+                for w in r.warnings:
+                    said[w] = said.get(w, 0) + 1
+                if new:
+                    bar.write(f"warning: {r.path}: {'; '.join(new)}")
             bar.update(note=f"{r.path.rsplit('/', 1)[-1]}")
     except KeyboardInterrupt:
         results.close()  # frames in flight finish their writes and are counted
@@ -321,6 +264,7 @@ def cmd_segment(args) -> int:
         )
         if warning:
             print(warning, file=sys.stderr)
+        _print_confidence(job, args.quiet)
         return 130
     (bar if plate_bars.stage is None else plate_bars).close()
     warning = _report_warning(job)
@@ -334,18 +278,144 @@ def cmd_segment(args) -> int:
         print(warning, file=sys.stderr)
     if job.fatal:
         return 1
+    for w, n in said.items():
+        if n > 1:
+            print(
+                f"warning: the same for {n - 1} more frame{'s' if n > 2 else ''} "
+                f"(each named in report.json): {w}",
+                file=sys.stderr,
+            )
     if not args.quiet and job.plate:
         print(
             f"still background: {job.plate['frames_changed']} masks completed from its plate",
             file=sys.stderr,
         )
+    elif not args.quiet and job.plate_why and job.plate_why.startswith("the background moves"):
+        print(f"still background: none: {job.plate_why}", file=sys.stderr)  # it was looked for
     if not args.quiet:
         print(
             f"{s['ok']} written, {s['skipped']} skipped, {s['failed']} failed "
             f"in {s['seconds']:.1f} s -> {job.output}",
             file=sys.stderr,
         )
-    return 1 if s["failed"] else 0
+    suspect = _print_confidence(job, args.quiet, args.strict)
+    if s["failed"]:
+        return 1
+    return 1 if suspect and args.strict else 0
+
+
+SHOW_SUSPECT = 10  # suspect frames named on the terminal at most (all in report.json)
+
+
+def _watch(args, opts) -> int:
+    """``segment --watch``: frames segmented as they arrive, until Ctrl-C (or --idle)."""
+    from pathlib import Path
+
+    from .confidence import assess
+    from .watch import WatchJob
+
+    job = WatchJob(args.input, args.output, opts, settle=args.settle, idle=args.idle)
+    if not args.quiet:
+        end = "on Ctrl-C"
+        if args.idle:
+            end = f"after {args.idle:g} s without a new frame, or on Ctrl-C"
+        print(
+            f"watching {job.input} -> {job.output} (ends {end}): a frame is taken once its "
+            f"size has stood still for {args.settle:g} s",
+            file=sys.stderr,
+        )
+    bars = _StageBar(not args.quiet)
+    job.plate_progress = bars
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    results = job.run()
+    try:
+        for r in results:
+            name = Path(r.path).name
+            if r.status == "failed":
+                print(f"error: {r.path}: {r.error}", file=sys.stderr)
+                continue
+            if args.quiet:
+                continue
+            if r.status == "skipped":
+                print(f"{name}: kept (done by an earlier run)", file=sys.stderr)
+                continue
+            own = assess([{"foreground_share": r.foreground_share, **r.signals}])[0]
+            print(f"{name}: written in {r.seconds:.1f} s (confidence {own['confidence']:.2f})",
+                  file=sys.stderr)  # fmt: skip
+            for w in r.warnings:
+                print(f"warning: {r.path}: {w}", file=sys.stderr)
+            if own["suspect"]:
+                print(f"suspect: {r.path}: {'; '.join(own['reasons'])}", file=sys.stderr)
+    except KeyboardInterrupt:
+        results.close()  # frames in flight finish their writes and are counted
+    finally:
+        bars.close()
+    warning = _report_warning(job)
+    s = job.summary()
+    if job.fatal:
+        print(f"error: {job.fatal} ({s['ok']} frames written)", file=sys.stderr)
+    if warning:
+        print(warning, file=sys.stderr)
+    if not args.quiet:
+        how = {"idle": "no new frame", "stop": "stopped", "interrupt": "Ctrl-C"}.get(job.ended_by)
+        print(
+            f"watch ended ({how or 'stopped'}): {s['ok']} written, {s['skipped']} skipped, "
+            f"{s['failed']} failed in {s['seconds']:.1f} s -> {job.output}",
+            file=sys.stderr,
+        )
+        if job.plate:
+            print(
+                f"still background: {job.plate['frames_changed']} masks completed from its "
+                "plate",
+                file=sys.stderr,
+            )
+        elif args.plate != "off" and job.ended_by != "idle":
+            print(f"still background: {job.plate_note()}", file=sys.stderr)
+    suspect = _print_confidence(job, args.quiet, args.strict)
+    if job.fatal or s["failed"]:
+        return 1
+    if s["not_run"]:
+        return 130
+    return 1 if suspect and args.strict else 0
+
+
+def _print_confidence(job, quiet: bool, strict: bool = False) -> int:
+    """The suspect frames (each with its reasons), the confidence's spread and the run's
+    verdict, on stderr; with ``strict`` the verdict is an error. Returns how many frames
+    are suspect."""
+    c = job.confidence or job.assess()
+    if job.sheet_error and not quiet:
+        print(f"warning: {job.sheet_error}", file=sys.stderr)
+    frames = [r for r in job.results if r.confidence is not None]
+    suspect = sorted((r for r in frames if r.suspect), key=lambda r: (r.confidence, r.index))
+    if not quiet:
+        for r in suspect[:SHOW_SUSPECT]:
+            print(
+                f"suspect: {r.path} (confidence {r.confidence:.2f}): {'; '.join(r.reasons)}",
+                file=sys.stderr,
+            )
+        if len(suspect) > SHOW_SUSPECT:
+            print(
+                f"suspect: and {len(suspect) - SHOW_SUSPECT} more frames, listed in "
+                f"{job.output / 'report.json'}",
+                file=sys.stderr,
+            )
+        if frames:
+            low = min(frames, key=lambda r: (r.confidence, r.index))
+            median = sorted(r.confidence for r in frames)[len(frames) // 2]
+            print(
+                f"confidence: median {median:.2f}, lowest {low.confidence:.2f} "
+                f"({low.path.rsplit('/', 1)[-1]})",
+                file=sys.stderr,
+            )
+    if not quiet or (strict and suspect):
+        line = job.verdict()
+        if strict and suspect:
+            line = f"error: {line} (--strict)"
+        elif suspect:
+            line = f"warning: {line}"
+        print(line, file=sys.stderr)
+    return c["suspect"]
 
 
 def _check_file_target(path: str, option: str) -> None:
@@ -373,13 +443,25 @@ def cmd_eval(args) -> int:
 
     if args.json:
         _check_file_target(args.json, "--json")  # before the scoring, not after
+    sheet = args.sheet
+    if sheet is None and args.json:  # beside the JSON: scores.json -> scores_worst.png
+        from pathlib import Path
+
+        sheet = str(Path(args.json).with_name(Path(args.json).stem + "_worst.png"))
+    if sheet:
+        _check_file_target(sheet, "--sheet")
     notes: list[str] = []
     rows, pooled, missing = evaluate_folders(args.pred, args.gt, notes)
     labels = args.labels
     if labels is None and has_labels(args.pred) and has_labels(args.gt):
         labels = (args.pred, args.gt)
     classes = evaluate_label_folders(*labels) if labels else None
-    if args.quiet:
+    if args.quiet and args.markdown:  # the pooled row alone, as a markdown table
+        print(format_table([], pooled, markdown=True))
+        if classes:
+            print()
+            print(format_class_table(classes[1], markdown=True))
+    elif args.quiet:
         print(" ".join(f"{k}={v:.4f}" for k, v in pooled.items()))
         for name, s in (classes[1] if classes else {}).items():
             print(f"{name}: iou={s['iou']:.4f} bf2={s['bf2']:.4f}")
@@ -406,6 +488,16 @@ def cmd_eval(args) -> int:
             atomic_write_bytes(args.json, json.dumps(data, indent=2).encode())
         except OSError as exc:
             raise OutputError(f"{args.json}: cannot write --json ({exc.strerror or exc})") from None
+    if sheet:
+        from .evaluate import worst_sheet
+        from .io import write_png
+
+        try:
+            write_png(sheet, worst_sheet(args.pred, args.gt, rows))
+        except OSError as exc:
+            raise OutputError(f"{sheet}: cannot write --sheet ({exc.strerror or exc})") from None
+        if not args.quiet:
+            print(f"worst frames: {sheet}", file=sys.stderr)
     return 1 if missing or (classes and classes[2]) else 0
 
 
@@ -417,7 +509,7 @@ class _StageBar:
         self.enabled, self.stage, self.bar = enabled, None, None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        from .reconstruct import STAGE_LABELS
+        from .recon import STAGE_LABELS
 
         if stage not in STAGE_LABELS or stage == "prepare":
             return
@@ -437,7 +529,7 @@ class _StageBar:
 def cmd_reconstruct(args) -> int:
     from pathlib import Path
 
-    from .reconstruct import run_reconstruction
+    from .recon import run_reconstruction
 
     bars = _StageBar(not args.quiet)
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -486,7 +578,32 @@ def cmd_reconstruct(args) -> int:
     return 0
 
 
-COMMANDS = {"segment": cmd_segment, "eval": cmd_eval, "reconstruct": cmd_reconstruct}
+def cmd_adapt(args) -> int:
+    from .adapt import AdaptJob
+
+    if args.skip_existing:
+        raise InputError("adapt rewrites every frame's outputs; leave out --skip-existing")
+
+    def make_job(opts):
+        job = AdaptJob(args.input, args.output, args.corrected, opts, refit=args.refit)
+        if not args.quiet:
+            print(f"adapting to {len(job.corrections)} corrected frames…", file=sys.stderr)
+        job.fit()
+        if not args.quiet:
+            info = job.fit_info
+            how = "reused" if info.get("reused") else f"fitted in {info['seconds']:.1f} s"
+            print(f"sequence model {how} -> {job.output / 'adapted.json'}", file=sys.stderr)
+        return job
+
+    return cmd_segment(args, make_job)
+
+
+COMMANDS = {
+    "segment": cmd_segment,
+    "eval": cmd_eval,
+    "reconstruct": cmd_reconstruct,
+    "adapt": cmd_adapt,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,11 +36,21 @@ class DependencyError(SegcoreError):
     """An optional dependency (pycolmap, scikit-image) is missing."""
 
 
+# how to install what 3D reconstruction needs: one hint, the same in every message and doc
+RECON_INSTALL = (
+    'pip install "pycolmap>=4.2,<5" "scikit-image>=0.22" (in a checkout of segcore: '
+    'pip install -e ".[recon]")'
+)
+
+
 def optional_import(module: str, package: str):
-    """``module``, or a :class:`DependencyError` that says which package to install."""
+    """``module``, or a :class:`DependencyError` that says which packages to install."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise DependencyError(f"{package} is not installed; pip install {package}") from None
+        raise DependencyError(
+            f"{package} is not installed; 3D reconstruction needs pycolmap and scikit-image: "
+            f"{RECON_INSTALL}"
+        ) from None

@@ -122,3 +122,71 @@ def format_table(rows: list[dict], pooled: dict, markdown: bool = False) -> str:
         for r in allrows:
             lines.append(f"{r['frame']!s:<{w}} " + " ".join(f"{r[c]:7.4f}" for c in cols))
     return "\n".join(lines)
+
+
+WORST = 12  # frames on eval's worst-frames sheet
+
+
+def frames_by_stem(pred_dir: str | os.PathLike) -> dict[str, Path]:
+    """The frames a `segcore segment` output was made from (its ``report.json``, in
+    PRED_DIR or, for PRED_DIR = OUT/masks, its parent), by stem; {} without one."""
+    import json
+
+    pred = Path(pred_dir)
+    for report in (pred / "report.json", pred.parent / "report.json"):
+        try:
+            data = json.loads(report.read_text(encoding="utf-8"))
+            paths = [Path(f["path"]) for f in data.get("frames", []) if "path" in f]
+            return {p.stem: p for p in paths if p.is_file()}
+        except (OSError, ValueError, AttributeError, TypeError, KeyError):
+            continue
+    return {}
+
+
+def worst_sheet(pred_dir, gt_dir, rows: list[dict], n: int = WORST):
+    """The ``n`` frames with the lowest IoU: the prediction's edge in green, the truth's in
+    magenta, over the frame when PRED_DIR is a `segcore segment` output whose frames are
+    still there, else over an error map (grey: both, red: predicted only, blue: missed).
+    BGR uint8, or None without rows."""
+    import cv2
+    import numpy as np
+
+    from .sheet import EDGE_BGR, TRUTH_BGR, grid, overlay, thumbnail, titled
+
+    if not rows:
+        return None
+    pred, gt = mask_files(Path(pred_dir)), mask_files(Path(gt_dir))
+    frames = frames_by_stem(pred_dir)
+    worst = sorted(rows, key=lambda r: (r["iou"], r["f1"]))[:n]
+    tiles, labels = [], []
+    for r in worst:
+        p, g = read_label(pred[r["frame"]]), read_label(gt[r["frame"]])
+        H, W = p.shape
+        w = min(W, 320)
+        size = (w, max(1, round(H * w / W)))
+        small = [cv2.resize(m.astype(np.uint8) * np.uint8(255), size, interpolation=cv2.INTER_AREA)
+                 for m in (p, g)]  # fmt: skip
+        base = None
+        if r["frame"] in frames:
+            try:
+                small_frame = thumbnail(frames[r["frame"]], w)
+                base = cv2.resize(small_frame, size, interpolation=cv2.INTER_AREA)
+            except Exception:  # gone or unreadable since: the error map instead
+                base = None
+        if base is None:
+            ps, gs = small[0] > 127, small[1] > 127
+            base = np.full((*ps.shape, 3), 30, np.uint8)
+            base[ps & gs] = (170, 170, 170)
+            base[ps & ~gs] = (60, 60, 220)
+            base[~ps & gs] = (220, 120, 40)
+        tiles.append(overlay(base, small[0], small[1]))
+        labels.append(f"{r['frame']}  IoU {r['iou']:.3f}  F1 {r['f1']:.3f}")
+    lines = [
+        f"{Path(pred_dir)} against {Path(gt_dir)}: the {len(worst)} frames with the lowest IoU "
+        f"of {len(rows)}, worst first",
+    ]
+    legend = [(EDGE_BGR, "prediction's edge"), (TRUTH_BGR, "truth's edge")]
+    if len(frames) < len(worst):
+        legend += [((170, 170, 170), "both"), ((60, 60, 220), "predicted only"),
+                   ((220, 120, 40), "missed")]  # fmt: skip
+    return titled(grid(tiles, cols=min(4, len(tiles)), tile_w=320, labels=labels), lines, legend)

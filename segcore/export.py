@@ -40,5 +40,5 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, sample_hw=(256,
         )
     path = Path(path)
     atomic_write_bytes(path, buf.getvalue())
-    log.info("exported %s (%.1f MB)", path, len(buf.getvalue()) / 1e6)
+    log.debug("exported %s (%.1f MB)", path, len(buf.getvalue()) / 1e6)
     return path

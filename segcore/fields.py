@@ -35,6 +35,8 @@ def show(value) -> str:
 
 
 def _name(where: str, key: str) -> str:
+    if not key.isprintable():  # a key with a newline or a control character: quoted, so
+        key = json.dumps(key)  # the message stays one line
     return f"{where}.{key}" if where else key
 
 

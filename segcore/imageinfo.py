@@ -21,6 +21,7 @@ class ImageInfo:
     alpha: bool = False  # an alpha channel or a transparent colour (which decoding drops)
     float_samples: bool = False  # IEEE float samples (a TIFF)
     orientation: int = 1  # a TIFF's Orientation tag (1 = as stored; EXIF's meaning)
+    bits: int = 8  # bits per sample (PNG bit depth, TIFF BitsPerSample): 16 for 16-bit images
 
     @property
     def pixels(self) -> int:
@@ -57,7 +58,7 @@ def _png(data: bytes) -> ImageInfo:
             break
         alpha = tag == b"tRNS"
         pos += 12 + length
-    return ImageInfo("png", w, h, alpha)
+    return ImageInfo("png", w, h, alpha, bits=data[24])
 
 
 def _jpeg(data: bytes) -> ImageInfo | None:
@@ -110,7 +111,8 @@ def _tiff(data: bytes) -> ImageInfo | None:
     # IEEE float samples, or LogLuv (how OpenCV writes a float RGB TIFF): float when decoded
     float_samples = 3 in tags.get(339, ()) or photometric in (32844, 32845)
     orientation = tags.get(274, (1,))[0]
-    return ImageInfo("tiff", tags[256][0], tags[257][0], alpha, float_samples, orientation)
+    bits = tags.get(258, (1,))[0]
+    return ImageInfo("tiff", tags[256][0], tags[257][0], alpha, float_samples, orientation, bits)
 
 
 def _webp(data: bytes) -> ImageInfo | None:

@@ -197,15 +197,33 @@ class Segmenter:
         p, _, geo = self.predict(bgr, source, flip)
         return p, geo
 
-    def predict(self, bgr: np.ndarray, source: np.ndarray | None = None, flip: bool = False):
+    def predict(
+        self,
+        bgr: np.ndarray,
+        source: np.ndarray | None = None,
+        flip: bool = False,
+        passes: list | None = None,
+    ):
         """(kept probability (h, w), class probabilities (C, h, w) or None for a binary
-        model, geometry): :meth:`probability` with the classes it was summed from."""
+        model, geometry): :meth:`probability` with the classes it was summed from.
+
+        ``passes``, a list, receives with ``flip`` the kept probability of each of the two
+        passes (the direct one, then the mirrored one aligned again): how far they agree is
+        one of a frame's confidence signals (:mod:`segcore.confidence`)."""
         blob, geo = prepare(bgr, self.card.preprocess, source)
         logits = self.backend.logits(blob)[0]
         if flip:
-            mirrored = self.backend.logits(np.ascontiguousarray(blob[..., ::-1]))[0]
-            logits = 0.5 * (logits + mirrored[..., ::-1])
+            mirrored = self.backend.logits(np.ascontiguousarray(blob[..., ::-1]))[0][..., ::-1]
+            if passes is not None:
+                passes.extend(self._kept(geo.crop(x)) for x in (logits, mirrored))
+            logits = 0.5 * (logits + mirrored)
         if self.keep is None:
             return sigmoid(geo.crop(logits[0])), None, geo
         probs = softmax(geo.crop(logits))
         return keep_probability(probs, self.keep), probs, geo
+
+    def _kept(self, logits: np.ndarray) -> np.ndarray:
+        """The kept probability (h, w) of one pass's cropped logits (C, h, w)."""
+        if self.keep is None:
+            return sigmoid(logits[0])
+        return keep_probability(softmax(logits), self.keep)

@@ -36,6 +36,8 @@ except ImportError:  # e.g. inside Blender: plain zlib, the same PNG format
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+# what the hints name: every format segcore reads (IMAGE_EXTENSIONS)
+READ_FORMATS = "JPEG, PNG, TIFF, BMP or WebP (.jpg .jpeg .png .tif .tiff .bmp .webp)"
 TMP_PREFIX = ".segcore-"
 TMP_SUFFIX = ".tmp"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -160,12 +162,7 @@ def discover_frames(
         raise InputError(
             f"{path}: the folder {what}"
             + "".join(f"; {s}" for s in skipped)
-            + (
-                ""
-                if skipped
-                else "; point INPUT at a folder of "
-                f"{'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS[:3])} frames"
-            )
+            + ("" if skipped else f"; point INPUT at a folder of {READ_FORMATS} frames")
         )
     if notes is not None:
         notes.extend(skipped)
@@ -308,6 +305,7 @@ def decode_image(
         raise FrameError(path, "the JPEG is truncated (an incomplete copy?); copy it again")
     info = image_info(data)
     check_decodable(info, path, reduce)
+    data = without_png_profile(data)
     flags = {
         1: cv2.IMREAD_COLOR,
         2: cv2.IMREAD_REDUCED_COLOR_2,
@@ -336,8 +334,41 @@ def decode_image(
     if warnings is not None:
         if info is not None and info.alpha:
             warnings.append("the input has an alpha channel; it was ignored")
+        if info is not None and info.bits == 16 and not info.float_samples:
+            warnings.append(SIXTEEN_BITS)
         warnings.extend(notes)
     return img
+
+
+def without_png_profile(data: bytes) -> bytes:
+    """PNG bytes without their ICC profile chunk (``iCCP``), other bytes as they are.
+
+    OpenCV ignores the profile anyway, but libpng checks it while decoding and prints
+    warnings straight to the terminal ("libpng warning: iCCP: known incorrect sRGB
+    profile": many photos saved by image editors carry one); without the chunk it has
+    nothing to warn about, and the pixels are the same."""
+    if not data.startswith(PNG_SIGNATURE) or b"iCCP" not in data[: 1 << 20]:
+        return data
+    out, pos, n = [data[:8]], 8, len(data)
+    while pos + 12 <= n:
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        tag = data[pos + 4 : pos + 8]
+        end = pos + 12 + size
+        if tag == b"IDAT" or end > n:  # the profile comes before the image data
+            out.append(data[pos:])
+            return b"".join(out)
+        if tag != b"iCCP":
+            out.append(data[pos:end])
+        pos = end
+    out.append(data[pos:])
+    return b"".join(out)
+
+
+# what decode_image says of a 16-bit frame (OpenCV's 8-bit decoding keeps the top 8 bits)
+SIXTEEN_BITS = (
+    "16-bit image: segmented in 8 bits per channel, and the RGBA cut-out is 8-bit; for a "
+    "16-bit cut-out, apply the mask (masks/) to the original"
+)
 
 
 _ORIENT = {  # EXIF / TIFF orientation -> the operation that makes the image upright
@@ -400,7 +431,7 @@ def read_label(path: str | os.PathLike, warnings: list[str] | None = None) -> np
     data = read_bytes(path)
     if not data:
         raise FrameError(path, "the label file is empty (0 bytes)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    img = cv2.imdecode(np.frombuffer(without_png_profile(data), np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise FrameError(path, "cannot decode the label image; re-export it as PNG")
     if img.ndim == 3 and img.shape[2] == 4:
@@ -410,6 +441,8 @@ def read_label(path: str | os.PathLike, warnings: list[str] | None = None) -> np
     else:
         chan = img
     full = float(np.iinfo(chan.dtype).max) if chan.dtype.kind in "ui" else 1.0
+    if warnings is not None and looks_like_photo(img, full):
+        warnings.append(PHOTO_NOT_MASK)
     top = float(chan.max()) if chan.size else 0.0
     if not 0 < top <= 0.5 * full:
         return chan > 0.5 * full
@@ -426,6 +459,33 @@ def read_label(path: str | os.PathLike, warnings: list[str] | None = None) -> np
             f"mask marks the subject with {full:g}"
         )
     return chan > 0.5 * full
+
+
+# what read_label says of a file that is a photo, not a mask (the frames' folder given as
+# the ground truth, say): one fixed text, so a folder of them is said once
+PHOTO_NOT_MASK = (
+    "looks like a photo, not a mask (most pixels are neither black nor white, or it has "
+    "colour): a mask is 0 = background, 255 = subject; is this the frames' folder?"
+)
+
+
+def looks_like_photo(img: np.ndarray, full: float = 255.0) -> bool:
+    """Whether a label image is a photo rather than a mask: colour (in an image without
+    alpha) or more than a quarter of its pixels in the grey middle (a mask is black and
+    white, with at most a soft rim; a lossy JPEG mask stays near the two)."""
+    step = max(1, int(np.sqrt(img.shape[0] * img.shape[1] / 250_000)))  # ~250k samples
+    sub = img[::step, ::step]
+    if sub.ndim == 3 and sub.shape[2] == 4:
+        chan = sub[:, :, 3]
+    elif sub.ndim == 3:
+        c = sub[:, :, :3].astype(np.float32)
+        if float(np.mean(np.ptp(c, axis=2))) > 0.06 * full:  # colour: channels differ
+            return True
+        chan = sub.max(axis=2)
+    else:
+        chan = sub
+    mid = (chan > 0.1 * full) & (chan < 0.9 * full)
+    return bool(np.count_nonzero(mid) > 0.25 * mid.size)
 
 
 def png_is_whole(path: str | os.PathLike, colour_type: int | None = None) -> bool:

@@ -124,9 +124,10 @@ def decode_labels(img: np.ndarray | None, path: str | os.PathLike = "<bytes>") -
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
     """uint8 (H, W) class indices of a label map file (see :func:`decode_labels`)."""
-    from .io import read_bytes
+    from .io import read_bytes, without_png_profile
 
     data = read_bytes(path)
     if not data:
         raise FrameError(path, "the label map is empty (0 bytes)")
+    data = without_png_profile(data)  # no libpng warnings about an editor's colour profile
     return decode_labels(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), path)

@@ -29,6 +29,7 @@ import numpy as np
 
 from . import formats as fmt
 from .card import PostprocessParams
+from .confidence import assess, frame_signals, grid_mask, verdict
 from .config import CLASSES
 from .edges import active_cells, coarse_logit, load_refiner
 from .errors import InputError, OutputError, SegcoreError
@@ -48,6 +49,7 @@ from .io import (
 )
 from .labels import label_map, nearest_class, read_labels, write_labels
 from .mask import cutout, decide, foreground_share, threshold
+from .options import DEFAULT_FORMATS, DEFAULT_WORKERS, MAX_WORKERS
 from .outputs import Manifest, check_apart, relation
 from .plate import check_mode as check_plate_mode
 from .preprocess import MAX_INPUT_SIZE, fit_size
@@ -58,7 +60,6 @@ from .upsample import SplineField
 log = logging.getLogger(__name__)
 
 REPORT_VERSION = 1
-MAX_WORKERS = 64  # frames in flight at most (each holds a decoded frame and its buffers)
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,10 @@ class SegmentOptions:
     refine: bool | None = None
     flip: bool | None = None  # test-time flip averaging (Segmenter.probability)
     edges: str | None = None  # "learned" (the card's edge refiner) or "guided" (the filter)
-    formats: tuple[str, ...] = ("rgba", "mask")
+    formats: tuple[str, ...] = DEFAULT_FORMATS  # names of segcore.options.FORMATS
     skip_existing: bool = False  # keep frames whose outputs all exist (resume)
     overwrite: bool = False  # replace existing outputs
-    workers: int = 2  # frames in flight
+    workers: int = DEFAULT_WORKERS  # frames in flight, 1 to MAX_WORKERS
     temporal: bool = False  # smooth along the sequence (segcore.temporal); frames in order
     plate: str = "auto"  # complete the masks from a still background (segcore.plate)
     recursive: bool = False  # frames in INPUT's subfolders too (outputs keep flat names)
@@ -94,6 +95,11 @@ class FrameResult:
     outputs: list[str] = field(default_factory=list)
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # how far to trust the mask (segcore.confidence): 0..1, None until assessed (or failed)
+    confidence: float | None = None
+    suspect: bool = False  # confidence below 0.5: worth a look before 3D
+    reasons: list[str] = field(default_factory=list)  # why it is suspect, in plain words
+    signals: dict[str, float] = field(default_factory=dict)  # the measured values
 
 
 @dataclass
@@ -110,6 +116,8 @@ class FrameMasks:
     # of the kept classes; None for a binary model
     classes: np.ndarray | None = None
     keep: tuple[int, ...] | None = None
+    # what the network's output says of its own reliability (segcore.confidence.frame_signals)
+    signals: dict = field(default_factory=dict)
 
     def labels(self) -> np.ndarray:
         """uint8 (H, W) class indices agreeing with :attr:`mask` (segcore.labels.label_map)."""
@@ -155,8 +163,14 @@ def segment_frame(
     H, W = bgr.shape[:2]
     source, radius = guide_source(bgr, segmenter.card.preprocess.input_size, post)
     t["preprocess"] = time.perf_counter() - t0
-    small, classes, geo = segmenter.predict(bgr, source=source, flip=post.flip)
-    kept = {"classes": classes, "keep": segmenter.keep}
+    passes: list = []  # the flip pair, for the confidence signals (a plain Segmenter's)
+    more = {"passes": passes} if isinstance(segmenter, Segmenter) else {}
+    small, classes, geo = segmenter.predict(bgr, source=source, flip=post.flip, **more)
+    kept = {
+        "classes": classes,
+        "keep": segmenter.keep,
+        "signals": frame_signals(small, passes, post.threshold),
+    }
     t1 = time.perf_counter()
     t["inference"] = t1 - t0 - t["preprocess"]
     if smooth is not None:
@@ -380,6 +394,8 @@ CHAIN_STATES = ".segment-temporal"
 # finishes with the same plate
 PLATE_RECORD = ".segment-plate.json"
 PLATE_SAVED = ".segment-plate.npz"
+# every run's picture: its frames with the mask edges, suspect ones first (segcore.sheet)
+CONTACT_SHEET = "contact_sheet.png"
 
 
 class SequenceJob:
@@ -408,7 +424,7 @@ class SequenceJob:
                 "(1 needs the least memory)"
             )
         self.notes: list[str] = []  # what INPUT holds that is not segmented, one line each
-        self.frames = discover_frames(self.input, self.notes, options.recursive)
+        self.frames = self._discover()
         self.writers = [fmt.WRITERS[name] for name in options.formats]
         self.rim_colours = "rgba" in options.formats  # only the RGBA output uses them
         self._check_stems()
@@ -444,12 +460,18 @@ class SequenceJob:
             if not (self.owned.lists(q) and not png_is_whole(q))
         )
         folders = [self.output / w.folder for w in self.writers]
+        # the earlier run's report: the confidence signals of the frames it wrote and this
+        # run keeps (skip_existing); the contact sheet, unless a file of that name is not ours
+        self._earlier = self._earlier_frames() if options.skip_existing else {}
+        sheet = self.output / CONTACT_SHEET
+        self.sheet_foreign = os.path.lexists(sheet) and not self.owned.owns(sheet)
         try:
             for d in folders:
                 d.mkdir(parents=True, exist_ok=True)
             for d in (self.output, *folders, self.output / CHAIN_STATES):
                 remove_stale_temporaries(d)  # a dead run's, report.json's included
-            self.owned.pending([*self._paths(todo), "report.json"])
+            own = ["report.json"] + ([] if self.sheet_foreign else [CONTACT_SHEET])
+            self.owned.pending([*self._paths(todo), *own])
             self._forget_plate({p.name for p in todo})  # their outputs are written again
         except OSError as exc:
             raise _unwritable(self.output, exc) from exc
@@ -459,9 +481,18 @@ class SequenceJob:
         self.interrupted = False
         self.fatal: str | None = None  # a fault that stops the whole run (disk full)
         self.report_error: str | None = None  # why report.json could not be written
+        self.sheet_error: str | None = None  # why contact_sheet.png was not written
+        self.sheet: Path | None = None  # the contact sheet written (write_report)
+        self.confidence: dict | None = None  # the run's confidence summary (assess)
+        self._grids: dict[int, np.ndarray] = {}  # each written mask on confidence's grid
         self.plate: dict | None = None  # what the still background changed (complete_from_plate)
+        self.plate_why: str | None = None  # why there was no still-background pass
         # progress(stage, done, total) of that pass (stages: segcore.plate.STAGES)
         self.plate_progress: Callable[[str, int, int], None] | None = None
+
+    def _discover(self) -> list[Path]:
+        """The frames to segment (:class:`segcore.watch.WatchJob` finds them as they come)."""
+        return discover_frames(self.input, self.notes, self.options.recursive)
 
     def _check_stems(self) -> None:
         by_stem(self.frames, "their masks would overwrite each other")
@@ -527,6 +558,8 @@ class SequenceJob:
             if state:
                 self._drop_chain_state(index - 1)  # only this frame, now done, needed it
             res.timings["encode"] = time.perf_counter() - tb
+            res.signals = dict(fm.signals)
+            self._grids[index] = grid_mask(fm.mask)
             res.foreground_share = foreground_share(fm.mask)
             if res.foreground_share == 0.0:
                 res.warnings.append("no subject found: the mask is empty")
@@ -672,15 +705,22 @@ class SequenceJob:
         todo = [i for i in done if not self._plate_completed(i, record)]
         if done and not todo:  # an earlier pass completed every frame: never twice
             self.plate = {**record["plate"], "stopped": False} if record.get("plate") else None
+            if self.plate is None:
+                self.plate_why = "an earlier run of this folder found no still background"
             return self.plate
         names = [self.frames[i].name for i in done]
+        why: list[str] = []
         try:
-            plate = self._saved_plate(names) or still_plate(len(done), subject_of, force, progress)
+            plate = self._saved_plate(names) or still_plate(
+                len(done), subject_of, force, progress, why
+            )
             if plate is None:
+                self.plate_why = why[0] if why else "no still background"
                 return None
             self.owned.pending(self._paths([self.frames[i] for i in todo]))  # rewritten below
         except (SegcoreError, OSError) as exc:  # a frame gone or unreadable since: say so
             log.warning("no still-background pass: %s", getattr(exc, "reason", exc))
+            self.plate_why = f"not run: {getattr(exc, 'reason', exc)}"
             return None
         except BaseException:
             self.interrupted = True
@@ -828,12 +868,13 @@ class SequenceJob:
         H, W = bgr.shape[:2]
         return cv2.resize(small, (W, H), interpolation=cv2.INTER_NEAREST) > 0
 
-    def _run(self, workers, n, stop, should_stop) -> Iterator[FrameResult]:
+    def _run(self, workers, n, stop, should_stop, start: int = 0) -> Iterator[FrameResult]:
+        """Process frames ``start`` to ``n - 1`` on a pool of ``workers``, yield in order."""
         with ThreadPoolExecutor(workers, thread_name_prefix="segcore") as pool:
             pending: dict[int, Future] = {}
-            nxt = 0
+            nxt = start
             try:
-                for i in range(n):
+                for i in range(start, n):
                     while nxt < n and len(pending) < workers and not stop.is_set():
                         pending[nxt] = pool.submit(self.process, nxt)
                         nxt += 1
@@ -859,6 +900,125 @@ class SequenceJob:
                     f = pending.pop(j)
                     if not f.cancelled():
                         self.results.append(f.result())
+
+    def plate_note(self) -> str | None:
+        """Why ``plate`` is None (the report's ``plate_note``); None when there was a pass."""
+        if self.plate is not None:
+            return None
+        if self.options.plate == "off":
+            return "off (--plate off)"
+        if self.plate_why:
+            return self.plate_why
+        if self.interrupted or self.fatal:
+            return "not run: the run stopped before the last frame"
+        return "not run"
+
+    # --- confidence and the contact sheet ---
+
+    def _mask_writer(self):
+        """The output to read a frame's mask back from: a mask format's, else the label
+        map's, else the cut-out's alpha."""
+        return min(self.writers, key=lambda w: {"labels": 1, "rgba": 2}.get(w.name, 0))
+
+    def read_mask(self, i: int) -> np.ndarray:
+        """bool (H, W): frame ``i``'s mask as written."""
+        from .io import read_label
+
+        src = self._mask_writer()
+        path = self.output / src.folder / src.filename(self.frames[i])
+        return read_labels(path) > 0 if src.name == "labels" else read_label(path)
+
+    def _earlier_frames(self) -> dict[str, dict]:
+        """The frames of the report an earlier run left in OUT, by path."""
+        try:
+            data = json.loads((self.output / "report.json").read_text(encoding="utf-8"))
+            return {
+                str(f["path"]): f
+                for f in data.get("frames", [])
+                if isinstance(f, dict) and f.get("status") in ("ok", "skipped") and "path" in f
+            }
+        except (OSError, ValueError, AttributeError, TypeError):
+            return {}
+
+    def assess(self) -> dict:
+        """Every written frame's confidence (:mod:`segcore.confidence`), set on its
+        :class:`FrameResult`; returns (and keeps in ``confidence``) the run's summary. A
+        frame an earlier run wrote (skip_existing) brings the signals of that run's report;
+        its mask is read back for the sequence's signals."""
+        done = [r for r in self.results if r.status in ("ok", "skipped")]
+        done.sort(key=lambda r: r.index)
+        entries = []
+        for r in done:
+            if r.status == "skipped" and not r.signals:  # the earlier run's, where it said
+                earlier = self._earlier.get(r.path, {}).get("signals") or {}
+                r.signals = {
+                    k: v
+                    for k, v in earlier.items()
+                    if k in ("uncertain", "flip_iou") and isinstance(v, (int, float))
+                }
+            if r.index not in self._grids:  # kept from an earlier run: its mask read back
+                try:
+                    mask = self.read_mask(r.index)
+                    self._grids[r.index] = grid_mask(mask)
+                    r.foreground_share = foreground_share(mask)
+                except (SegcoreError, OSError):
+                    r.foreground_share = None  # gone since: not assessed
+            e = {"foreground_share": r.foreground_share, "grid": self._grids.get(r.index)}
+            e.update({k: v for k, v in r.signals.items() if k in ("uncertain", "flip_iou")})
+            entries.append(e)
+        for r, a in zip(done, assess(entries)):
+            r.confidence, r.suspect, r.reasons = a["confidence"], a["suspect"], a["reasons"]
+            r.signals = {**r.signals, **a["signals"]}
+        from .confidence import LIMITS
+
+        assessed = [r for r in done if r.confidence is not None]
+        suspect = [r for r in assessed if r.suspect]
+        self.confidence = {
+            "assessed": len(assessed),
+            "suspect": len(suspect),
+            "suspect_frames": [Path(r.path).name for r in suspect],
+            "limits": dict(LIMITS),
+        }
+        return self.confidence
+
+    def verdict(self) -> str:
+        """The run's line about its frames' confidence (after :meth:`write_report`)."""
+        c = self.confidence or self.assess()
+        sheet = str(self.sheet) if self.sheet is not None else None
+        return verdict(c["suspect"], c["assessed"], sheet)
+
+    def write_contact_sheet(self) -> Path | None:
+        """``OUT/contact_sheet.png``: the frames with their mask edges, suspect ones first
+        and marked (:func:`segcore.sheet.run_sheet`); at most :data:`segcore.sheet.MAX_TILES`
+        frames, so its size is bounded for any run. None (and ``sheet_error``) when it is
+        not written: no frame written, a file of that name this command did not write, or
+        a write fault."""
+        from .sheet import run_sheet
+
+        path = self.output / CONTACT_SHEET
+        self.sheet = None
+        if self.sheet_foreign:
+            self.sheet_error = (
+                f"{path}: `segcore segment` did not write it and will not replace it; no "
+                "contact sheet this run (move it away)"
+            )
+            return None
+        frames = [r for r in self.results if r.confidence is not None]
+        if not frames:
+            return None
+        try:
+            self.owned.pending([CONTACT_SHEET])  # ours to write (a report may have settled it)
+            img = run_sheet(
+                [(r.index, Path(r.path), r.confidence, r.suspect, r.reasons) for r in frames],
+                self.read_mask,
+                title=f"{self.input} -> {self.output}",
+            )
+            write_png(path, img)
+        except (SegcoreError, OSError) as exc:
+            self.sheet_error = f"{path}: not written ({getattr(exc, 'strerror', None) or exc})"
+            return None
+        self.sheet = path
+        return path
 
     def summary(self) -> dict:
         by = {s: sum(r.status == s for r in self.results) for s in ("ok", "skipped", "failed")}
@@ -892,13 +1052,20 @@ class SequenceJob:
             "summary": self.summary(),
             "input_notes": self.notes,
             "plate": self.plate,
+            "plate_note": self.plate_note(),
+            "confidence": self.confidence,
+            "contact_sheet": self.sheet.name if self.sheet is not None else None,
             "frames": [asdict(r) for r in self.results],
         }
 
-    def write_report(self) -> Path | None:
-        """``report.json``; None when it cannot be written (a full or read-only disk), with
-        the reason in ``report_error``."""
+    def write_report(self, sheet: bool = True) -> Path | None:
+        """``report.json`` (each frame's confidence assessed first) and, with ``sheet``, the
+        contact sheet; None when the report cannot be written (a full or read-only disk),
+        with the reason in ``report_error``."""
         path = self.output / "report.json"
+        self.assess()
+        if sheet:
+            self.write_contact_sheet()
         try:
             atomic_write_bytes(path, (json.dumps(self.report(), indent=2) + "\n").encode())
             self.owned.settle()

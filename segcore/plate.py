@@ -294,8 +294,8 @@ def still_plate(
         if why is not None:
             why.append(
                 f"the background moves (a camera ring, or a hand-held camera): {still:.0%} of "
-                f"the clear background matches from frame to frame, a turntable's {STILL_SHARE:.0%} "
-                "or more; --plate on forces the pass"
+                "it matches from frame to frame, under a turntable's "
+                f"{STILL_SHARE:.0%}; --plate on forces the pass"
             )
         return None
     trusted = seen >= max(MIN_SEEN, REMOVE_SEEN * k)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+MIN_RATE_SECONDS = 0.5  # no rate (nor time left) before this much time has passed
+
 
 def fmt_seconds(s: float) -> str:
     s = int(round(s))
@@ -30,13 +32,17 @@ class Progress:
 
     def line(self, note: str = "") -> str:
         el = time.perf_counter() - self.t0
-        rate = self.n / el if el > 0 else 0.0
-        left = (self.total - self.n) / rate if rate > 0 else 0.0
         frac = self.n / self.total if self.total else 1.0
         bar = "#" * int(24 * frac) + "-" * (24 - int(24 * frac))
+        if el < MIN_RATE_SECONDS:  # one item in a few microseconds is no rate to show
+            speed, left = "  --/s", "--:--"
+        else:
+            rate = self.n / el
+            speed = f"{rate:5.2f}/s"
+            left = fmt_seconds((self.total - self.n) / rate) if rate > 0 else "--:--"
         return (
-            f"{self.label} [{bar}] {self.n}/{self.total} {rate:5.2f}/s "
-            f"elapsed {fmt_seconds(el)} left {fmt_seconds(left)} {note}"
+            f"{self.label} [{bar}] {self.n}/{self.total} {speed} "
+            f"elapsed {fmt_seconds(el)} left {left} {note}"
         ).rstrip()
 
     def update(self, k: int = 1, note: str = "") -> None:

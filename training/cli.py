@@ -8,14 +8,28 @@ import logging
 import sys
 from pathlib import Path
 
-EPILOG = """typical use:
-  python -m training synth --out data/synth --sequences 200 --frames 6 --seed 1
+from segcore.card import MODELS_DIR, user_models_dir
+
+EPILOG = """typical use (each step makes what the next one reads):
+  python -m training synth --out data/synth --trainable --sequences 200 --frames 6 --seed 1
+  python -m training synth --out data/heldout --family coat --sequences 2 --frames 6 --seed 2
   python -m training train --data data/synth --out runs/garment --steps 6000
   python -m training eval --model runs/garment/best.pt --data data/heldout
-  python -m training export runs/garment/best.pt --name garment
+  python -m training export runs/garment/best.pt --name my-garment
+  segcore segment FRAMES -o OUT --model my-garment
 fine-tune the shipped model on your own labelled photos:
   python -m training finetune PHOTOS LABELS --name my-garments
+every command: python -m training COMMAND --help
 """
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions wrapped to the terminal, examples (epilogs) kept line by line."""
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith(("example", "typical")):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 def _add_train_args(t: argparse.ArgumentParser) -> None:
@@ -60,11 +74,11 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="test sequences: never trained on, never used to pick the checkpoint",
     )
-    t.add_argument("--seed", type=int)
-    t.add_argument("--threads", type=int, help="torch threads (default 2)")
+    t.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
+    t.add_argument("--threads", type=int, help=f"torch threads (default {d.threads})")
     t.add_argument("--init", metavar="PT", help="start from these weights (fine-tuning)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
-    t.add_argument("-q", "--quiet", action="store_true")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def config_from_args(args):
@@ -237,12 +251,50 @@ def _export_temp(pt: str) -> str:
 
 
 def cmd_export(args) -> int:
-    from .export import export_checkpoint
+    from .export import check_target, export_checkpoint
 
+    check_target(args.name, args.out_dir, args.overwrite)  # before reading anything
     extra = json.loads(Path(args.card_extra).read_text()) if args.card_extra else None
-    path = export_checkpoint(args.checkpoint, args.name, args.out_dir, args.threshold, extra)
+    path = export_checkpoint(
+        args.checkpoint, args.name, args.out_dir, args.threshold, extra, overwrite=args.overwrite
+    )
     print(f"wrote {path} and {path.with_suffix('.onnx')}")
+    _how_to_use(path, args.name)
     return 0
+
+
+def _how_to_use(card: Path, name: str) -> None:
+    """How to run the exported model: by name when segcore finds it so, else by path."""
+    from segcore.card import resolve_model_path
+
+    found = resolve_model_path(name).resolve() == card.resolve()
+    print(f"use it with: segcore segment FRAMES -o OUT --model {name if found else card}")
+    if not found and (MODELS_DIR / f"{name}.json").exists() and card.parent != MODELS_DIR:
+        print(
+            f"note: a bundled model is also named {name!r}; `--model {name}` means the "
+            f"bundled one, so give the path ({card})"
+        )
+
+
+def base_checkpoint(base: str) -> Path:
+    """The weights (.pt) fine-tuning starts from: ``base`` as a .pt file, a card (.json,
+    its .pt beside it) or a model name (bundled, then the user's); FileNotFoundError
+    saying what is missing."""
+    from segcore.card import resolve_model_path
+
+    p = Path(base)
+    if p.suffix == ".pt":
+        pt = p
+    else:
+        card = p if p.suffix == ".json" else resolve_model_path(base)
+        pt = card.with_suffix(".pt")
+    if not pt.is_file():
+        raise FileNotFoundError(
+            f"{pt}: the weights to fine-tune from are not there; --base takes a model whose "
+            "<name>.pt lies beside its card (the bundled garment's ships with segcore: "
+            "reinstall it if it is missing), a card or a .pt file"
+        )
+    return pt
 
 
 def cmd_prepare(args) -> int:
@@ -265,11 +317,12 @@ def cmd_finetune(args) -> int:
     """prepare + train from the shipped model + export, in one command."""
     from dataclasses import replace
 
-    from segcore.card import MODELS_DIR
-
+    from .export import check_target
     from .prepare import prepare
     from .train import TrainConfig, train
 
+    check_target(args.name, args.out_dir, args.overwrite)  # refused before any work
+    base = base_checkpoint(args.base)
     work = Path(args.work or f"runs/finetune-{args.name}")
     data = work / "data"
     done, errors = prepare(args.photos, args.labels, data, name="photos")
@@ -277,7 +330,6 @@ def cmd_finetune(args) -> int:
         print(f"error: {e}", file=sys.stderr)
     if not done:
         return 1
-    base = MODELS_DIR / f"{args.base}.pt"
     ck = __import__("torch").load(base, map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict(ck["config"])
     cfg = replace(
@@ -296,8 +348,11 @@ def cmd_finetune(args) -> int:
     train(cfg)
     from .export import export_checkpoint
 
-    path = export_checkpoint(work / "run" / "last.pt", args.name, args.out_dir)
-    print(f"fine-tuned model: {path} (use it with: segcore segment FRAMES -o OUT --model {path})")
+    path = export_checkpoint(
+        work / "run" / "last.pt", args.name, args.out_dir, overwrite=args.overwrite
+    )
+    print(f"fine-tuned model: {path}")
+    _how_to_use(path, args.name)
     return 0
 
 
@@ -316,26 +371,72 @@ def cmd_realphotos(args) -> int:
     return 0
 
 
+def cmd_adapt_eval(args) -> int:
+    from .adapt_eval import run
+
+    return run(args)
+
+
+def cmd_confidence(args) -> int:
+    from .confidence import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m training",
         description="Make data sets, train, evaluate and export garment segmentation models.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    pr = sub.add_parser("prepare", help="the paper's data-set steps on your labelled photos")
+    pr = sub.add_parser(
+        "prepare",
+        help="the paper's data-set steps on your labelled photos",
+        description="Turn labelled photos into a training data set (docs/design.md layout, "
+        "OUT/<name>/images and masks): the HSV V channel denoised, the photo cropped round "
+        "the subject with a margin, resized, and amplified to eight by the symmetries of the "
+        "square. Labels are matched to photos by file name (DSC_1.jpg: DSC_1.png or "
+        "DSC_1.jpg.png): mask PNGs (255 = subject) or alpha cut-outs. Exit 1 when a label "
+        "cannot be read (each named).",
+        epilog="example:\n  python -m training prepare my_photos/ my_labels/ -o data/mine",
+        formatter_class=HelpFormatter,
+    )
     pr.add_argument("photos", metavar="PHOTOS", help="folder of photos")
     pr.add_argument("labels", metavar="LABELS", help="folder of mask PNGs or alpha cut-outs")
     pr.add_argument("-o", "--out", required=True, help="data set root to write")
-    pr.add_argument("--size", type=int, default=320, help="long side after normalisation")
-    pr.add_argument("--margin", type=float, default=0.15, help="margin around the subject")
-    pr.add_argument("--sigma", type=float, default=0.5, help="V-channel denoise sigma; 0 = off")
+    pr.add_argument(
+        "--size", type=int, default=320, help="long side after normalisation, pixels (320)"
+    )
+    pr.add_argument(
+        "--margin",
+        type=float,
+        default=0.15,
+        help="margin around the subject, a share of its size (0.15)",
+    )
+    pr.add_argument(
+        "--sigma", type=float, default=0.5, help="V-channel denoise sigma, pixels; 0 = off (0.5)"
+    )
     pr.add_argument("--name", help="sequence name (default: the photos folder's name)")
-    pr.add_argument("-q", "--quiet", action="store_true")
+    pr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    sy = sub.add_parser("synth", help="render synthetic garment captures with Blender")
+    sy = sub.add_parser(
+        "synth",
+        help="render synthetic garment captures with Blender",
+        description="Render synthetic garment captures with Blender (the bpy wheel): "
+        "turntables and camera rings of garments on forms, mannequins and body figures in "
+        "studios and rooms, each sequence OUT/<sequence>/ with images, masks (garment + "
+        "figure), labels (garment, figure, support), cameras.json and meta.json. --trainable "
+        "leaves out the held-out families (validation and test); --family draws inside one.",
+        epilog="examples:\n"
+        "  python -m training synth --out data/synth --trainable --sequences 200 --frames 6 "
+        "--seed 1\n"
+        "  python -m training synth --out data/heldout --family coat --sequences 2 --frames 6 "
+        "--seed 2",
+        formatter_class=HelpFormatter,
+    )
     try:
         from .synth.cli import add_arguments
 
@@ -346,19 +447,39 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser(
         "train",
         help="train a model",
-        description="Train on data sets in the "
-        "docs/design.md layout; validation on held-out sequences every epoch.",
+        description="Train on data sets in the docs/design.md layout (ROOT/<sequence>/images, "
+        "masks, optional labels); sequences are split into training and validation, never "
+        "frames of one sequence on both sides. Validates every --epoch-steps and keeps "
+        "OUT/best.pt (best validation), OUT/last.pt, config.json, split.json, log.csv and "
+        "curves.png. Export the result with `python -m training export`.",
+        epilog="examples:\n"
+        "  python -m training train --data data/synth --out runs/garment --steps 6000\n"
+        "  python -m training train --data data/synth data/mine --out runs/mine --steps 4000 "
+        "--init MODEL.pt",
+        formatter_class=HelpFormatter,
     )
     _add_train_args(t)
 
-    e = sub.add_parser("eval", help="score a model on a data set (markdown + worst frames)")
+    e = sub.add_parser(
+        "eval",
+        help="score a model on a data set (markdown + worst frames)",
+        description="Run a model (or a classical baseline) on every frame of a data set as "
+        "`segcore segment` would and score it against the masks at full resolution: "
+        "precision, recall, F1, IoU and boundary F at 1, 2 and 4 px, as a markdown table. "
+        "--families scores each family of ROOT/<family>/<sequence> separately.",
+        epilog="examples:\n"
+        "  python -m training eval --model runs/garment/best.pt --data data/heldout --out "
+        "runs/eval\n"
+        "  python -m training eval --model garment --families data/fam_test --out runs/eval_fam",
+        formatter_class=HelpFormatter,
+    )
     e.add_argument(
         "--model",
         default=None,
         help="bundled name, .json/.onnx card, a training "
         ".pt checkpoint, or 'grabcut' / 'otsu' for the classical baselines",
     )
-    e.add_argument("--data", help="data set root")
+    e.add_argument("--data", help="data set root (ROOT/<sequence>/images, masks)")
     e.add_argument(
         "--families",
         metavar="ROOT",
@@ -375,9 +496,23 @@ def build_parser() -> argparse.ArgumentParser:
         "figure); the truth is the same classes of the data's label maps",
     )
     e.add_argument("--sequences", nargs="+", help="only these sequences")
-    e.add_argument("--refine", dest="refine", action="store_true", default=None)
-    e.add_argument("--no-refine", dest="refine", action="store_false")
-    e.add_argument("--flip", dest="flip", action="store_true", default=None)
+    e.add_argument(
+        "--refine",
+        dest="refine",
+        action="store_true",
+        default=None,
+        help="refine edges at full resolution (default: the card's)",
+    )
+    e.add_argument(
+        "--no-refine", dest="refine", action="store_false", help="spline-upsampled edges only"
+    )
+    e.add_argument(
+        "--flip",
+        dest="flip",
+        action="store_true",
+        default=None,
+        help="average with the mirrored frame's output (default: the card's)",
+    )
     e.add_argument(
         "--no-flip", dest="flip", action="store_false", help="one inference a frame (default: card)"
     )
@@ -387,19 +522,62 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--name", help="row name in the table")
     e.add_argument("--out", help="folder for results.md, frames.json and worst.png")
 
-    x = sub.add_parser("export", help="checkpoint -> segcore/models/<name>.onnx + card")
-    x.add_argument("checkpoint", help="training checkpoint (.pt)")
-    x.add_argument("--name", default="garment")
-    x.add_argument("--out-dir", default=None, help="default: segcore/models")
-    x.add_argument("--threshold", type=float, default=0.5)
+    user = user_models_dir()
+    x = sub.add_parser(
+        "export",
+        help="checkpoint -> <name>.onnx + its model card, in your model folder",
+        description="Export a training checkpoint as a model segcore runs: OUT_DIR/<name>.onnx, "
+        "its card OUT_DIR/<name>.json (checked by loading the ONNX through OpenCV before it is "
+        "written) and OUT_DIR/<name>.pt (the weights, to fine-tune from). OUT_DIR defaults to "
+        f"your model folder ({user}; $SEGCORE_MODELS changes it), where `segcore segment "
+        "--model <name>` finds it by name after the bundled models. A model of that name "
+        "already in OUT_DIR is never replaced without --overwrite.",
+        epilog="examples:\n"
+        "  python -m training export runs/garment/best.pt --name my-garment\n"
+        "  segcore segment shoot/ -o out/ --model my-garment",
+        formatter_class=HelpFormatter,
+    )
+    x.add_argument("checkpoint", help="training checkpoint (.pt: best.pt or last.pt of a run)")
+    x.add_argument("--name", required=True, help="the model's name (its files' stem)")
+    x.add_argument(
+        "--out-dir", default=None, help=f"where the model goes (default: your model folder, {user})"
+    )
+    x.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a model of this name in OUT_DIR (without it the export is refused)",
+    )
+    x.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="the card's subject probability threshold (0.5)",
+    )
     x.add_argument("--card-extra", help="JSON file merged into the card (metrics, commands)")
 
-    t1 = sub.add_parser("table1", help="the paper's Table I: variants with the same budget")
+    t1 = sub.add_parser(
+        "table1",
+        help="the paper's Table I: variants with the same budget",
+        description="Train the paper's variants (the full network, no multi-scale fusion, no "
+        "residual connections, the FCN-style baseline) with the same training budget on "
+        "--data and print the comparison of docs/results.md. Takes train's options.",
+        epilog="example:\n  python -m training table1 --data data/synth --out runs/table1 "
+        "--steps 3000",
+        formatter_class=HelpFormatter,
+    )
     _add_train_args(t1)
 
-    rp = sub.add_parser("realphotos", help="masks on real photos shipped with packages")
-    rp.add_argument("--model", default=None)
-    rp.add_argument("--out", default="docs/real_photos.png")
+    rp = sub.add_parser(
+        "realphotos",
+        help="masks on real photos shipped with packages",
+        description="Segment the real photos of people that ship with installed packages "
+        "(scikit-image's astronaut and camera, matplotlib's Grace Hopper) and write a "
+        "contact sheet of their masks: no ground truth, for people to judge.",
+    )
+    rp.add_argument("--model", default=None, help="model card or bundled name (garment)")
+    rp.add_argument(
+        "--out", default="docs/real_photos.png", help="the sheet (default docs/real_photos.png)"
+    )
 
     ed = sub.add_parser(
         "edges",
@@ -413,9 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--val", nargs="+", metavar="DIR", help="validation data set root(s)")
     ed.add_argument("--out", default="runs/edges", help="run folder (default runs/edges)")
     ed.add_argument("--model", default=None, help="coarse model whose edges are refined")
-    ed.add_argument("--steps", type=int, default=3000)
-    ed.add_argument("--batch", type=int, default=48)
-    ed.add_argument("--lr", type=float, default=2e-3)
+    ed.add_argument("--steps", type=int, default=3000, help="optimisation steps (3000)")
+    ed.add_argument("--batch", type=int, default=48, help="cells per batch (48)")
+    ed.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
     ed.add_argument("--width", type=int, default=12, help="channels of the refiner")
     ed.add_argument("--fuse", type=int, default=8, help="channels of the refiner's last layer")
     ed.add_argument(
@@ -434,19 +612,74 @@ def build_parser() -> argparse.ArgumentParser:
         help="the prior the refiner corrects: the spline-upsampled probability or the "
         "guided filter's",
     )
-    ed.add_argument("--threads", type=int, default=2)
+    ed.add_argument("--threads", type=int, default=2, help="torch threads (2)")
     ed.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     ed.add_argument("--export", metavar="CARD", help="export OUT/best.pt into this model card")
 
-    f = sub.add_parser("finetune", help="fine-tune the shipped model on your labelled photos")
-    f.add_argument("photos", metavar="PHOTOS")
-    f.add_argument("labels", metavar="LABELS")
-    f.add_argument("--name", required=True, help="name of the new model")
-    f.add_argument("--base", default="garment", help="bundled model to start from")
-    f.add_argument("--steps", type=int, default=600)
-    f.add_argument("--lr", type=float, default=5e-4)
+    from .confidence import add_arguments as add_confidence
+
+    add_confidence(
+        sub.add_parser(
+            "confidence",
+            help="measure the confidence flag (suspect frames) on data sets and real photos",
+            description="Segment each sequence as `segcore segment` does and compare the "
+            "frames it flags as suspect with the frames that really fail (IoU below "
+            "--bad-iou against the data's masks). Prints each confidence signal's spread on "
+            "good and bad frames, the limit that would flag no good frame, and the flag's "
+            "precision and recall with the limits in force (segcore/confidence.py, LIMITS). "
+            "Tune the limits on validation families; report on test families.",
+            epilog="example:\n  python -m training confidence --families data/fam_val --photos\n"
+            "  python -m training confidence --families data/fam_test --json conf_test.json",
+            formatter_class=HelpFormatter,
+        )
+    )
+
+    f = sub.add_parser(
+        "finetune",
+        help="fine-tune the shipped model on your labelled photos",
+        description="prepare + train + export in one command: the labelled photos are "
+        "prepared the paper's way (see `prepare`), the model --base is trained on them for "
+        "--steps steps, and the result is exported as --name into your model folder "
+        f"({user}; --out-dir for elsewhere), where `segcore segment --model <name>` finds it. "
+        "A model of that name already there is never replaced without --overwrite (checked "
+        "before any work). The work folder keeps the prepared data and the training run.",
+        epilog="example:\n"
+        "  python -m training finetune my_photos/ my_labels/ --name my-garments\n"
+        "  segcore segment shoot/ -o out/ --model my-garments",
+        formatter_class=HelpFormatter,
+    )
+    f.add_argument("photos", metavar="PHOTOS", help="folder of your photos")
+    f.add_argument(
+        "labels",
+        metavar="LABELS",
+        help="folder of their labels: mask PNGs (255 = subject) or alpha cut-outs, matched "
+        "by file name (DSC_1.jpg: DSC_1.png or DSC_1.jpg.png)",
+    )
+    f.add_argument("--name", required=True, help="name of the new model (its files' stem)")
+    f.add_argument(
+        "--base",
+        default="garment",
+        help="the model to start from: a bundled or your own model's name, its card (.json) "
+        "or its weights (.pt); it needs the <name>.pt weights beside its card (default: "
+        "garment, whose garment.pt ships with segcore)",
+    )
+    f.add_argument("--steps", type=int, default=600, help="optimisation steps (600)")
+    f.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (5e-4)")
     f.add_argument("--work", help="work folder (default runs/finetune-<name>)")
-    f.add_argument("--out-dir", default=None, help="where the model goes (default segcore/models)")
+    f.add_argument(
+        "--out-dir", default=None, help=f"where the model goes (default: your model folder, {user})"
+    )
+    f.add_argument(
+        "--overwrite", action="store_true", help="replace a model of this name in OUT_DIR"
+    )
+    from .adapt_eval import add_arguments as add_adapt_eval
+
+    add_adapt_eval(
+        sub.add_parser(
+            "adapt-eval",
+            help="score segcore adapt: one and two corrected frames per sequence",
+        )
+    )
     return p
 
 
@@ -460,10 +693,8 @@ def main(argv=None) -> int:
         from .synth.cli import run
 
         return run(args)
-    if getattr(args, "out_dir", "unset") is None:
-        from segcore.card import MODELS_DIR
-
-        args.out_dir = MODELS_DIR
+    if getattr(args, "out_dir", "unset") is None:  # export, finetune: the user's model folder
+        args.out_dir = user_models_dir()
     cmd = {
         "train": cmd_train,
         "eval": cmd_eval,
@@ -473,9 +704,16 @@ def main(argv=None) -> int:
         "table1": cmd_table1,
         "realphotos": cmd_realphotos,
         "edges": cmd_edges,
+        "confidence": cmd_confidence,
+        "adapt-eval": cmd_adapt_eval,
     }[args.command]
+    from .export import ModelExists
+
     try:
         return cmd(args)
+    except ModelExists as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,44 +1,101 @@
-"""Checkpoint -> ``segcore/models/<name>.onnx`` + model card (+ ``<name>.pt`` for fine-tuning)."""
+"""Checkpoint -> ``<out_dir>/<name>.onnx`` + model card (+ ``<name>.pt`` for fine-tuning).
+
+The command line's default ``out_dir`` is the user's model folder
+(:func:`segcore.card.user_models_dir`), never the installed package's; a model already
+there is replaced only with ``overwrite`` (:func:`check_target`)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
-import torch
-
+from segcore.card import MODELS_DIR, ModelCard, PostprocessParams, user_models_dir
 from segcore.config import CLASSES
-from segcore.card import MODELS_DIR, ModelCard, PostprocessParams
-from segcore.export import export_onnx
 from segcore.infer import Segmenter
+from segcore.io import atomic_write_bytes, temporary_name
 
-from .train import TrainConfig, make_model
+MODEL_FILES = ("{}.json", "{}.onnx", "{}.pt")  # what an export writes
+
+
+class ModelExists(FileExistsError):
+    """An export would replace a model that is already there (no ``overwrite``)."""
+
+
+def check_target(name: str, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+    """:class:`ModelExists` when ``out_dir`` already holds a model ``name`` (its card, ONNX
+    or weights) and ``overwrite`` is not given; else the files an export will write. Called
+    before any work, so a refused export (or fine-tune) changes nothing."""
+    out_dir = Path(out_dir)
+    files = [out_dir / f.format(name) for f in MODEL_FILES]
+    there = [p for p in files if p.exists()]
+    if there and not overwrite:
+        what = "the bundled model" if out_dir.resolve() == MODELS_DIR.resolve() else "a model"
+        raise ModelExists(
+            f"{there[0]}: {what} {name!r} is already there; pass --overwrite to replace it, or "
+            "choose another --name or --out-dir"
+        )
+    return files
 
 
 def export_checkpoint(
     checkpoint: str | Path,
     name: str,
-    out_dir: str | Path = MODELS_DIR,
+    out_dir: str | Path | None = None,
     threshold: float = 0.5,
     extra: dict | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Export a training checkpoint; returns the card's path. The card is checked by loading
-    the ONNX through segcore (OpenCV) before it is written."""
+    """Export a training checkpoint into ``out_dir`` (default: the user's model folder);
+    returns the card's path. Refuses (:class:`ModelExists`) to replace a model there unless
+    ``overwrite``. The card is checked by loading the ONNX through segcore (OpenCV) before
+    it is written."""
+    import torch
+
+    from segcore.export import export_onnx
+
+    from .train import TrainConfig, make_model
+
+    out_dir = user_models_dir() if out_dir is None else Path(out_dir)
+    check_target(name, out_dir, overwrite)
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict(ck["config"])
     model = make_model(cfg)
     model.load_state_dict(ck["model"])
     model.eval()
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{name}.onnx"
-    export_onnx(model, onnx_path)
     pt = out_dir / f"{name}.pt"
-    tmp = pt.with_name(pt.name + ".tmp")
-    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, tmp)
-    tmp.replace(pt)
+    # written under hidden temporary names, checked, then renamed: an export that fails
+    # half-way leaves the model that was there (if any) whole
+    onnx_tmp = out_dir / temporary_name("-" + onnx_path.name)
+    pt_tmp = out_dir / temporary_name("-" + pt.name)
+    try:
+        export_onnx(model, onnx_tmp)
+        buf = io.BytesIO()
+        torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, buf)
+        atomic_write_bytes(pt_tmp, buf.getvalue())
+        card_path = _write_card(
+            ck, cfg, model, checkpoint, name, threshold, extra, onnx_tmp, onnx_path
+        )
+        os.replace(pt_tmp, pt)
+    finally:
+        for t in (onnx_tmp, pt_tmp):
+            with contextlib.suppress(OSError):
+                t.unlink()
+    return card_path
+
+
+def _write_card(ck, cfg, model, checkpoint, name, threshold, extra, onnx_tmp, onnx_path) -> Path:
+    """Check the card against the ONNX (still under its temporary name), move the ONNX into
+    place and write the card."""
+    import torch
+
     from .train import card_for
 
     base = card_for(cfg, name=name, threshold=threshold)
@@ -66,10 +123,12 @@ def export_checkpoint(
         arch=cfg.arch,
         preprocess=base.preprocess,
         postprocess=PostprocessParams(threshold=threshold),
-        onnx_path=onnx_path,
+        onnx_path=onnx_tmp,
         extra=info,
     )
     Segmenter(card)  # loads the ONNX with OpenCV and checks it against the card
-    card_path = out_dir / f"{name}.json"
+    os.replace(onnx_tmp, onnx_path)
+    card = replace(card, onnx_path=onnx_path)
+    card_path = onnx_path.with_suffix(".json")
     card.save(card_path)
     return card_path

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from segcore.io import write_png
+from segcore.io import read_image, write_png
 from segcore.sheet import grid, overlay
 
 
@@ -25,18 +24,16 @@ def package_people_photos() -> list[tuple[str, np.ndarray]]:
 
         d = Path(skimage.__file__).parent / "data"
         for name in ("astronaut.png", "camera.png"):
-            img = cv2.imread(str(d / name), cv2.IMREAD_COLOR)
-            if img is not None:
-                photos.append((f"skimage {name}", img))
+            if (d / name).exists():  # segcore's reader: no libpng chatter on their profiles
+                photos.append((f"skimage {name}", read_image(d / name)))
     except ImportError:
         pass
     try:
         import matplotlib
 
         p = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is not None:
-            photos.append(("matplotlib grace_hopper.jpg", img))
+        if p.exists():
+            photos.append(("matplotlib grace_hopper.jpg", read_image(p)))
     except ImportError:
         pass
     return photos

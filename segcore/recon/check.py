@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from ..io import read_image
-from ..sheet import grid, overlay
+from ..sheet import EDGE_BGR, TRUTH_BGR, grid, overlay, titled
 from .camera import View, project, scaled_view
 from .mesh import HullError, Mesh
 
@@ -65,4 +65,11 @@ def silhouette_check(
         m8 = np.where(sil, 255, 0).astype(np.uint8)
         tiles.append(overlay(bgr, m8, np.where(v.mask, 255, 0).astype(np.uint8)))
         labels.append(f"{v.name}  IoU {iou:.3f}")
-    return grid(tiles, min(cols, len(tiles)), tile_w=min(320, long_side), labels=labels), ious
+    sheet = grid(tiles, min(cols, len(tiles)), tile_w=min(320, long_side), labels=labels)
+    lines = [
+        f"How the garment mesh fits the masks: {len(tiles)} of {len(views)} views, the mesh "
+        "seen from each frame's camera; IoU of the two outlines (1 = identical)",
+        "Where they part, a mask missed or added a part there, or that camera is off",
+    ]
+    legend = [(EDGE_BGR, "mesh silhouette"), (TRUTH_BGR, "mask")]
+    return titled(sheet, lines, legend), ious

@@ -27,7 +27,9 @@ def import_pycolmap():
 
     pycolmap = optional_import("pycolmap", "pycolmap")
     if not log.isEnabledFor(logging.DEBUG):
-        pycolmap.logging.minloglevel = 2  # glog: 0 info, 1 warning, 2 error
+        # glog: 0 info, 1 warning, 2 error, 3 fatal. Its errors too ("Failed to create any
+        # sparse model") stay off the terminal: every failure is said in segcore's words
+        pycolmap.logging.minloglevel = 3
     return pycolmap
 
 

@@ -72,6 +72,18 @@ def test_silhouettes_reproject_onto_the_masks(sphere_hull):
     assert min(ious) > 0.97
 
 
+def test_the_hull_check_sheet_has_a_legend(sphere_hull):
+    from segcore.recon.check import silhouette_check
+    from segcore.sheet import EDGE_BGR, TRUTH_BGR
+
+    views, mesh = sphere_hull
+    sheet, ious = silhouette_check(mesh, views, frames=4)
+    assert len(ious) == 4 and min(ious.values()) > 0.97
+    head = sheet[:80]  # the header above the tiles: a swatch of each outline's colour
+    for colour in (EDGE_BGR, TRUTH_BGR):
+        assert (np.abs(head.astype(int) - colour).sum(axis=2) == 0).sum() > 50, colour
+
+
 def test_mesh_is_watertight_and_one_piece(sphere_hull):
     _, mesh = sphere_hull
     e = np.sort(
