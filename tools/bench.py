@@ -179,7 +179,8 @@ def compare_baselines(seg, post, paths: list[Path]) -> dict:
 
         d = Path(tempfile.mkdtemp(prefix="segcore-bench-fcn-"))
         export_onnx(GarmentNet(BASELINE).eval(), d / "fcn.onnx")
-        card = replace(seg.card, arch=BASELINE, onnx_path=d / "fcn.onnx", name="fcn")
+        extra = {k: v for k, v in seg.card.extra.items() if k not in ("classes", "edge_refiner")}
+        card = replace(seg.card, arch=BASELINE, onnx_path=d / "fcn.onnx", name="fcn", extra=extra)
         fcn = Segmenter(card)
         out["fcn baseline"] = timed(lambda im: segment_frame(im, fcn, post))
     except ImportError:
