@@ -40,7 +40,7 @@ HESITANT = 0.1
 #: limits past which a frame is suspect (see the module docstring). Measured, not guessed:
 #: each is the largest value the signal took on a validation frame the model got right
 #: (IoU >= 0.9), x 1.1, so no such frame is flagged: 48 frames of the validation families
-#: (photo_wall, plaid, similar_colour: /work/data/fam_val and conf_val, 1280x960) with the
+#: (photo_wall, plaid, similar_colour: data/fam_val and data/conf_val, 1280x960) with the
 #: shipped ``garment`` v4, binary. On them the flag's precision is 1.0 and its recall 0.17
 #: (the other failures are the stand, which v4 keeps by design and is sure of); the three
 #: real photos of people are flagged (uncertain >= 6.1, flip >= 0.55). Re-measure with
