@@ -107,7 +107,16 @@ def test_ctrl_c_ends_the_watch_with_the_report(tmp_path, random_model):
     cmd = [sys.executable, "-m", "segcore", "segment", "--watch", str(shoot), "-o", str(out),
            "--model", str(random_model["card"]), "--settle", "0.3"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    # a background job ignores SIGINT and its children inherit that: give the child the
+    # terminal's default back, as a user's shell does
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         writer = slow_writer(shoot, ["s1.jpg", "s2.jpg"], pause=0.1)
         writer.join()
