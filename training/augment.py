@@ -34,8 +34,9 @@ def random_crop(img, mask, size: int, rng: np.random.Generator, scale=(0.6, 1.4)
     mask = np.where(mask >= 128, np.uint8(255), np.uint8(0))
     onehot = None
     if labels is not None:
-        onehot = (labels[..., None] == np.arange(4, dtype=np.uint8)).astype(np.uint8) * 255
-        onehot = cv2.resize(onehot, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        from .data import class_coverage
+
+        onehot = cv2.resize(class_coverage(labels), (nw, nh), interpolation=cv2.INTER_LINEAR)
     ph, pw = max(0, size - nh), max(0, size - nw)
     if ph or pw:
         t, l = ph // 2, pw // 2

@@ -97,12 +97,16 @@ def read_classes(path: Path) -> np.ndarray:
     return lab.astype(np.uint8)
 
 
+def class_coverage(labels: np.ndarray) -> np.ndarray:
+    """(H, W, len(CLASSES)) uint8 coverage per class (255 = the pixel's class): resize or
+    crop it like an image, then :func:`np.argmax` over the last axis gives a class map."""
+    return (labels[..., None] == np.arange(len(CLASSES), dtype=np.uint8)).astype(np.uint8) * 255
+
+
 def resize_classes(labels: np.ndarray, size: tuple[int, int], interp: int) -> np.ndarray:
     """Resize a class map as per-class coverage, then take the class that covers most."""
-    onehot = (labels[..., None] == np.arange(len(CLASSES), dtype=np.uint8)).astype(np.uint8)
-    return np.argmax(cv2.resize(onehot * 255, size, interpolation=interp), axis=-1).astype(
-        np.uint8
-    )
+    resized = cv2.resize(class_coverage(labels), size, interpolation=interp)
+    return np.argmax(resized, axis=-1).astype(np.uint8)
 
 
 def load_pair(s: Sample, long_side: int | None):
