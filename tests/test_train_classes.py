@@ -12,7 +12,13 @@ cv2 = pytest.importorskip("cv2")
 from segcore.config import CLASSES, NetConfig  # noqa: E402
 from training.augment import augment  # noqa: E402
 from training.data import Sample, load_pair, resize_classes  # noqa: E402
-from training.train import TrainConfig, load_weights, make_model, subject_logit  # noqa: E402
+from training.train import (  # noqa: E402
+    TrainConfig,
+    class_loss_weights,
+    load_weights,
+    make_model,
+    subject_logit,
+)
 
 
 def _scene(h=96, w=128):
@@ -58,6 +64,18 @@ def test_augment_moves_the_class_map_with_the_image():
         if not swap and (cl == 1).sum() > 50 and (cl == 0).sum() > 50:
             red = x[..., 2].astype(int) - x[..., 0].astype(int)
             assert red[cl == 1].mean() > red[cl == 0].mean()
+
+
+def test_class_loss_weights_favour_rare_classes_and_keep_the_mean_at_one():
+    _, lab = _scene()
+    share = np.bincount(lab.ravel(), minlength=4) / lab.size
+    w = class_loss_weights([lab, None], 0.5)
+    assert w.shape == (len(CLASSES),)
+    assert np.isclose((share * w).sum(), 1.0)
+    assert w[3] > w[2] > w[1] > w[0]  # stand < figure < garment < background in pixels
+    assert np.allclose(class_loss_weights([lab], 0.0), 1.0)  # power 0: unweighted
+    no_support = np.where(lab == 3, 0, lab).astype(np.uint8)
+    assert class_loss_weights([no_support], 0.5)[3] == 0  # absent class: no weight
 
 
 def test_subject_logit_is_garment_or_figure_against_the_rest():

@@ -69,6 +69,17 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
         "is garment + figure",
     )
     t.add_argument(
+        "--class-weight",
+        type=float,
+        help=f"weight of the class cross-entropy in the loss (default {d.class_weight})",
+    )
+    t.add_argument(
+        "--class-balance",
+        type=float,
+        help="weigh each class by (1 / its pixel share) to this power in the cross-entropy "
+        f"(0: unweighted; default {d.class_balance})",
+    )
+    t.add_argument(
         "--exclude-sequences",
         nargs="+",
         metavar="NAME",
@@ -107,6 +118,8 @@ def config_from_args(args):
         "val_sequences": args.val_sequences,
         "val_data": args.val_data,
         "exclude_sequences": args.exclude_sequences,
+        "class_weight": args.class_weight,
+        "class_balance": args.class_balance,
     }
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     arch = cfg.arch

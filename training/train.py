@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from segcore.card import PostprocessParams
-from segcore.config import NetConfig
+from segcore.config import CLASSES, NetConfig
 from segcore.infer import Segmenter, TorchBackend
 from segcore.preprocess import PreprocessParams, denoise_v
 
@@ -48,6 +48,9 @@ class TrainConfig:
     warmup: int = 100  # linear warm-up steps, then cosine decay to 2 % of lr
     dice_weight: float = 1.0  # loss = BCE + dice_weight * Dice
     class_weight: float = 0.5  # multi-class models: + class_weight * cross-entropy over CLASSES
+    # the cross-entropy weighs class c by (1 / its pixel share in the training labels) ** this
+    # (0: unweighted; 0.5: the small classes, figure and support, count several times more)
+    class_balance: float = 0.5
     edge_weight: float = 2.0  # extra BCE weight on pixels within 2 px of the label's boundary
     bg_swap: float = 0.35  # share of crops whose background is swapped
     val_share: float = 0.15  # share of sequences held out (split by sequence name)
@@ -106,6 +109,18 @@ class SubjectLogit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return subject_logit(self.net(x))
+
+
+def class_loss_weights(labels: list, power: float) -> np.ndarray:
+    """Cross-entropy weight per class: (1 / pixel share) ** ``power``, scaled so that the mean
+    weight over the training pixels is 1; a class no label map holds gets weight 0."""
+    counts = np.zeros(len(CLASSES))
+    for lab in labels:
+        if lab is not None:
+            counts += np.bincount(lab.ravel(), minlength=len(CLASSES))[: len(CLASSES)]
+    share = counts / max(counts.sum(), 1)
+    w = np.where(share > 0, np.maximum(share, 1e-6) ** -power, 0.0)
+    return w / max(float((share * w).sum()), 1e-12)
 
 
 def edge_weights(masks: np.ndarray, extra: float) -> np.ndarray:
@@ -202,13 +217,29 @@ def validate(model: nn.Module, cfg: TrainConfig, samples, refine: bool = False) 
     seg = Segmenter(card, backend=TorchBackend(SubjectLogit(model)))
     post = PostprocessParams(refine=refine, flip=False)  # one inference: checkpoints compare
     scores = Scores()
+    # a multi-class model is also scored on the garment alone where label maps exist
+    garment = None
+    if cfg.arch.out_channels > 1:
+        from dataclasses import replace
+
+        from .data import read_classes
+
+        classes_card = replace(card, extra={**card.extra, "classes": list(CLASSES)})
+        garment = [Segmenter(classes_card, backend=TorchBackend(model), keep=("garment",)), Scores(), 0]
     model.eval()
     for s in samples:
         bgr = read_image(s.image)
         gt = read_label(s.mask)
         scores.add(segment_frame(bgr, seg, post).mask, gt)
+        if garment is not None and s.labels is not None:
+            garment[1].add(segment_frame(bgr, garment[0], post).mask, read_classes(s.labels) == 1)
+            garment[2] += 1
     model.train()
-    return scores.pooled()
+    pooled = scores.pooled()
+    if garment is not None and garment[2]:
+        g = garment[1].pooled()
+        pooled.update(garment_iou=g["iou"], garment_bf2=g["bf2"])
+    return pooled
 
 
 def spread(items: list, n: int) -> list:
@@ -322,6 +353,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     imgs, masks, labels = load_all(train_samples, round(cfg.input_size * 1.25), bar)
     classes = cfg.arch.out_channels > 1
     bar.close()
+    cls_w = None
+    if classes:
+        cls_w = torch.tensor(class_loss_weights(labels, cfg.class_balance), dtype=torch.float32)
+        log.info("class loss weights %s", dict(zip(CLASSES, cls_w.round(decimals=2).tolist())))
     photos = package_photos() if cfg.photos else []
 
     model = make_model(cfg).to(memory_format=torch.channels_last)
@@ -361,6 +396,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         "val_bf1",
         "val_bf2",
         "val_bf4",
+        "val_garment_iou",
+        "val_garment_bf2",
         "seconds",
     ]
     if not (resume and csv_path.exists()):
@@ -408,7 +445,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         bce = nn.functional.binary_cross_entropy_with_logits(logits, y, weight=wts)
         loss = bce + cfg.dice_weight * dice_loss(logits, y)
         if classes and bool((cls != 255).any()):
-            loss = loss + cfg.class_weight * nn.functional.cross_entropy(raw, cls, ignore_index=255)
+            loss = loss + cfg.class_weight * nn.functional.cross_entropy(
+                raw, cls, weight=cls_w, ignore_index=255
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -428,7 +467,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 ]
                 + [
                     scores.get(k, float("nan"))
-                    for k in ("precision", "recall", "f1", "iou", "bf1", "bf2", "bf4")
+                    for k in (
+                        "precision",
+                        "recall",
+                        "f1",
+                        "iou",
+                        "bf1",
+                        "bf2",
+                        "bf4",
+                        "garment_iou",
+                        "garment_bf2",
+                    )
                 ]
                 + [round(time.time() - t_start, 1)]
             )
@@ -442,6 +491,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             bar.write(
                 f"step {step}: loss {row[2]:.4f} val F1 {f1:.4f} IoU "
                 f"{scores.get('iou', 0):.4f} BF@2px {scores.get('bf2', 0):.4f}"
+                + (f" garment IoU {scores['garment_iou']:.4f}" if "garment_iou" in scores else "")
             )
     bar.close()
     pool.shutdown(wait=True, cancel_futures=True)
