@@ -83,24 +83,38 @@ def _jpeg(data: bytes) -> ImageInfo | None:
     return None
 
 
-_TIFF_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}  # BYTE, SHORT, LONG, LONG8
+# TIFF field types: BYTE, SHORT, LONG, RATIONAL (two LONGs: numerator, denominator), LONG8
+_TIFF_TYPES = {1: "B", 3: "H", 4: "I", 5: "II", 16: "Q"}
+
+
+def ifd_tags(data: bytes, offset: int, endian: str, base: int = 0) -> dict[int, tuple]:
+    """The numeric fields of the TIFF image file directory at ``base + offset``: tag ->
+    values (a RATIONAL as a float; other types and long arrays left out). ``base``: where
+    the TIFF header starts (an EXIF block inside a JPEG: offsets count from there)."""
+    e = endian
+    (n,) = struct.unpack_from(e + "H", data, base + offset)
+    tags: dict[int, tuple] = {}
+    for k in range(n):
+        tag, typ, count = struct.unpack_from(e + "HHI", data, base + offset + 2 + 12 * k)
+        code = _TIFF_TYPES.get(typ)
+        if code is None or count > 64:
+            continue
+        size = struct.calcsize(e + code) * count
+        at = base + offset + 10 + 12 * k
+        if size > 4:
+            (at,) = struct.unpack_from(e + "I", data, at)
+            at += base
+        values = struct.unpack_from(f"{e}{code * count}", data, at)
+        if typ == 5:  # RATIONAL
+            values = tuple(a / b if b else 0.0 for a, b in zip(values[::2], values[1::2]))
+        tags[tag] = values
+    return tags
 
 
 def _tiff(data: bytes) -> ImageInfo | None:
     e = "<" if data[:2] == b"II" else ">"
     (offset,) = struct.unpack_from(e + "I", data, 4)
-    (n,) = struct.unpack_from(e + "H", data, offset)
-    tags: dict[int, tuple] = {}
-    for k in range(n):
-        tag, typ, count = struct.unpack_from(e + "HHI", data, offset + 2 + 12 * k)
-        code = _TIFF_TYPES.get(typ)
-        if code is None or count > 64:
-            continue
-        size = struct.calcsize(code) * count
-        at = offset + 10 + 12 * k
-        if size > 4:
-            (at,) = struct.unpack_from(e + "I", data, at)
-        tags[tag] = struct.unpack_from(f"{e}{count}{code}", data, at)
+    tags = ifd_tags(data, offset, e)
     if 256 not in tags or 257 not in tags:
         return None
     samples = tags.get(277, (1,))[0]
