@@ -12,6 +12,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 cv2 = pytest.importorskip("cv2")
 
+from segcore.exif import exif_focal  # noqa: E402
 from training.synth import cameras as cam  # noqa: E402
 from training.synth import cli  # noqa: E402
 from training.synth.render import render_sequence, sequence_complete  # noqa: E402
@@ -68,6 +69,10 @@ def test_files_have_the_right_sizes_and_binary_masks(rendered):
             meta = json.load(f)
         for key in ("garment", "form", "fabric", "background", "difficulty", "light", "seed"):
             assert key in meta
+        # the lens's focal length in every frame's EXIF, where reconstruct reads it
+        for fr, _, _ in frames:
+            got = exif_focal(os.path.join(seq, "images", fr["image"]))
+            assert got.pixels == pytest.approx(fr["K"][0][0], rel=1e-4)
 
 
 @pytest.mark.slow

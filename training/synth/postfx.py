@@ -13,6 +13,8 @@ import tempfile
 import cv2
 import numpy as np
 
+from segcore.exif import with_exif
+
 
 def camera_realism(img: np.ndarray, post: dict, rng: np.random.Generator) -> np.ndarray:
     """float BGR sRGB [0,1] -> uint8 BGR with a small camera's imperfections."""
@@ -57,13 +59,19 @@ def _atomic_bytes(path: str, data: bytes) -> None:
         raise
 
 
-def write_image(path: str, img: np.ndarray, jpeg_quality: int = 95) -> None:
+def write_image(path: str, img: np.ndarray, jpeg_quality: int = 95, exif: bytes = b"") -> None:
+    """Encode ``img`` by the file's extension; a JPEG gets the APP1 block ``exif``
+    (``segcore.exif.exif_block``: the lens's focal length, as a camera writes it)."""
     ext = os.path.splitext(path)[1].lower()
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext in (".jpg", ".jpeg") else []
+    jpeg = ext in (".jpg", ".jpeg")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if jpeg else []
     ok, buf = cv2.imencode(ext, img, params)
     if not ok:
         raise OSError(f"could not encode {path}")
-    _atomic_bytes(path, buf.tobytes())
+    data = buf.tobytes()
+    if jpeg and exif:
+        data = with_exif(data, exif)
+    _atomic_bytes(path, data)
 
 
 def write_json(path: str, obj) -> None:

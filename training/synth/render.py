@@ -12,8 +12,9 @@ written last and marks the sequence complete (an interrupted run resumes by skip
 ones; a sequence whose colour frames are complete but whose labels are missing gets only the
 label pass again, which also rewrites its masks).
 
-Per sequence: ``images/NNNN.jpg``, ``masks/NNNN.png``, ``labels/NNNN.png``, ``cameras.json`` (format in
-``cameras.py``), ``meta.json`` (garment, form, stand, fabric, background, difficulty tags,
+Per sequence: ``images/NNNN.jpg`` (the lens's focal length in their EXIF, as a camera writes
+it), ``masks/NNNN.png``, ``labels/NNNN.png``, ``cameras.json`` (format in ``cameras.py``),
+``meta.json`` (garment, form, stand, fabric, background, difficulty tags,
 light setup, seed and the full spec: deterministic from the seed, for held-out splits) and
 ``render.json`` (timings; not deterministic).
 """
@@ -31,6 +32,8 @@ import time
 import bpy
 import cv2
 import numpy as np
+
+from segcore.exif import exif_block
 
 from . import cameras as cam_math
 from . import postfx, stage
@@ -305,13 +308,18 @@ def render_sequence(
             sc.cycles.samples = samples
 
             post_rng = np.random.default_rng([spec["seed"], spec["index"], 11])
+            # the focal length in the frames' EXIF, as a camera writes it (segcore reads it)
+            exif = exif_block(cam_data.lens, SENSOR_MM, width, height)
             for i, (m, angle) in enumerate(poses):
                 t = time.time()
                 _set_pose(cam_ob, subject.root, m, angle)
                 img = _render(os.path.join(tmp, "c.png"), False, "16", silent)
                 out = postfx.camera_realism(img, spec["post"], post_rng)
                 postfx.write_image(
-                    os.path.join(seq_dir, "images", f"{i:04d}.jpg"), out, spec["post"]["jpeg"]
+                    os.path.join(seq_dir, "images", f"{i:04d}.jpg"),
+                    out,
+                    spec["post"]["jpeg"],
+                    exif=exif,
                 )
                 rel = np.array(subject.root.matrix_world.inverted() @ cam_ob.matrix_world)
                 r, tt = cam_math.world_to_camera(rel)
@@ -345,7 +353,8 @@ def render_sequence(
         for i, (m, angle) in enumerate(poses):
             t = time.time()
             _set_pose(cam_ob, subject.root, m, angle)
-            labels, mask = labels_from_render(_render(os.path.join(tmp, "m.png"), True, "16", silent))
+            rendered = _render(os.path.join(tmp, "m.png"), True, "16", silent)
+            labels, mask = labels_from_render(rendered)
             postfx.write_image(os.path.join(seq_dir, "labels", f"{i:04d}.png"), labels)
             postfx.write_image(os.path.join(seq_dir, "masks", f"{i:04d}.png"), mask)
             mtimes.append(time.time() - t)
@@ -366,8 +375,12 @@ def render_sequence(
         },
     }
     if labels_only:  # the colour frames, cameras.json and meta.json stay as they were
-        return {"labels_only": True, "mask_s": [round(x, 2) for x in mtimes], "colour_s": [],
-                "total_s": round(time.time() - t0, 2)}
+        return {
+            "labels_only": True,
+            "mask_s": [round(x, 2) for x in mtimes],
+            "colour_s": [],
+            "total_s": round(time.time() - t0, 2),
+        }
     postfx.write_json(os.path.join(seq_dir, "cameras.json"), cameras)
     stats = {
         "build_s": round(build_s, 2),
