@@ -5,9 +5,9 @@
 A dress-form-like subject (a printed cylinder body, a head, a base) turns on a turntable in
 front of a still, textured room (brick wall, gravel floor), seen by one fixed camera:
 the case where unmasked structure from motion locks onto the background. Cycles on the
-CPU, a few seconds a frame. Writes ``images/NNNN.jpg``, ``masks/NNNN.png`` (255 = subject)
-and ``cameras.json`` in ``training/synth/cameras.py``'s format (poses relative to the
-turning subject, OpenCV axes). The textures are scikit-image's bundled photographs.
+CPU, a few seconds a frame. Writes ``images/NNNN.jpg`` (the lens's focal length in EXIF),
+``masks/NNNN.png`` (255 = subject) and ``cameras.json`` in ``training/synth/cameras.py``'s
+format (poses relative to the turning subject, OpenCV axes). The textures are scikit-image's bundled photographs.
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ def render(out: Path, frames: int, width: int, height: int, sweep: float) -> Non
     import bpy
     from mathutils import Matrix
 
+    from segcore.exif import exif_block, with_exif
     from training.synth import cameras as cm
 
     scene, root, subject, background = build_scene(width, height)
@@ -146,7 +147,10 @@ def render(out: Path, frames: int, width: int, height: int, sweep: float) -> Non
             scene.render.filepath = str(tmp / f"{name}.png")
             bpy.ops.render.render(write_still=True)
             img = cv2.imread(str(tmp / f"{name}.png"))
-            cv2.imwrite(str(out / "images" / f"{name}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+            ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+            # the lens in EXIF, as a camera writes it: reconstruct reads the focal from there
+            exif = exif_block(LENS_MM, 36.0, width, height)
+            (out / "images" / f"{name}.jpg").write_bytes(with_exif(jpeg.tobytes(), exif))
             # mask pass: background hidden, subject pure white on black
             for ob in background:
                 ob.hide_render = True
