@@ -6,6 +6,9 @@ checkerboard. Paint with the brush blend modes *Add Alpha* (keep) and *Erase Alp
 (remove), then Save Correction writes the mask to ``OUT/corrected/<frame>.png``. Adapt to
 Corrections re-segments the sequence with a model fitted on the saved corrections
 (``segcore.adapt``), in the same background run as Segment (progress, Esc cancels).
+
+After a run the box lists the frames whose masks look unreliable (``OUT/report.json``'s
+suspect frames, :mod:`review`); Open Suspect Frame opens one the way Correct Frame does.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from __future__ import annotations
 import contextlib
 
 import bpy
+from bpy.props import StringProperty
 from bpy.types import Operator
 
-from . import correction, operators
+from . import correction, operators, review
 from .properties import read_settings
 
 CORRECTION_IMAGE = "Garment correction"
@@ -82,26 +86,56 @@ class GARMENT_SEG_OT_correct_frame(Operator):
         return context.scene is not None and hasattr(context.scene, "garment_seg")
 
     def execute(self, context):
+        return open_correction(self, context, context.scene.garment_seg.preview_index)
+
+
+def open_correction(op, context, index: int, why: str = "") -> set:
+    """Open frame ``index`` with its mask as alpha as the image "Garment correction" (in an
+    Image Editor, if one is open) and report it; ``why``: the frame's suspect reasons."""
+    try:
+        pixels, width, height, stem = correction.correction_pixels(read_settings(context), index)
+    except Exception as exc:
+        op.report({"ERROR"}, operators.error_message(exc))
+        return {"CANCELLED"}
+    img = operators.show_preview(context, pixels, width, height, name=CORRECTION_IMAGE)
+    img["garment_stem"] = stem
+    space = operators._image_editor_space(context)
+    if space is not None and not bpy.app.background:
+        with contextlib.suppress(AttributeError, TypeError):
+            space.ui_mode = "PAINT"  # Blender's own brushes: Add Alpha, Erase Alpha
+    op.report(
+        {"INFO"},
+        f'Correcting {stem}{f" ({why})" if why else ""} in "{CORRECTION_IMAGE}": paint with '
+        "blend Add Alpha (keep) or Erase Alpha (remove), then Save Correction",
+    )
+    return {"FINISHED"}
+
+
+class GARMENT_SEG_OT_open_suspect(Operator):
+    """Open this suspect frame with its mask as alpha in the Image Editor ("Garment
+    correction"), to look at it and correct it"""
+
+    bl_idname = "garment_seg.open_suspect"
+    bl_label = "Open Suspect Frame"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    name: StringProperty(name="Frame", description="File name of the frame to open")
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and hasattr(context.scene, "garment_seg")
+
+    def execute(self, context):
         props = context.scene.garment_seg
         try:
-            pixels, width, height, stem = correction.correction_pixels(
-                read_settings(context), props.preview_index
-            )
+            index = review.frame_index(read_settings(context), self.name)
         except Exception as exc:
             self.report({"ERROR"}, operators.error_message(exc))
             return {"CANCELLED"}
-        img = operators.show_preview(context, pixels, width, height, name=CORRECTION_IMAGE)
-        img["garment_stem"] = stem
-        space = operators._image_editor_space(context)
-        if space is not None and not bpy.app.background:
-            with contextlib.suppress(AttributeError, TypeError):
-                space.ui_mode = "PAINT"  # Blender's own brushes: Add Alpha, Erase Alpha
-        self.report(
-            {"INFO"},
-            f'Correcting {stem} in "{CORRECTION_IMAGE}": paint with blend Add Alpha (keep) or '
-            "Erase Alpha (remove), then Save Correction",
-        )
-        return {"FINISHED"}
+        found = review.review(props.output_dir)
+        why = next((s.reasons for s in found.suspects if s.name == self.name), "") if found else ""
+        props.preview_index = index  # Correct's Frame: Save Correction goes with it
+        return open_correction(self, context, index, why)
 
 
 class GARMENT_SEG_OT_save_correction(Operator):
@@ -151,14 +185,38 @@ def draw_correct(layout, context) -> None:
         saved = correction.saved_corrections(read_settings(context))
     except Exception:  # no output folder yet
         saved = []
+    _draw_suspects(box, props)
     box.label(text=f"{len(saved)} corrected frames in {props.output_dir or 'OUT'}/corrected")
     sub = box.row()
     sub.enabled = bool(saved) and not operators.is_running()
     sub.operator(GARMENT_SEG_OT_adapt_sequence.bl_idname, icon="FILE_REFRESH")
 
 
+#: suspect frames listed in the panel at most (the rest: report.json and the contact sheet)
+MAX_LISTED = 8
+
+
+def _draw_suspects(layout, props) -> None:
+    """The last run's suspect frames (OUT/report.json), each with a button that opens it."""
+    found = review.review(props.output_dir)
+    if found is None or not found.suspects:
+        return
+    col = layout.column(align=True)
+    n = len(found.suspects)
+    col.label(text=f"{n} of {found.assessed} frames look unreliable:", icon="ERROR")
+    for s in found.suspects[:MAX_LISTED]:
+        row = col.row(align=True)
+        row.enabled = not operators.is_running()
+        row.label(text=f"{s.name}: {s.reasons}")
+        op = row.operator(GARMENT_SEG_OT_open_suspect.bl_idname, text="", icon="IMAGE_DATA")
+        op.name = s.name
+    if n > MAX_LISTED:
+        col.label(text=f"and {n - MAX_LISTED} more: see contact_sheet.png and report.json")
+
+
 classes = (
     GARMENT_SEG_OT_adapt_sequence,
     GARMENT_SEG_OT_correct_frame,
     GARMENT_SEG_OT_save_correction,
+    GARMENT_SEG_OT_open_suspect,
 )
