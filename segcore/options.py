@@ -67,8 +67,10 @@ def add_plate_argument(parser, what: str) -> None:
     )
 
 
-def add_segment_arguments(parser) -> None:
+def add_segment_arguments(parser, workers_help: str | None = None) -> None:
     """The segment options (model to plate), the same flags in every command line.
+    ``workers_help``: what ``--workers`` means where it is not frames in flight (its
+    default is then None).
 
     Values the user leaves out are None (``--size``, ``--threshold``, ``--refine``,
     ``--flip``, ``--edges``, ``--keep``): "as the model card says". :func:`segment_keywords`
@@ -137,9 +139,10 @@ def add_segment_arguments(parser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=DEFAULT_WORKERS,
+        default=DEFAULT_WORKERS if workers_help is None else None,
         metavar="N",
-        help=f"frames processed at once, 1 to {MAX_WORKERS} (default: {DEFAULT_WORKERS})",
+        help=workers_help
+        or f"frames processed at once, 1 to {MAX_WORKERS} (default: {DEFAULT_WORKERS})",
     )
     parser.add_argument(
         "--temporal",

@@ -405,7 +405,15 @@ class SequenceJob:
     (paths, model, formats), which raises :class:`SegcoreError` with a one-line message.
     """
 
-    def __init__(self, input_path, output, options: SegmentOptions = SegmentOptions()):
+    def __init__(
+        self,
+        input_path,
+        output,
+        options: SegmentOptions = SegmentOptions(),
+        loaded: tuple[Segmenter, PostprocessParams] | None = None,
+    ):
+        """``loaded``: the segmenter and post-processing :func:`load_segmenter` made for
+        ``options``, when the caller has them (many sequences, one model load)."""
         self.input = Path(input_path)
         self.output = Path(output)
         self.options = options
@@ -425,10 +433,8 @@ class SequenceJob:
             )
         self.notes: list[str] = []  # what INPUT holds that is not segmented, one line each
         self.frames = self._discover()
-        self.writers = [fmt.WRITERS[name] for name in options.formats]
-        self.rim_colours = "rgba" in options.formats  # only the RGBA output uses them
         self._check_stems()
-        self.segmenter, self.post = load_segmenter(options)  # a bad card changes nothing
+        self._frame_state(loaded)  # the model: a bad card changes nothing
         _check_output(self.input, self.output, [w.folder for w in self.writers])
         self._check_name_lengths()
         if "labels" in options.formats and self.segmenter.keep is None:
@@ -436,10 +442,6 @@ class SequenceJob:
                 f"--formats labels: the model card {self.segmenter.card.name!r} has no "
                 "classes (a binary model); label maps need a multi-class model"
             )
-        # foreground classes a multi-class model does not keep: the still-background pass
-        # sees them as subject too (a turning stand is no background), then keeps the kept
-        self.rest = _rest_classes(self.segmenter.keep) if options.plate != "off" else ()
-        self._rest_masks: dict[int, bytes] = {}  # their masks at network scale, PNG bytes
         self.existing = [i for i, p in enumerate(self.frames) if self._outputs_done(p)]
         partial = [i for i, p in enumerate(self.frames) if self._any_output_exists(p)]
         if partial and not (options.skip_existing or options.overwrite):
@@ -475,20 +477,70 @@ class SequenceJob:
             self._forget_plate({p.name for p in todo})  # their outputs are written again
         except OSError as exc:
             raise _unwritable(self.output, exc) from exc
-        self.smoother = SequenceSmoother(len(self.frames)) if options.temporal else None
         self.results: list[FrameResult] = []
         self.started = time.time()
         self.interrupted = False
-        self.fatal: str | None = None  # a fault that stops the whole run (disk full)
         self.report_error: str | None = None  # why report.json could not be written
         self.sheet_error: str | None = None  # why contact_sheet.png was not written
         self.sheet: Path | None = None  # the contact sheet written (write_report)
         self.confidence: dict | None = None  # the run's confidence summary (assess)
-        self._grids: dict[int, np.ndarray] = {}  # each written mask on confidence's grid
         self.plate: dict | None = None  # what the still background changed (complete_from_plate)
         self.plate_why: str | None = None  # why there was no still-background pass
         # progress(stage, done, total) of that pass (stages: segcore.plate.STAGES)
         self.plate_progress: Callable[[str, int, int], None] | None = None
+
+    def _frame_state(self, loaded: tuple[Segmenter, PostprocessParams] | None) -> None:
+        """What :meth:`process` needs besides the frames: writers, model, temporal chain."""
+        self.writers = [fmt.WRITERS[name] for name in self.options.formats]
+        self.rim_colours = "rgba" in self.options.formats  # only the RGBA output uses them
+        self.segmenter, self.post = load_segmenter(self.options) if loaded is None else loaded
+        # foreground classes a multi-class model does not keep: the still-background pass
+        # sees them as subject too (a turning stand is no background), then keeps the kept
+        self.rest = _rest_classes(self.segmenter.keep) if self.options.plate != "off" else ()
+        self._rest_masks: dict[int, bytes] = {}  # their masks at network scale, PNG bytes
+        self._grids: dict[int, np.ndarray] = {}  # each written mask on confidence's grid
+        n = len(self.frames)
+        self.smoother = SequenceSmoother(n) if self.options.temporal else None
+        self.fatal: str | None = None  # a fault that stops the whole run (disk full)
+        # frames whose outputs are whole and newer than this (time.time()) were written by
+        # this run already (a retried worker's frames): kept, not written twice
+        self.written_since: float | None = None
+
+    @classmethod
+    def frames_only(
+        cls, input_path, output, options: SegmentOptions, frames: list, loaded, since: float
+    ) -> SequenceJob:
+        """A job that only segments and writes frames with :meth:`process`: no checks, no
+        manifest, no report. The workers of ``segcore segment-many`` (:mod:`segcore.batch`)
+        run it on the frames of a job the driver built in full (``frames``: that job's, in
+        order; ``since``: when that job started, see ``written_since``)."""
+        job = cls.__new__(cls)
+        job.input, job.output, job.options = Path(input_path), Path(output), options
+        job.frames = [Path(f) for f in frames]
+        job._frame_state(loaded)
+        job.written_since = since
+        return job
+
+    def frame_record(self, res: FrameResult) -> dict:
+        """``res`` and what the end of the run needs of its frame (its mask on confidence's
+        grid, the not-kept classes' mask), to hand over to the job that writes the report."""
+        return {
+            "result": asdict(res),
+            "grid": self._grids.pop(res.index, None),
+            "rest": self._rest_masks.pop(res.index, None),
+            "fatal": self.fatal,
+        }
+
+    def take_record(self, record: dict) -> FrameResult:
+        """A frame another process segmented (:meth:`frame_record`), counted as this run's."""
+        res = FrameResult(**record["result"])
+        if record.get("grid") is not None:
+            self._grids[res.index] = record["grid"]
+        if record.get("rest") is not None:
+            self._rest_masks[res.index] = record["rest"]
+        self.fatal = self.fatal or record.get("fatal")
+        self.results.append(res)
+        return res
 
     def _discover(self) -> list[Path]:
         """The frames to segment (:class:`segcore.watch.WatchJob` finds them as they come)."""
@@ -532,6 +584,10 @@ class SequenceJob:
         try:
             if self.options.skip_existing and self._outputs_done(path):
                 res.status = "skipped"
+                self._resume_chain(index)
+                return res
+            if self._written_by_this_run(path):  # a retried worker's: kept as it was written
+                res.outputs = [str(q) for q in self.output_paths(path)]
                 self._resume_chain(index)
                 return res
             ta = time.perf_counter()
@@ -583,6 +639,11 @@ class SequenceJob:
                 self.smoother.skip(index)  # no-op once smoothed; unblocks the next frame
         res.seconds = time.perf_counter() - t0
         return res
+
+    def _written_by_this_run(self, frame: Path) -> bool:
+        if self.written_since is None or not self._outputs_done(frame):
+            return False
+        return all(q.stat().st_mtime >= self.written_since for q in self.output_paths(frame))
 
     def _stop_reason(self, exc: OSError) -> str:
         """One line for the fault that stops the run: which folder, what to do."""
@@ -658,6 +719,12 @@ class SequenceJob:
             yield from self._run(workers, n, stop, should_stop)
         finally:
             cv2.setNumThreads(cv_threads)
+        self.after_frames(should_stop)
+
+    def after_frames(self, should_stop: Callable[[], bool] | None = None) -> None:
+        """What follows the last frame: the temporal chain's states dropped when every frame
+        is done, the still-background pass (:meth:`complete_from_plate`)."""
+        n = len(self.frames)
         finished = not (self.interrupted or self.fatal) and len(self.results) == n
         if self.smoother is not None and finished and not self.failures():
             self._drop_chain_states()  # every frame done: no chain to go on with
