@@ -26,6 +26,7 @@ from segcore.config import CLASSES, NetConfig
 from segcore.infer import Segmenter, TorchBackend
 from segcore.preprocess import PreprocessParams, denoise_v
 
+from . import distributed
 from .augment import augment
 from .data import find_sequences, load_all, split_sequences
 
@@ -308,14 +309,21 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train; returns the final validation scores. Safe to interrupt and ``resume``."""
+    """Train; returns the final validation scores. Safe to interrupt and ``resume``.
+
+    Under torchrun, data-parallel over its processes (:mod:`training.distributed`): the
+    global batch ``cfg.batch`` is split over them, rank 0 validates, logs and saves (its
+    scores are returned; the other ranks return {})."""
     from tqdm import tqdm
 
+    ranks = distributed.setup(cfg.batch)
+    progress = progress and ranks.main
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    if ranks.main:
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
     seqs: dict = {}
     for root in cfg.data:
@@ -346,7 +354,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         len(val_samples),
         len(val_names),
     )
-    (out / "split.json").write_text(json.dumps({"train": train_names, "val": val_names}, indent=1))
+    if ranks.main:
+        split = {"train": train_names, "val": val_names}
+        (out / "split.json").write_text(json.dumps(split, indent=1))
 
     # frames are kept in memory at up to 1.5x the training scale (scale augmentation range)
     bar = tqdm(total=len(train_samples), desc="loading", disable=not progress, leave=False)
@@ -400,11 +410,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         "val_garment_bf2",
         "seconds",
     ]
-    if not (resume and csv_path.exists()):
+    if ranks.main and not (resume and csv_path.exists()):
         with open(csv_path, "w", newline="") as f:
             csv.writer(f).writerow(cols)
 
-    rng = np.random.default_rng([cfg.seed, step])
+    net = distributed.wrap(model, ranks)  # the forward; `model` is validated and saved
+    mine = ranks.share(cfg.batch)  # this process's items of each global batch
     model.train()
     t_start = time.time()
     scores: dict = {}
@@ -413,11 +424,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     mean = torch.tensor(PreprocessParams().mean)
     std = torch.tensor(PreprocessParams().std)
 
-    def make_batch():
-        xb = np.empty((cfg.batch, cfg.crop, cfg.crop, 3), np.uint8)
-        yb = np.empty((cfg.batch, cfg.crop, cfg.crop), np.uint8)
-        cb = np.full((cfg.batch, cfg.crop, cfg.crop), 255, np.uint8)  # 255: class unknown
-        for b in range(cfg.batch):
+    def make_batch(at: int):
+        xb = np.empty((len(mine), cfg.crop, cfg.crop, 3), np.uint8)
+        yb = np.empty((len(mine), cfg.crop, cfg.crop), np.uint8)
+        cb = np.full((len(mine), cfg.crop, cfg.crop), 255, np.uint8)  # 255: class unknown
+        for b, item in enumerate(mine):
+            rng = distributed.item_rng(cfg.seed, at, item)  # the same for any world size
             i = int(rng.integers(len(imgs)))
             # frames are stored at 1.25x; scale range covers 0.6x..1.4x of the inference scale
             lab = labels[i] if classes else None
@@ -432,30 +444,29 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         return x, y, wts, torch.from_numpy(cb.astype(np.int64))
 
     # one thread builds the next batch (OpenCV and numpy release the GIL) while torch trains on
-    # this one; batches come out in order from one rng, so a run stays reproducible
+    # this one; each item has its own seeded rng, so a run stays reproducible
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
-    pending = pool.submit(make_batch)
+    pending = pool.submit(make_batch, step)
     while step < cfg.steps:
         x, y, wts, cls = pending.result()
-        pending = pool.submit(make_batch) if step + 1 < cfg.steps else None
+        pending = pool.submit(make_batch, step + 1) if step + 1 < cfg.steps else None
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        raw = model(x)
+        raw = net(x)
         logits = subject_logit(raw)
         bce = nn.functional.binary_cross_entropy_with_logits(logits, y, weight=wts)
         loss = bce + cfg.dice_weight * dice_loss(logits, y)
-        if classes and bool((cls != 255).any()):
-            loss = loss + cfg.class_weight * nn.functional.cross_entropy(
-                raw, cls, weight=cls_w, ignore_index=255
-            )
+        ce = distributed.class_loss(raw, cls, cls_w, ranks) if classes else None
+        if ce is not None:  # the global batch's weighted mean, this rank's share of it
+            loss = loss + cfg.class_weight * ce
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(distributed.mean(loss, ranks))
         step += 1
         bar.update()
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        if step % cfg.epoch_steps == 0 or step == cfg.steps:
+        if ranks.main and (step % cfg.epoch_steps == 0 or step == cfg.steps):
             scores = validate(model, cfg, val_samples) if val_samples else {}
             f1 = scores.get("f1", 0.0)
             row = (
@@ -495,4 +506,5 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             )
     bar.close()
     pool.shutdown(wait=True, cancel_futures=True)
+    distributed.finish(ranks)
     return scores
