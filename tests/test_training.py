@@ -40,6 +40,20 @@ def test_export_matches_torch(shapes_model):
     p_t, _ = Segmenter(card, backend=TorchBackend(model)).probability(img)
     assert np.abs(p_cv - p_t).max() < 1e-4
     assert card.extra["training"]["steps"] > 0
+    # trained in a temporary folder: neither the card nor the weights name it
+    tmp = str(shapes_model["run"].parent)
+    assert tmp not in shapes_model["card"].read_text()
+    assert tmp not in json.dumps(ck["config"])
+    assert not ck["config"]["out"].startswith("/")
+
+
+def test_portable_paths_are_relative_or_shortened(tmp_path, monkeypatch):
+    from training.export import portable
+
+    monkeypatch.chdir(tmp_path)
+    got = portable({"data": [str(tmp_path / "data" / "a"), "/elsewhere/x/y/z"], "lr": 0.1})
+    assert got == {"data": ["data/a", "y/z"], "lr": 0.1}
+    assert portable("runs/v1") == "runs/v1"
 
 
 def test_resume_continues_from_checkpoint(shapes_model, tmp_path):

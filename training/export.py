@@ -27,6 +27,22 @@ class ModelExists(FileExistsError):
     """An export would replace a model that is already there (no ``overwrite``)."""
 
 
+def portable(value):
+    """A config value with the machine's paths made shareable: a path inside the current
+    folder becomes relative to it, any other absolute path keeps only its last two parts
+    (a card or ``.pt`` that ships must not name folders of the machine it was trained on)."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        path, here = Path(value), Path.cwd()
+        if path.is_relative_to(here):
+            return path.relative_to(here).as_posix()
+        return Path(*path.parts[-2:]).as_posix()
+    return value
+
+
 def check_target(name: str, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
     """:class:`ModelExists` when ``out_dir`` already holds a model ``name`` (its card, ONNX
     or weights) and ``overwrite`` is not given; else the files an export will write. Called
@@ -78,7 +94,7 @@ def export_checkpoint(
     try:
         export_onnx(model, onnx_tmp)
         buf = io.BytesIO()
-        torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, buf)
+        torch.save({"model": model.state_dict(), "config": portable(cfg.to_dict())}, buf)
         atomic_write_bytes(pt_tmp, buf.getvalue())
         card_path = _write_card(
             ck, cfg, model, checkpoint, name, threshold, extra, onnx_tmp, onnx_path
@@ -101,10 +117,10 @@ def _write_card(ck, cfg, model, checkpoint, name, threshold, extra, onnx_tmp, on
     base = card_for(cfg, name=name, threshold=threshold)
     info = {
         "training": {
-            "data": cfg.data,
+            "data": portable(cfg.data),
             "steps": int(ck.get("step", 0)),
-            "config": cfg.to_dict(),
-            "checkpoint": str(checkpoint),
+            "config": portable(cfg.to_dict()),
+            "checkpoint": portable(str(Path(checkpoint).absolute())),
             "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
         },
