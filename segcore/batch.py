@@ -321,6 +321,8 @@ class RayPool:
         return out
 
     def close(self) -> None:
+        if self.refs:  # interrupted: the frames in flight finish their writes first
+            self.ray.wait(list(self.refs), num_returns=len(self.refs), timeout=60)
         for a in self.actors:
             self.ray.kill(a)
         if self.started_ray:

@@ -4,7 +4,9 @@ Prints, and writes to ``docs/benchmarks.md``:
 - a per-stage breakdown (median of several frames) at 1280x960, 4000x3000 and 6000x4000;
 - end-to-end throughput of ``SequenceJob`` on a 60-frame sequence, masks only and masks + RGBA;
 - peak resident memory of a 10-frame and a 300-frame run (must not grow with length);
-- GrabCut (rectangle init) and the FCN-style baseline network side by side, as ratios.
+- GrabCut (rectangle init) and the FCN-style baseline network side by side, as ratios;
+- ``segcore segment-many`` on 2 sequences of 12 frames at 1280x960: the local process pool
+  and Ray actors, 1 and 2 workers (``python build.py bench many``: this section alone).
 
 Frames are synthesised from the bundled example (upscaled, with sensor-like noise, JPEG q92)
 so the benchmark needs nothing but the repository.
@@ -135,6 +137,75 @@ def run_job(
     }
 
 
+MANY_RUN = """
+import json, sys, time
+from segcore.batch import BatchJob
+from segcore.pipeline import SegmentOptions
+src, out, workers, ray, model = sys.argv[1:6]
+t0 = time.perf_counter()
+job = BatchJob(src, out, SegmentOptions(model=model or None, overwrite=True, plate="off"),
+               workers=int(workers), ray=None if ray == "-" else ray)
+times = [time.perf_counter() - t0 for _ in job.run()]
+job.write_summary()
+n = len(times)
+print(json.dumps({"frames": n, "seconds": time.perf_counter() - t0, "first": times[0],
+                  "steady": (n - 1) / (times[-1] - times[0]) if n > 1 else None}))
+"""
+
+
+def many_section(workdir: Path, model: str | None, frames: int = 12, sequences: int = 2) -> str:
+    """``segment-many`` on ``sequences`` x ``frames`` frames at 1280x960 (masks + RGBA): the
+    local process pool and Ray, 1 and 2 workers, each in a fresh process (worker start-up and
+    model loads included), against ``segcore segment`` on each sequence in turn."""
+    src = workdir / "many"
+    for k in range(sequences):
+        make_frames(src / f"seq_{k}", (1280, 960), frames, seed=k)
+        _trim(src / f"seq_{k}", frames)
+    rows = [
+        "| run | workers | frames | seconds | frames/s | first frame back (s) | "
+        "frames/s after the first |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    t = 0.0
+    for k in range(sequences):
+        r = run_job(src / f"seq_{k}", "mask,rgba", 2, model)
+        t += r["seconds"]
+    rows.append(
+        f"| `segcore segment`, one sequence after the other | 2 threads | {frames * sequences} | "
+        f"{t:.1f} | {frames * sequences / t:.2f} | - | - |"
+    )
+    print(rows[-1])
+    try:
+        import ray  # noqa: F401
+
+        backends = [("local process pool", "-"), ("Ray on this machine", "")]
+    except ImportError:
+        backends = [("local process pool", "-")]
+        print("Ray is not installed: the Ray rows are left out (pip install ray)")
+    for label, ray_arg in backends:
+        for workers in (1, 2):
+            out = Path(tempfile.mkdtemp(prefix="segcore-bench-many-"))
+            args = [str(src), str(out), str(workers), ray_arg, model or ""]
+            r = subprocess.run(
+                [sys.executable, "-c", MANY_RUN, *args], capture_output=True, text=True, cwd=ROOT
+            )
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+            if r.returncode:
+                raise RuntimeError(r.stderr[-2000:])
+            m = json.loads(r.stdout.strip().splitlines()[-1])
+            rows.append(
+                f"| {label} | {workers} | {m['frames']} | {m['seconds']:.1f} | "
+                f"{m['frames'] / m['seconds']:.2f} | {m['first']:.1f} | {m['steady']:.2f} |"
+            )
+            print(rows[-1])
+    return (
+        f"## Many sequences (`segcore segment-many`, {sequences} x {frames} frames at "
+        "1280x960, masks + RGBA)\n\n" + "\n".join(rows) + "\n"
+    )
+
+
 def compare_baselines(seg, post, paths: list[Path]) -> dict:
     """Seconds per frame of our pipeline, GrabCut (rect init) and the FCN-style baseline."""
     from dataclasses import replace
@@ -247,6 +318,10 @@ def main(argv=None) -> int:
         from tools.bench_recon import main as bench_recon
 
         return bench_recon(argv[1:])
+    if argv[:1] == ["many"]:  # python build.py bench many: the segment-many section alone
+        workdir = Path(tempfile.gettempdir()) / "segcore-bench"
+        print(many_section(workdir, argv[1] if len(argv) > 1 else None))
+        return 0
     p = argparse.ArgumentParser(
         prog="python build.py bench",
         description=__doc__,
@@ -340,7 +415,11 @@ def main(argv=None) -> int:
     section = "## Side by side\n\n" + "\n".join(rows) + "\n"
     print(section)
     lines.append(section)
-    # 5. the spline upsampling against scipy
+    # 5. many sequences: the local pool and Ray
+    section = many_section(args.workdir, args.model, frames=6 if args.quick else 12)
+    print(section)
+    lines.append(section)
+    # 6. the spline upsampling against scipy
     sp = spline_check_isolated(repeat=1 if args.quick else 5)
     section = (
         "## Cubic B-spline upsampling, 384x256 map to 6000x4000\n\n"
