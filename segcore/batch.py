@@ -353,6 +353,8 @@ class BatchJob:
         if workers is not None and (isinstance(workers, bool) or workers < 1):
             raise InputError(f"--workers {workers}: use 1 or more worker processes")
         self.workers = workers
+        if ray is not None:
+            import_ray()  # missing: said before anything is written
         self.notes: list[str] = []
         self.sequences = find_sequences(self.source, self.notes)
         if self.source.is_dir() and relation(self.output, self.source) in ("is", "inside"):

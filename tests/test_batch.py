@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -84,6 +85,12 @@ def test_sequences_from_a_folder_and_from_manifests(captures, tmp_path):
         find_sequences(js)
     with pytest.raises(OutputError, match="inside it"):
         BatchJob(captures, captures / "out", SegmentOptions(formats=FORMATS))
+
+
+def test_ray_missing_is_said_before_anything_is_written(captures, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray: ImportError
+    code = main(["segment-many", str(captures), "-o", str(tmp_path / "out"), "--ray"])
+    assert code == 2 and not (tmp_path / "out").exists()
 
 
 def test_local_pool_writes_what_segment_writes_and_resumes(captures, reference, tmp_path):

@@ -35,6 +35,14 @@ def test_global_batch_is_split_evenly_and_the_class_loss_is_the_weighted_mean():
     assert class_loss(logits, torch.full_like(cls, 255), w, Ranks()) is None
 
 
+def test_a_batch_that_does_not_split_over_the_processes_is_refused(monkeypatch):
+    from training.distributed import setup
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(SystemExit, match="--batch 6 does not split evenly over 4 processes"):
+        setup(6)
+
+
 def test_two_processes_take_the_one_process_step_and_resume_its_checkpoint(tmp_path):
     data = make_shapes_dataset(tmp_path / "data", sequences=3, frames=3, size=(64, 80), seed=3)
     cfg = TrainConfig(

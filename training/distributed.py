@@ -61,10 +61,11 @@ def setup(batch: int, device: torch.device = torch.device("cpu")) -> Ranks:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Ranks()
-    if batch % world:
-        raise ValueError(
-            f"--batch {batch} does not split evenly over {world} processes; use a multiple "
-            f"of {world} (the global batch is --batch, each process takes an equal share)"
+    if batch % world:  # under torchrun: a command-line error, one line on every rank
+        raise SystemExit(
+            f"error: --batch {batch} does not split evenly over {world} processes; use a "
+            f"multiple of {world} (--batch is the global batch, each process takes an equal "
+            "share)"
         )
     import torch.distributed as dist
 
