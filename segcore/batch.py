@@ -276,8 +276,9 @@ def import_ray():
 
 
 class RayPool:
-    """One Ray actor per worker (``num_cpus=1`` each; the model loaded once per actor). A
-    dead actor is restarted by Ray and its calls retried there (``max_task_retries``)."""
+    """One Ray actor per worker (one CPU each, or a share when there are more workers than
+    the cluster has CPUs; the model loaded once per actor). A dead actor is restarted by Ray
+    and its calls retried there (``max_task_retries``)."""
 
     name = "ray"
 
@@ -291,7 +292,10 @@ class RayPool:
                 raise InputError(f"--ray {address or ''}: cannot connect ({exc})") from None
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = workers or max(1, cpus)
-        remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=ATTEMPTS - 1)
+        # one CPU an actor; more actors than CPUs share them (else the extra ones would wait
+        # for a CPU for ever, and the frames sent to them with them)
+        share = min(1.0, cpus / self.workers)
+        remote = ray.remote(num_cpus=share, max_restarts=-1, max_task_retries=ATTEMPTS - 1)
         actor = remote(FrameWorker)
         self.actors = [actor.remote(options) for _ in range(self.workers)]
         self.capacity = self.workers * IN_FLIGHT
