@@ -2,6 +2,8 @@
 """One entry point for the project: set up the environment, run the demo, the tests, build.
 
     python build.py demo     set up (runtime deps only) and segment the bundled example
+    python build.py demo --3d   set up (runtime + pycolmap, scikit-image), segment and
+                             reconstruct the bundled turntable, and judge the result
     python build.py test     set up (all deps) and run the whole test suite
     python build.py setup    create .venv and install the pinned dependencies
     python build.py addon    build the Blender extension zip into dist/
@@ -23,7 +25,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-REQS = {"runtime": ROOT / "requirements.txt", "dev": ROOT / "requirements-dev.txt"}
+REQS = {
+    "runtime": ROOT / "requirements.txt",
+    "recon": ROOT / "requirements-recon.txt",
+    "dev": ROOT / "requirements-dev.txt",
+}
+# the requirement files each environment is installed from, and the environments that
+# include it (the dev one holds everything: its file lists pycolmap and scikit-image too)
+FILES = {"runtime": ("runtime",), "recon": ("runtime", "recon"), "dev": ("runtime", "dev")}
+COVERED_BY = {"runtime": ("runtime", "recon", "dev"), "recon": ("recon", "dev"), "dev": ("dev",)}
 
 
 def vpython() -> Path:
@@ -37,24 +47,24 @@ def run(cmd: list, **kw) -> int:
 
 def _stamp(kind: str) -> str:
     h = hashlib.sha256(sys.version.encode())
-    for k in ("runtime", "dev") if kind == "dev" else ("runtime",):
+    for k in FILES[kind]:
         h.update(REQS[k].read_bytes())
     h.update((ROOT / "pyproject.toml").read_bytes())
     return h.hexdigest()
 
 
+def _ready(kind: str) -> bool:
+    stamp_file = VENV / f".setup-{kind}"
+    return stamp_file.exists() and stamp_file.read_text() == _stamp(kind)
+
+
 def setup(kind: str = "dev") -> None:
-    """Create .venv and install ``kind`` ("runtime" or "dev") dependencies, if needed."""
+    """Create .venv and install ``kind`` ("runtime", "recon" or "dev") dependencies, if
+    needed (an environment that includes them already will do)."""
+    if vpython().exists() and any(_ready(k) for k in COVERED_BY[kind]):
+        return
     stamp_file = VENV / f".setup-{kind}"
     want = _stamp(kind)
-    if stamp_file.exists() and stamp_file.read_text() == want and vpython().exists():
-        return
-    if (
-        kind == "runtime"
-        and (VENV / ".setup-dev").exists()
-        and (VENV / ".setup-dev").read_text() == _stamp("dev")
-    ):
-        return  # the dev environment includes the runtime one
     if not vpython().exists():
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
@@ -90,8 +100,11 @@ def cmd_setup(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    setup("runtime")
-    return run([vpython(), "-m", "tools.demo", *args.rest])
+    """The 2D demo (runtime deps), or with ``--3d`` the 3D one (+ pycolmap, scikit-image)."""
+    three_d = "--3d" in args.rest
+    setup("recon" if three_d else "runtime")
+    rest = [a for a in args.rest if a != "--3d"]
+    return run([vpython(), "-m", "tools.demo_3d" if three_d else "tools.demo", *rest])
 
 
 def cmd_test(args) -> int:
@@ -120,7 +133,7 @@ def main() -> int:
     s = sub.add_parser("setup", help="create .venv and install dependencies")
     s.add_argument("--dev", action="store_true", help="also training, Blender and test deps")
     for name, helptext in (
-        ("demo", "segment the bundled example"),
+        ("demo", "segment the bundled example (--3d: reconstruct the bundled turntable)"),
         ("test", "run the test suite (extra args go to pytest)"),
         ("bench", "print speed and memory figures"),
     ):
