@@ -106,12 +106,12 @@ def deflater(request, monkeypatch):
     """Both deflaters the PNG writer may use: ISA-L (installed here) and zlib (Blender)."""
     import zlib
 
-    import segcore.io
+    import segcore.png
 
     if request.param == "isal":
-        monkeypatch.setattr(segcore.io, "_deflate", pytest.importorskip("isal.isal_zlib"))
+        monkeypatch.setattr(segcore.png, "_deflate", pytest.importorskip("isal.isal_zlib"))
     else:
-        monkeypatch.setattr(segcore.io, "_deflate", zlib)
+        monkeypatch.setattr(segcore.png, "_deflate", zlib)
     return request.param
 
 
