@@ -27,6 +27,7 @@ EPILOG = """examples:
   segcore eval out/ truth/ --sheet worst.png  + a picture of the 12 worst frames
   segcore eval out/ data/seq_0001/            + IoU and BF@2px per class: both hold labels/
   segcore reconstruct shoot/ out/masks -o work/  COLMAP model, hull.ply, transforms.json
+  segcore segment-many shoots/ -o out/ --ray  every capture folder of shoots/ on Ray
 """
 
 
@@ -116,6 +117,38 @@ def build_parser() -> argparse.ArgumentParser:
     add_segment_arguments(a)
     a.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
     a.set_defaults(recursive=False, watch=False, strict=False)
+
+    m = sub.add_parser(
+        "segment-many",
+        help="segment many sequences: a local process pool, or a Ray cluster (--ray)",
+        description="Segment every sequence of SOURCE into OUT/<sequence>/, each exactly as "
+        "`segcore segment` would (the same files, report.json and contact sheet), plus "
+        "OUT/summary.json. SOURCE is a folder of capture folders (each holds its frames, or "
+        "an images/ folder of them) or a manifest: a text file of folder paths, one a line, "
+        "or a JSON list of paths. Workers load the model once each and take frames as they "
+        "come; a worker that dies has its frames run again elsewhere. With --ray every node "
+        "needs the same segcore installed and the inputs and OUT at the same paths (a "
+        "shared file system); see docs/scale.md.",
+    )
+    m.add_argument("input", metavar="SOURCE", help="folder of capture folders, or a manifest")
+    m.add_argument("-o", "--output", metavar="OUT", required=True, help="output folder")
+    m.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help='run on Ray (pip install "segcore[cluster]"): no ADDRESS starts Ray on this '
+        "machine (or joins $RAY_ADDRESS); auto joins the cluster this machine belongs to; "
+        "ray://HEAD:10001 connects to a remote cluster",
+    )
+    add_segment_arguments(
+        m,
+        workers_help="worker processes (Ray: actors), each one frame at a time with its own "
+        "model (default: this machine's cores; Ray: the cluster's CPUs)",
+    )
+    m.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
+    m.set_defaults(recursive=False)
 
     e = sub.add_parser(
         "eval",
@@ -598,11 +631,63 @@ def cmd_adapt(args) -> int:
     return cmd_segment(args, make_job)
 
 
+def cmd_segment_many(args) -> int:
+    from .batch import BatchJob
+    from .infer import parse_keep
+    from .options import segment_keywords
+    from .pipeline import SegmentOptions
+
+    opts = SegmentOptions(**{**segment_keywords(args), "keep": parse_keep(args.keep), "workers": 1})
+    job = BatchJob(args.input, args.output, opts, workers=args.workers, ray=args.ray)
+    for note in [] if args.quiet else job.notes:
+        print(f"warning: {args.input}: {note}", file=sys.stderr)
+    for name, why in job.errors.items():
+        print(f"error: {name}: {why}", file=sys.stderr)
+    bar = Progress(job.frames, "Segmenting", enabled=not args.quiet)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    results = job.run()
+    code = 0
+    try:
+        for name, r in results:
+            if r.status == "failed":
+                bar.write(f"error: {r.path}: {r.error}")
+            bar.update(note=f"{name}/{r.path.rsplit('/', 1)[-1]}")
+    except KeyboardInterrupt:
+        results.close()  # frames in flight are waited for, reports written
+        code = 130
+    bar.close()
+    path = job.write_summary()
+    s = job.summary()
+    t = s["totals"]
+    for row in s["sequences"]:
+        if row.get("report") not in (None, "report.json"):
+            print(f"warning: {row['report']}", file=sys.stderr)
+    if job.fatal:
+        print(f"error: {job.fatal}", file=sys.stderr)
+    if code == 130:
+        print(
+            f"interrupted: {t['ok']} frames written, {t['not_run']} not run; rerun with "
+            "--skip-existing to finish",
+            file=sys.stderr,
+        )
+        return code
+    if not args.quiet:
+        print(
+            f"{t['sequences'] - t['sequences_not_started']} of {t['sequences']} sequences: "
+            f"{t['ok']} frames written, {t['skipped']} skipped, {t['failed']} failed in "
+            f"{s['seconds']:.1f} s ({s['frames_per_second'] or 0:.2f} frames/s, {s['workers']} "
+            f"{s['backend']} workers) -> {path}",
+            file=sys.stderr,
+        )
+    return 1 if job.fatal or job.errors or t["failed"] or t["not_run"] else 0
+
+
 COMMANDS = {
     "segment": cmd_segment,
     "eval": cmd_eval,
     "reconstruct": cmd_reconstruct,
     "adapt": cmd_adapt,
+    "segment-many": cmd_segment_many,
 }
 
 
