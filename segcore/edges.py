@@ -27,10 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .backend import OpenCVBackend
 from .card import edge_refiner_fields
 from .errors import ModelError
 from .fields import FieldError
-from .infer import OpenCVBackend
 
 P_CLIP = 0.005
 LOGIT_SCALE = 4.0

@@ -14,13 +14,13 @@ guided filter, edge refiner, temporal smoothing, plate, threshold) sees that one
 from __future__ import annotations
 
 import os
-import threading
 
-import cv2
 import numpy as np
 
+from .backend import OpenCVBackend
 from .card import ModelCard, load_card
 from .config import CLASSES
+from .edges import load_refiner
 from .errors import InputError, ModelError
 from .preprocess import fit_size, prepare
 
@@ -80,56 +80,6 @@ def resolve_keep(card: ModelCard, keep) -> tuple[int, ...] | None:
     return tuple(card.classes.index(n) for n in (names or DEFAULT_KEEP))
 
 
-class OpenCVBackend:
-    """ONNX through ``cv2.dnn``; one network per thread (a ``cv2.dnn.Net`` is not shareable)."""
-
-    name = "opencv"
-
-    def __init__(self, onnx_path: str | os.PathLike):
-        self.path = str(onnx_path)
-        if not os.path.exists(self.path):
-            raise ModelError(f"{self.path}: ONNX model file not found; re-export or reinstall it")
-        self._local = threading.local()
-        self._net()  # fail now, before any frame is touched
-
-    def _net(self):
-        net = getattr(self._local, "net", None)
-        if net is None:
-            try:
-                net = cv2.dnn.readNetFromONNX(self.path)
-            except cv2.error as exc:
-                msg = str(exc).strip().splitlines()[-1][:200]
-                raise ModelError(
-                    f"{self.path}: cannot load the ONNX model (corrupt or unsupported: {msg}); "
-                    "re-export it with `python -m training export`"
-                ) from exc
-            net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-            net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-            self._local.net = net
-        return net
-
-    def logits(self, blob: np.ndarray) -> np.ndarray:
-        net = self._net()
-        net.setInput(blob)
-        return net.forward()
-
-
-class TorchBackend:
-    """The same network in torch (training and checks); needs torch installed."""
-
-    name = "torch"
-
-    def __init__(self, model):
-        import torch
-
-        self.torch = torch
-        self.model = model.eval()
-
-    def logits(self, blob: np.ndarray) -> np.ndarray:
-        with self.torch.no_grad():
-            return self.model(self.torch.from_numpy(blob)).numpy()
-
-
 class Segmenter:
     """Subject probability for full-resolution frames, driven by a model card."""
 
@@ -150,8 +100,6 @@ class Segmenter:
         """Load a bundled model by name (default), or a ``.json`` card / ``.onnx`` path;
         ``keep``: the classes a multi-class model keeps (default :data:`DEFAULT_KEEP`).
         The card's learned edge refiner, if it names one, comes with it (as in the CLI)."""
-        from .edges import load_refiner
-
         seg = cls(load_card(model), keep=keep)
         seg.edges = load_refiner(seg.card)
         return seg

@@ -57,7 +57,7 @@ def test_refinement_sharpens_the_example_edges():
 
 def test_onnx_matches_torch_weights_on_a_real_frame():
     torch = pytest.importorskip("torch")
-    from segcore.infer import TorchBackend
+    from segcore.backend import TorchBackend
     from training.train import TrainConfig, make_model
 
     ck = torch.load(MODELS_DIR / "garment.pt", map_location="cpu", weights_only=False)

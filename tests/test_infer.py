@@ -5,9 +5,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from segcore.backend import TorchBackend  # noqa: E402
 from segcore.card import load_card  # noqa: E402
 from segcore.errors import ModelError  # noqa: E402
-from segcore.infer import Segmenter, TorchBackend  # noqa: E402
+from segcore.infer import Segmenter  # noqa: E402
 
 from .conftest import blob_image  # noqa: E402
 

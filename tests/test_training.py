@@ -7,8 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from segcore.backend import TorchBackend  # noqa: E402
 from segcore.card import load_card  # noqa: E402
-from segcore.infer import Segmenter, TorchBackend  # noqa: E402
+from segcore.infer import Segmenter  # noqa: E402
 from training.augment import augment, dihedral  # noqa: E402
 from training.data import find_sequences, split_sequences  # noqa: E402
 from training.prepare import prepare  # noqa: E402

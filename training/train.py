@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from segcore.backend import TorchBackend
 from segcore.card import PostprocessParams
 from segcore.config import CLASSES, NetConfig
-from segcore.infer import Segmenter, TorchBackend
+from segcore.infer import Segmenter
 from segcore.preprocess import PreprocessParams, denoise_v
 
 from . import distributed
@@ -226,7 +227,11 @@ def validate(model: nn.Module, cfg: TrainConfig, samples, refine: bool = False) 
         from .data import read_classes
 
         classes_card = replace(card, extra={**card.extra, "classes": list(CLASSES)})
-        garment = [Segmenter(classes_card, backend=TorchBackend(model), keep=("garment",)), Scores(), 0]
+        garment = [
+            Segmenter(classes_card, backend=TorchBackend(model), keep=("garment",)),
+            Scores(),
+            0,
+        ]
     model.eval()
     for s in samples:
         bgr = read_image(s.image)
