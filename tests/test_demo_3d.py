@@ -92,8 +92,8 @@ def test_demo_3d_arguments(tmp_path, capsys):
 
 def test_the_verdict_lines_name_every_figure():
     lines = demo_3d.verdict_lines(
-        {"frames": 24, "registered": 24, "mapper": "turntable", "focal_px": 669.35,
-         "focal_source": "EXIF FocalLength and FocalPlaneXResolution",
+        {"frames": 24, "registered": 24, "mapper": "turntable",
+         "focal": "669.4 px (EXIF FocalLength and FocalPlaneXResolution)",
          "rot_median_deg": 0.2, "rot_max_deg": 0.31, "mesh_fit_masks": 0.97,
          "mesh_fit_truth": 0.96}
     )  # fmt: skip

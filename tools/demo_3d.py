@@ -84,12 +84,14 @@ def against_truth(seq: Path, ws: Path) -> dict:
 
     result = load_result(ws)
     summary = json.loads((ws / "recon.json").read_text())["summary"]
+    opts = result.options or {}
+    # the turntable solver's notes say which focal length it used and where it came from
+    notes = [n for n in opts.get("turntable") or [] if n.startswith("focal: ")]
     out = {
         "frames": len(result.frames),
         "registered": len(result.poses),
-        "focal_px": (result.options or {}).get("focal_px"),
-        "focal_source": (result.options or {}).get("focal_source"),
-        "mapper": (result.options or {}).get("mapper"),
+        "focal": notes[0].removeprefix("focal: ") if notes else None,
+        "mapper": opts.get("mapper"),
         "mesh_fit_masks": (summary.get("hull") or {}).get("check", {}).get("mean_iou"),
     }
     cams = seq / "cameras.json"
@@ -103,8 +105,8 @@ def against_truth(seq: Path, ws: Path) -> dict:
 
 def verdict_lines(v: dict) -> list[str]:
     lines = [f"registered: {v['registered']} of {v['frames']} frames ({v['mapper']} solver)"]
-    if v.get("focal_px"):
-        lines.append(f"focal length: {v['focal_px']:.1f} px ({v['focal_source']})")
+    if v.get("focal"):
+        lines.append(f"focal length: {v['focal']}")
     if "rot_median_deg" in v:
         lines.append(
             f"rotation error against the true cameras: median {v['rot_median_deg']:.2f}°, "

@@ -33,12 +33,13 @@ def turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report):
         [read_label(ws / "masks" / f"{nm}.png") for nm in names] if mdir != ws / "masks" else masks
     )
     h, w = grays[0].shape
-    f = float(focal_px) if focal_px else 1.2 * max(h, w)  # COLMAP's guess without EXIF
+    f, source = focal_for_solver(ws / "images" / names[0], focal_px)
     K = np.array([[f, 0, w / 2 - 0.5], [0, f, h / 2 - 0.5], [0, 0, 1.0]])
     try:
         fit = solve_turntable(grays, masks, K, report, silhouettes=sils)
     except ValueError as exc:
         raise ReconstructionError(f"turntable solve failed: {exc}") from exc
+    fit.log.insert(0, f"focal: {f:.1f} px ({source})")
     for note in fit.log:
         log.info("turntable: %s", note)
     colours = []
@@ -52,6 +53,23 @@ def turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report):
     rec = pycolmap.Reconstruction(str(text))
     shutil.rmtree(text, ignore_errors=True)
     return rec, list(fit.log)
+
+
+def focal_for_solver(first_frame: Path, focal_px) -> tuple[float, str]:
+    """``(focal in pixels, where it comes from)``: ``focal_px`` (``--focal``), else the
+    frame's EXIF. The solver holds the focal fixed (a guessed one gives wrong cameras), so
+    without either it stops with what to do."""
+    from ...errors import InputError
+    from ...exif import known_focal
+
+    f, source = known_focal(first_frame, focal_px)
+    if f is None:
+        raise InputError(
+            f"{first_frame.name}: no focal length in its EXIF, and the turntable solver needs "
+            "one: give it in pixels, --focal PX (the lens's focal length in mm / the sensor's "
+            "width in mm x the frame's width in pixels)"
+        )
+    return f, source
 
 
 def write_colmap_text(folder, fit: TurntableFit, names, size_wh, K, colours=None) -> None:
