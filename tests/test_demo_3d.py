@@ -102,3 +102,17 @@ def test_the_verdict_lines_name_every_figure():
     assert "669.4 px (EXIF FocalLength" in text
     assert "median 0.20°, max 0.31°" in text
     assert "IoU 0.970 against the masks it was carved from, 0.960 against the renderer's" in text
+
+
+def test_a_second_run_replaces_the_demo_workspace_and_nothing_else(tmp_path):
+    ws = tmp_path / "reconstruction"
+    (ws / "sparse").mkdir(parents=True)
+    (ws / ".reconstruct-outputs.json").write_text("{}")
+    (ws / "hull.ply").write_text("from the last run")
+    demo_3d.clear_previous_workspace(ws)
+    assert not ws.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("a user's file")
+    demo_3d.clear_previous_workspace(mine)  # not a reconstruct workspace: left alone
+    assert (mine / "notes.txt").read_text() == "a user's file"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -120,12 +121,21 @@ def verdict_lines(v: dict) -> list[str]:
     return lines
 
 
+def clear_previous_workspace(ws: Path) -> None:
+    """The demo's own workspace from an earlier run goes first, so every run starts fresh
+    (a folder without reconstruct's manifest is left for reconstruct to refuse)."""
+    if (ws / ".reconstruct-outputs.json").is_file():
+        shutil.rmtree(ws)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from segcore.cli import main as segcore_main
 
     timings = {}
     for name, step in (("segment", segment_argv(args)), ("reconstruct", reconstruct_argv(args))):
+        if name == "reconstruct":
+            clear_previous_workspace(args.out / "reconstruction")
         print("$ segcore " + " ".join(step), flush=True)
         t = time.perf_counter()
         code = segcore_main(step)
