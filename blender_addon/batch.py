@@ -218,6 +218,11 @@ def _reconstruct(runner, args, stop) -> int:
         path = str(Path(args.save).resolve())
         bpy.ops.wm.save_as_mainfile(filepath=path)
         print(f"Saved {path}", flush=True)
+    verdict = importer.verdict_report(result, settings)
+    if verdict is not None:
+        level, line = verdict
+        print(f"{'error' if level == 'ERROR' else 'warning'}: {line}", file=sys.stderr)
+        return 1 if level == "ERROR" else 0
     return 0
 
 

@@ -46,10 +46,19 @@ class ReconSettings:
     backgrounds_dir: str | None = None  # camera backgrounds (e.g. rgba/); None: the frames
     quality: str = "high"  # features: "high" (DSP-SIFT, for smooth fabric) or "fast"
     plate: str = "auto"  # masks completed from a still background: "auto", "on" or "off"
+    features: str = "auto"  # SfM features: in the masks on a turntable, else the whole frame
     height: float = 1.7  # the imported garment's height in scene units; 0: the solver's scale
     set_camera: bool = False  # make the first camera the scene's, with its render resolution
     # the options run_reconstruction takes (the batch script's flags of the same names)
-    KEYS: ClassVar[tuple[str, ...]] = ("matcher", "mapper", "hull", "voxels", "quality", "plate")
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "matcher",
+        "mapper",
+        "hull",
+        "voxels",
+        "quality",
+        "plate",
+        "features",
+    )
 
     def options(self) -> dict:
         """The keyword options of ``segcore.recon.run_reconstruction``."""
@@ -104,6 +113,19 @@ def summary_line(result, mesh, made: dict, settings: ReconSettings) -> str:
         f'{result.summary_line(mesh)}; imported into "{made["collection"].name}", '
         f"files in {settings.workspace}"
     )
+
+
+def verdict_report(result, settings: ReconSettings) -> tuple[str, str] | None:
+    """``(level, line)`` when the verdict is not ``ok``: ``ERROR`` for a failed
+    reconstruction, ``WARNING`` for a doubtful one (Blender's report levels); else None."""
+    verdict = result.verdict or {}
+    if verdict.get("status", "ok") == "ok":
+        return None
+    line = runner.segcore("recon.verdict").verdict_line(verdict)
+    check = Path(settings.workspace) / runner.segcore("recon.result").HULL_CHECK
+    look = f"; look at {check}" if check.is_file() else ""
+    level = "ERROR" if verdict["status"] == "failed" else "WARNING"
+    return level, f"Reconstruction {line}{look}"
 
 
 # --------------------------------------------------------------------------- bpy

@@ -468,6 +468,9 @@ class GARMENT_SEG_OT_reconstruct(_WorkerOperator, Operator):
             self.report({"ERROR"}, error_message(exc))
             return {"CANCELLED"}
         self.report({"INFO"}, importer.summary_line(result, mesh, made, run.settings))
+        verdict = importer.verdict_report(result, run.settings)
+        if verdict is not None:  # imported all the same, to look at; said plainly
+            self.report({verdict[0]}, verdict[1])
         return {"FINISHED"}
 
 

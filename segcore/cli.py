@@ -220,12 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# hull-to-mask IoU (hull_check.png) under which `reconstruct` warns: on the benchmark's
-# turntables 0.92-0.98 with the model's masks and right cameras, 0.90 on a failed solve;
-# thin parts' mask errors weigh as much as the cameras, so only a gross misfit warns
-POOR_FIT = 0.85
-
-
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -579,6 +573,7 @@ def cmd_reconstruct(args) -> int:
             quality=args.quality,
             focal_px=args.focal,
             plate=args.plate,
+            features=args.features,
         )
     finally:
         bars.close()
@@ -586,14 +581,6 @@ def cmd_reconstruct(args) -> int:
         if args.hull and mesh is None:
             print(
                 "note: no MASKS_DIR, so no visual hull (it is carved from the masks)",
-                file=sys.stderr,
-            )
-        check = (mesh.info or {}).get("check") if mesh is not None else None
-        if check and check["mean_iou"] < POOR_FIT:
-            print(
-                f"warning: the garment mesh fits the masks poorly (IoU {check['mean_iou']:.2f}); "
-                f"look at {Path(args.output) / check['image']}: a mask that misses or adds a "
-                "part, or cameras that are off",
                 file=sys.stderr,
             )
         opts = result.options or {}
@@ -604,10 +591,29 @@ def cmd_reconstruct(args) -> int:
                 else "no still background, or no masks"
             )
             print(f"mapper: {opts['mapper']} ({why})", file=sys.stderr)
+        if opts.get("features") and opts["mapper"] != "turntable":
+            print(f"features: {opts['features']}", file=sys.stderr)
         seconds = sum(v for k, v in result.timings.items() if k != "total")  # + the hull
         print(
             f"{result.summary_line(mesh)}, {seconds:.1f} s -> {Path(args.output)}", file=sys.stderr
         )
+    return _report_verdict(result, Path(args.output), args.quiet)
+
+
+def _report_verdict(result, workspace, quiet: bool) -> int:
+    """Say whether the reconstruction can be trusted (``recon.json``'s ``verdict``); exit 1
+    when it failed (printed with ``-q`` too: it is an error)."""
+    from .recon.result import HULL_CHECK
+    from .recon.verdict import verdict_line
+
+    verdict = result.verdict or {}
+    status = verdict.get("status", "ok")
+    look = f"; look at {workspace / HULL_CHECK}" if (workspace / HULL_CHECK).is_file() else ""
+    if status == "failed":
+        print(f"error: reconstruction {verdict_line(verdict)}{look}", file=sys.stderr)
+        return 1
+    if status == "doubtful" and not quiet:
+        print(f"warning: reconstruction {verdict_line(verdict)}{look}", file=sys.stderr)
     return 0
 
 

@@ -31,9 +31,14 @@ PLATE_MODES = ("auto", "on", "off")  # auto: when the background is found to sta
 DEFAULT_WORKERS = 2
 MAX_WORKERS = 64  # frames in flight at most (each holds a decoded frame and its buffers)
 
-MATCHERS = ("auto", "exhaustive", "sequential")
+# auto: ring for a moving camera registered from the whole frame (the still room's repeated
+# patterns match far frames falsely), else exhaustive up to 60 frames, sequential beyond
+MATCHERS = ("auto", "exhaustive", "sequential", "ring")
 MAPPERS = ("auto", "incremental", "global", "turntable")  # auto: turntable if still, else incr.
 QUALITIES = ("high", "fast")
+# where SfM takes its features: auto = inside the masks on a still background (a turntable),
+# the whole frame when the camera moves (the still room is what registers it best)
+FEATURE_AREAS = ("auto", "masked", "whole")
 DEFAULT_VOXELS = 224  # the hull grid's long side (a stand's pole: hull IoU 0.941 at 160, 0.953)
 VOXELS = (16, 1024)  # the hull grid sizes accepted
 
@@ -183,7 +188,10 @@ def add_reconstruct_arguments(parser) -> None:
         "--matcher",
         choices=MATCHERS,
         default="auto",
-        help="feature matching: exhaustive up to 60 frames, sequential beyond (default: auto)",
+        help="feature matching: exhaustive (every pair), sequential (each frame with its 12 "
+        "successors), ring (each frame with its nearest neighbours in capture order, the last "
+        "with the first); auto: ring when a moving camera is registered from the whole frame, "
+        "else exhaustive up to 60 frames, sequential beyond (default: auto)",
     )
     parser.add_argument(
         "--mapper",
@@ -193,6 +201,15 @@ def add_reconstruct_arguments(parser) -> None:
         "order, one axis, the same step between frames, calibrated from the masks' silhouettes "
         "and feature tracks; auto: turntable when the masked frames show a still background, "
         "else incremental (default: auto)",
+    )
+    parser.add_argument(
+        "--features",
+        choices=FEATURE_AREAS,
+        default="auto",
+        help="where SfM takes its features: masked (inside the masks), whole (the whole "
+        "frame: the still room registers a moving camera best) or auto: masked on a "
+        "turntable, whole when the camera moves; the masks always carve the mesh and go to "
+        "the workspace for other tools (default: auto)",
     )
     parser.add_argument(
         "--quality",

@@ -292,6 +292,32 @@ def test_reconstruct_operator_runs_and_imports(addon, tmp_path):
     assert (tmp_path / "ws" / "transforms.json").is_file()
 
 
+def test_reconstruct_operator_says_plainly_when_the_verdict_failed(addon, workspace, monkeypatch):
+    """A failed verdict (every frame registered, the mesh fitting the masks poorly) is still
+    imported, to look at, and reported as an error, which a script calling the operator
+    receives as Blender's RuntimeError."""
+    from blender_addon import importer
+    from segcore.recon.verdict import judge
+
+    ws, res, mesh = workspace
+    res.verdict = judge(N, N, 0.3, {p.name: 0.53 for p in res.poses})
+    monkeypatch.setattr(importer, "run_reconstruction", lambda *a, **k: (res, mesh))
+    s = bpy.context.scene.garment_seg
+    s.recon_source = "FOLDERS"
+    s.recon_frames_dir = str(ws / "images")
+    s.recon_masks_dir = str(ws / "masks")
+    s.recon_workspace = str(ws)
+    before = {c.name for c in bpy.data.collections}
+    with pytest.raises(RuntimeError, match="Reconstruction failed: the garment mesh fits"):
+        bpy.ops.garment_seg.reconstruct()
+    made = {c.name for c in bpy.data.collections} - before
+    assert any(n.startswith("Garment reconstruction") for n in made)  # imported all the same
+    level, line = importer.verdict_report(res, recon_settings(ws))
+    assert level == "ERROR" and "IoU 0.53" in line
+    res.verdict = judge(N, N, 0.3, {p.name: 0.97 for p in res.poses})
+    assert importer.verdict_report(res, recon_settings(ws)) is None
+
+
 def test_batch_reconstruct_flags_are_checked(tmp_path):
     def batch(*args):
         return subprocess.run(

@@ -282,7 +282,7 @@ def test_segment_job_reports_the_plate_pass_and_can_stop_it(tmp_path):
 
 @pytest.mark.parametrize("moving", [False, True])
 def test_auto_mapper_follows_the_background(tmp_path, moving):
-    from segcore.recon.sfm import auto_mapper
+    from segcore.recon.sfm import auto_mapper, still_background
 
     frames, truth, _ = _turntable(moving_background=moving)
     (tmp_path / "masks").mkdir()
@@ -292,7 +292,9 @@ def test_auto_mapper_follows_the_background(tmp_path, moving):
         write_png(paths[-1], f)
         write_png(tmp_path / "masks" / f"f{i:02d}.png.png", np.where(m, 255, 0).astype(np.uint8))
     want = "incremental" if moving else "turntable"
-    assert auto_mapper(paths, tmp_path, True, "off", None) == want  # measured here
-    assert auto_mapper(paths, tmp_path, False, "off", None) == "incremental"  # no masks
-    assert auto_mapper(paths, tmp_path, True, "auto", None) == "incremental"  # measured: moving
-    assert auto_mapper(paths, tmp_path, True, "on", {"still_share": 0.95}) == "turntable"
+    assert auto_mapper(still_background(paths, tmp_path, True, "off", None)) == want  # here
+    assert still_background(paths, tmp_path, False, "off", None) is None  # no masks
+    assert auto_mapper(None) == "incremental"
+    assert not still_background(paths, tmp_path, True, "auto", None)  # measured: moving
+    assert still_background(paths, tmp_path, True, "on", {"still_share": 0.95})
+    assert auto_mapper(True) == "turntable"

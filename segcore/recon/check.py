@@ -38,6 +38,24 @@ def render_silhouette(mesh: Mesh, view: View, supersample: int = 4) -> np.ndarra
     return out > 0
 
 
+def view_fit(mesh: Mesh, view: View) -> tuple[float, np.ndarray]:
+    """IoU of the mesh's silhouette in ``view`` with the view's mask (1 = identical), and
+    the silhouette."""
+    sil = render_silhouette(mesh, view, supersample=2)
+    union = (sil | view.mask).sum()
+    return (float((sil & view.mask).sum() / union) if union else 1.0), sil
+
+
+def silhouette_fit(mesh: Mesh, views: list[View], long_side: int = 320) -> dict[str, float]:
+    """The mesh's fit to every masked view (IoU per frame name, at ``long_side`` pixels):
+    the verdict's mesh fit and its suspect masks (:mod:`segcore.recon.verdict`)."""
+    return {
+        v.name or str(i): round(view_fit(mesh, scaled_view(v, long_side))[0], 4)
+        for i, v in enumerate(views)
+        if v.mask is not None
+    }
+
+
 def silhouette_check(
     mesh: Mesh, views: list[View], frames: int = 8, long_side: int = 640, cols: int = 4
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -54,9 +72,7 @@ def silhouette_check(
     tiles, labels, ious = [], [], {}
     for i in idx:
         v = scaled_view(shown[i], long_side)
-        sil = render_silhouette(mesh, v, supersample=2)
-        union = (sil | v.mask).sum()
-        iou = float((sil & v.mask).sum() / union) if union else 1.0
+        iou, sil = view_fit(mesh, v)
         ious[v.name or str(i)] = round(iou, 4)
         if v.image is not None:
             bgr = cv2.resize(read_image(v.image), (v.width, v.height), interpolation=cv2.INTER_AREA)

@@ -26,6 +26,7 @@ RESULT_VERSION = 1
 SFM_MASKS = "sfm_masks"  # the eroded masks feature extraction uses
 HULL_MASKS = "hull_masks"  # the visual hull's masks, where the plate made them (below)
 HULL_CHECK = "hull_check.png"  # frames with the masks' and the hull's outlines drawn
+RING_PAIRS = "ring_pairs.txt"  # the frame pairs the ring matcher matched (recon.sfm)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -95,6 +96,7 @@ class ReconResult:
     timings: dict[str, float] = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     masked: bool = True
+    verdict: dict | None = None  # whether it can be trusted (segcore.recon.verdict)
 
     @property
     def registered(self) -> list[str]:
@@ -139,6 +141,7 @@ class ReconResult:
             "masked": self.masked,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "options": self.options,
+            "verdict": self.verdict,
         }
 
     def summary_line(self, mesh=None) -> str:
@@ -148,10 +151,13 @@ class ReconResult:
         check = (getattr(mesh, "info", None) or {}).get("check") if mesh is not None else None
         if check:  # how the hull's silhouettes fit the masks (silhouette_check)
             hull += f" (fits the masks to IoU {check['mean_iou']:.3f}: {check['image']})"
-        return (
+        line = (
             f"{s['registered']} of {s['frames']} frames registered, {s['points']:,} points, "
             f"mean reprojection error {s['mean_reprojection_error_px']:.2f} px{hull}"
         )
+        if self.verdict:  # the reasons: segcore.recon.verdict.verdict_line
+            line += f"; verdict: {self.verdict['status']}"
+        return line
 
     def to_json(self) -> dict:
         return {
@@ -205,6 +211,7 @@ def load_result(workspace: str | os.PathLike) -> ReconResult:
         dict(s.get("timings_s", {})),
         dict(s.get("options", {})),
         bool(s.get("masked", True)),
+        s.get("verdict"),
     )
 
 

@@ -40,12 +40,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import write_png
-from ..options import DEFAULT_VOXELS, MAPPERS, MATCHERS, QUALITIES, VOXELS
+from ..options import DEFAULT_VOXELS, FEATURE_AREAS, MAPPERS, MATCHERS, QUALITIES, VOXELS
 from ..plate import STAGES as plate_stages
 from ..plate import check_mode as check_plate_mode
 from .camera import views_from_result
 from .carve import hull_from_views
-from .check import silhouette_check
+from .check import silhouette_check, silhouette_fit
 from .colmap import from_reconstruction, import_pycolmap, refine_distortion, write_model
 from .nerfstudio import write_transforms
 from .ply import write_ply
@@ -66,11 +66,15 @@ from .sfm import (
     map_frames,
     match,
     reader_options,
+    still_background,
 )
 from .turntable.colmap import turntable_model
+from .verdict import judge, rotation_steps
 from .workspace import ERODE_SHARE, prepare_workspace, settles
 
 log = logging.getLogger(__name__)
+
+CAPTURES = {True: "turntable", False: "moving camera", None: "not measured (no masks)"}
 
 # what each progress stage is called on screen (the CLI's bars, the add-on's status)
 STAGE_LABELS = {
@@ -106,6 +110,7 @@ def reconstruct(
     quality: str = "high",
     focal_px: float | None = None,
     plate: str = "auto",
+    features: str = "auto",
 ) -> ReconResult:
     """SfM of the frames in ``frames_dir`` with the masks in ``masks_dir`` (None: no masks).
 
@@ -127,7 +132,14 @@ def reconstruct(
     :mod:`segcore.plate`); the corrected masks are the workspace's, for SfM and the solver,
     and the hull is carved from the plate's hull masks (``hull_masks/``, see
     :func:`prepare_workspace`).
+    ``features``: where SfM takes its features: "masked" (inside the eroded masks), "whole"
+    (the whole frame) or "auto": masked on a still background (a turntable: there the
+    background would register a camera that never moves), the whole frame when the camera
+    moves (the still room is the best thing to register it against; the masks carve the
+    mesh and go to the workspace for the dense / NeRF tools all the same).
     """
+    if features not in FEATURE_AREAS:
+        raise InputError(f"features {features!r}: choose one of {', '.join(FEATURE_AREAS)}")
     if focal_px is not None and not focal_px > 0:
         raise InputError(f"focal length {focal_px}: give it in pixels (> 0), or leave it out")
     if matcher not in MATCHERS:
@@ -162,9 +174,11 @@ def reconstruct(
         report("prepare", n, n)
         asked = mapper
         turntable_notes = None  # the turntable solver's log, for recon.json
+        still = still_background(frames, ws, masked, plate, plate_info)
         if mapper == "auto":
-            mapper = auto_mapper(frames, ws, masked, plate, plate_info)
+            mapper = auto_mapper(still)
             log.info("mapper auto: %s", mapper)
+        feature_masks = masked and (features == "masked" or (features == "auto" and still))
         if mapper == "turntable":
             if not masked:
                 raise InputError(
@@ -179,16 +193,18 @@ def reconstruct(
                 best, turntable_notes = turntable_model(pycolmap, ws, names, focal_px, checked)
             models = {0: best}
         kind = matcher
-        if kind == "auto":
+        if kind == "auto" and mapper != "turntable" and masked and not feature_masks:
+            kind = "ring"  # a moving camera registered from the whole frame: sfm.RING_SHARE
+        elif kind == "auto":
             kind = "exhaustive" if n <= EXHAUSTIVE_MAX else "sequential"
         if mapper != "turntable":
             with run.timed("features"):
-                reader = reader_options(pycolmap, ws, frames[0], masked, focal_px)
+                reader = reader_options(pycolmap, ws, frames[0], feature_masks, focal_px)
                 extract_features(
                     pycolmap, run, report, ws, names, reader, max_image_size, num_threads, quality
                 )
             with run.timed("matching"):
-                match(pycolmap, run, report, ws, kind, num_threads, quality)
+                match(pycolmap, run, report, ws, kind, num_threads, quality, names)
             with run.timed("mapping"):
                 models = map_frames(
                     pycolmap, run, report, ws, n, mapper, num_threads, seed, focal_px
@@ -210,6 +226,15 @@ def reconstruct(
         "matcher": kind,
         "mapper": mapper,
         "mapper_asked": asked,
+        # what the frames show: a still background (a turntable) or not (the camera moves)
+        "capture": CAPTURES[still],
+        "features": (
+            "turntable solver (inside the masks)"
+            if mapper == "turntable"
+            else "inside the masks"
+            if feature_masks
+            else "whole frame"
+        ),
         "camera_mode": "single",
         "camera_model": "SIMPLE_RADIAL",
         "max_image_size": max_image_size,
@@ -263,6 +288,7 @@ def run_reconstruction(
     quality: str = "high",
     focal_px: float | None = None,
     plate: str = "auto",
+    features: str = "auto",
 ):
     """Everything ``segcore reconstruct`` does: SfM, visual hull, ``transforms.json``,
     ``recon.json``. Returns ``(ReconResult, Mesh or None)``; the CLI, the Blender operator
@@ -286,12 +312,15 @@ def run_reconstruction(
             quality=quality,
             focal_px=focal_px,
             plate=plate,
+            features=features,
         )
     except ReconstructionError as exc:
         if exc.result is not None:
+            exc.result.verdict = result_verdict(exc.result, failure=str(exc).split(";")[0])
             write_result_json(exc.result, ws / "recon.json")
         raise
     mesh = None
+    fit = None
     extra: dict = {}
     if hull and result.masks_dir is not None:
         if should_stop is not None and should_stop():
@@ -301,7 +330,6 @@ def run_reconstruction(
         views = views_from_result(result)  # masks read once: for the hull and its check
         mesh = hull_from_views(views, points=result.points, voxels=voxels)
         write_ply(ws / "hull.ply", mesh)
-        result.timings["hull"] = time.perf_counter() - t
         extra["hull"] = {k: mesh.info[k] for k in ("vertices", "faces", "voxel_size", "views")}
         extra["hull"]["masks"] = HULL_MASKS if (ws / HULL_MASKS).is_dir() else "masks"
         # a picture of how the hull fits the masks (a person looks before trusting the mesh)
@@ -312,7 +340,30 @@ def run_reconstruction(
             "mean_iou": round(float(np.mean(list(ious.values()))), 4),
             "iou": ious,
         }
+        fit = silhouette_fit(mesh, views)  # every registered frame: the verdict's mesh fit
+        extra["hull"]["fit"] = fit
+        result.timings["hull"] = time.perf_counter() - t
         report("hull", 1, 1)
+    result.verdict = result_verdict(result, fit)
     write_transforms(result, ws)
     write_result_json(result, ws / "recon.json", extra)
     return result, mesh
+
+
+def result_verdict(result: ReconResult, fit: dict | None = None, failure: str | None = None):
+    """The verdict of ``result`` (:func:`segcore.recon.verdict.judge`): ``fit``, the mesh
+    fit per frame; the steps judged on a still background (a turntable)."""
+    order = {n: i for i, n in enumerate(result.frames)}
+    poses = sorted(result.poses, key=lambda p: order.get(p.name, 0))
+    gaps = [order.get(b.name, 0) - order.get(a.name, 0) for a, b in zip(poses, poses[1:])]
+    opts = result.options or {}
+    return judge(
+        len(result.frames),
+        len(result.poses),
+        result.mean_reprojection_error,
+        fit,
+        turntable=opts.get("capture") == "turntable",
+        steps=rotation_steps([p.R for p in poses], gaps),
+        suspects=list(opts.get("turntable_suspects") or []),
+        failure=failure,
+    )

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InputError, OutputError
 from ..outputs import Manifest, check_apart
 from ..plate import check_mode as check_plate_mode
-from .result import HULL_CHECK, HULL_MASKS, SFM_MASKS, Progress
+from .result import HULL_CHECK, HULL_MASKS, RING_PAIRS, SFM_MASKS, Progress
 
 ERODE_SHARE = 0.006  # default mask erosion for SfM, share of the frame's long side
 
@@ -77,6 +77,7 @@ WORKSPACE_ENTRIES = (
     "sparse/",
     "sparse_tmp/",
     "sparse_turntable/",
+    RING_PAIRS,
     "hull.ply",
     HULL_CHECK,
     "transforms.json",

@@ -1,6 +1,9 @@
-"""Render ``tests/data/recon_turntable``: a small textured turntable capture for the SfM tests.
+"""Render ``tests/data/recon_turntable``: a small textured turntable capture for the SfM tests
+(and, with ``--ring``, ``tests/data/recon_ring``: the camera moving round the still subject).
 
     .venv/bin/python tests/data/make_recon_turntable.py [--frames 16] [--size 400x300]
+    .venv/bin/python tests/data/make_recon_turntable.py --ring --frames 12 --sweep 0.3 \
+        --out tests/data/recon_ring
 
 A dress-form-like subject (a printed cylinder body, a head, a base) turns on a turntable in
 front of a still, textured room (brick wall, gravel floor), seen by one fixed camera:
@@ -107,7 +110,7 @@ def build_scene(width: int, height: int):
     return scene, root, subject, [wall, floor]
 
 
-def render(out: Path, frames: int, width: int, height: int, sweep: float) -> None:
+def render(out: Path, frames: int, width: int, height: int, sweep: float, ring: bool) -> None:
     import bpy
     from mathutils import Matrix
 
@@ -140,7 +143,12 @@ def render(out: Path, frames: int, width: int, height: int, sweep: float) -> Non
 
         for i in range(frames):
             angle = 2 * math.pi * sweep * i / frames
-            root.rotation_euler = (0.0, 0.0, angle)
+            if ring:  # the camera moves round the still subject, facing the wall throughout
+                az = angle - math.pi * sweep
+                m = cm.look_at(cm.orbit_eye(target, 1.75, az, 0.3), target)
+                cam.matrix_world = Matrix(m.tolist())
+            else:
+                root.rotation_euler = (0.0, 0.0, angle)
             bpy.context.view_layer.update()
             name = f"{i:04d}"
             scene.render.image_settings.file_format = "PNG"
@@ -176,14 +184,15 @@ def render(out: Path, frames: int, width: int, height: int, sweep: float) -> Non
             rz = np.eye(4)
             c, s = math.cos(-angle), math.sin(-angle)
             rz[:2, :2] = [[c, -s], [s, c]]
-            r, t = cm.world_to_camera(rz @ m)
+            r, t = cm.world_to_camera(m if ring else rz @ m)
             records.append(
                 {"image": f"{name}.jpg", "K": k.tolist(), "R": r.tolist(), "t": t.tolist()}
             )
             print(f"frame {i + 1}/{frames}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    data = {"version": 1, "kind": "turntable", "width": width, "height": height, "frames": records}
+    kind = "ring" if ring else "turntable"
+    data = {"version": 1, "kind": kind, "width": width, "height": height, "frames": records}
     (out / "cameras.json").write_text(json.dumps(data, indent=1) + "\n")
 
 
@@ -193,10 +202,11 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", default="400x300")
     p.add_argument("--sweep", type=float, default=0.6, help="turn, share of a full circle")
+    p.add_argument("--ring", action="store_true", help="the camera moves, the subject stands")
     args = p.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
     os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="bpy-user-"))
-    render(args.out, args.frames, w, h, args.sweep)
+    render(args.out, args.frames, w, h, args.sweep, args.ring)
     return 0
 
 
