@@ -6,7 +6,7 @@
         [--keep garment|garment,figure|garment,figure,support]
         [--skip-existing | --overwrite] [--workers N] [--temporal] [--plate auto|on|off]
         [--reconstruct [--workspace DIR] [--matcher M] [--mapper M] [--quality high|fast]
-         [--voxels N] [--no-hull] [--height H] [--set-camera] [--save FILE.blend]]
+         [--focal PX] [--voxels N] [--no-hull] [--height H] [--set-camera] [--save FILE.blend]]
 
 The segment and reconstruction flags are ``segcore segment``'s and ``segcore reconstruct``'s
 (one builder, ``segcore.options``).

@@ -47,6 +47,7 @@ class ReconSettings:
     quality: str = "high"  # features: "high" (DSP-SIFT, for smooth fabric) or "fast"
     plate: str = "auto"  # masks completed from a still background: "auto", "on" or "off"
     features: str = "auto"  # SfM features: in the masks on a turntable, else the whole frame
+    focal_px: float | None = None  # the frames' focal length in pixels; None: their EXIF
     height: float = 1.7  # the imported garment's height in scene units; 0: the solver's scale
     set_camera: bool = False  # make the first camera the scene's, with its render resolution
     # the options run_reconstruction takes (the batch script's flags of the same names)
@@ -58,6 +59,7 @@ class ReconSettings:
         "quality",
         "plate",
         "features",
+        "focal_px",
     )
 
     def options(self) -> dict:

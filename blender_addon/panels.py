@@ -38,6 +38,7 @@ def _draw_reconstruct(layout, props) -> None:
     col.prop(props, "recon_quality")
     col.prop(props, "recon_matcher")
     col.prop(props, "recon_mapper")
+    col.prop(props, "recon_focal")
     col.prop(props, "recon_hull")
     sub = col.column()
     sub.active = props.recon_hull

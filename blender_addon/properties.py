@@ -263,6 +263,16 @@ class GarmentSegSettings(PropertyGroup):
             ),
         ),
     )
+    recon_focal: FloatProperty(
+        name="Focal Length (px)",
+        description="The frames' focal length in pixels, for frames without it in their EXIF "
+        "(exported or rendered): the lens's focal length in mm / the sensor's width in mm x "
+        "the frame's width in pixels. 0 reads it from the frames' EXIF; the Turntable solver "
+        "needs one of the two",
+        default=0.0,
+        min=0.0,
+        soft_max=20000.0,
+    )
     recon_height: FloatProperty(
         name="Height",
         description="Scale the imported scene so the garment is this tall (scene units); "
@@ -310,6 +320,7 @@ def read_recon_settings(context):
         "hull": props.recon_hull,
         "voxels": props.recon_voxels,
         "quality": props.recon_quality.lower(),
+        "focal_px": props.recon_focal or None,
         "height": props.recon_height,
         "set_camera": props.recon_set_camera,
     }

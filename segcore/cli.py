@@ -208,13 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("-o", "--output", metavar="WORKSPACE", required=True, help="output folder")
     add_reconstruct_arguments(r)
-    r.add_argument(
-        "--focal",
-        type=float,
-        metavar="PX",
-        help="known focal length in pixels, for frames without EXIF (rendered or exported); "
-        "default: EXIF, else estimated",
-    )
     add_plate_argument(r, "complete the masks (in the workspace)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress, errors only")
     return p
@@ -571,7 +564,7 @@ def cmd_reconstruct(args) -> int:
             voxels=args.voxels,
             progress=bars,
             quality=args.quality,
-            focal_px=args.focal,
+            focal_px=args.focal_px,
             plate=args.plate,
             features=args.features,
         )

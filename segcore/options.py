@@ -212,6 +212,17 @@ def add_reconstruct_arguments(parser) -> None:
         "the workspace for other tools (default: auto)",
     )
     parser.add_argument(
+        "--focal",
+        dest="focal_px",
+        type=float,
+        default=None,
+        metavar="PX",
+        help="the frames' focal length in pixels, for frames without it in their EXIF "
+        "(exported, rendered): the lens's focal length in mm / the sensor's width in mm x the "
+        "frame's width in pixels, e.g. 50 / 36 x 1044 = 1450 (default: the frames' EXIF; the "
+        "turntable solver needs one of the two, COLMAP's mappers estimate it without)",
+    )
+    parser.add_argument(
         "--quality",
         choices=QUALITIES,
         default="high",

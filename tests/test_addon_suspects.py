@@ -23,13 +23,19 @@ RENDERED = ROOT / "tests" / "data" / "recon_turntable"
 
 
 class Layout:
-    """Records the labels and operator buttons the panel draws (no window in background)."""
+    """Records the labels, properties and operator buttons a panel draws (no window in
+    background mode); a property must exist on the real property group."""
 
     def __init__(self):
-        self.labels, self.buttons = [], []
+        self.labels, self.props, self.buttons = [], [], []
 
     def __getattr__(self, name):
         return lambda *a, **k: self
+
+    def prop(self, data, name, **kw):
+        assert hasattr(data, name), name
+        self.props.append(name)
+        return self
 
     def label(self, text="", **kw):
         self.labels.append(text)
