@@ -301,7 +301,7 @@ def preview_frame(settings: Settings, index: int, max_side: int = PREVIEW_MAX_SI
     if scale < 1:
         size = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))
         bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-    fm = pipeline.segment_frame(bgr, seg, post)
+    fm = segcore("frame").segment_frame(bgr, seg, post)
     return segcore("sheet").overlay(bgr, fm.mask), path
 
 

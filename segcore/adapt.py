@@ -18,7 +18,7 @@ pulled back towards it by its regulariser, so a correction moves the decision on
 features tell the corrected pixels apart. Where it decides otherwise than the network, its
 probability replaces the network's before the mask decision (:func:`segcore.mask.decide`;
 where the two agree the network's soft edges stay), so the clean-up, the upsampling and the
-edge refinement of :func:`segcore.pipeline.segment_frame` run as in ``segment``: the network
+edge refinement of :func:`segcore.frame.segment_frame` run as in ``segment``: the network
 and its card stay as they are, binary or multi-class.
 
 :class:`AdaptJob` is a :class:`segcore.pipeline.SequenceJob` that re-segments the sequence
@@ -42,9 +42,10 @@ import numpy as np
 
 from . import formats as fmt
 from .errors import InputError, SegcoreError
+from .frame import FrameMasks, guide_source
 from .infer import sigmoid
 from .io import atomic_write_bytes, by_stem, discover_frames, read_bytes, read_image, read_label
-from .pipeline import FrameMasks, FrameResult, SegmentOptions, SequenceJob, guide_source
+from .pipeline import FrameResult, SegmentOptions, SequenceJob
 from .preprocess import fit_size
 
 HEAD_FILE = "adapted.json"  # in OUT: the fitted head and what it was fitted on
@@ -318,7 +319,7 @@ def check_correction(path: Path, mask: np.ndarray, frame_hw, network_mask: np.nd
 
 class AdaptedSegmenter:
     """A :class:`segcore.infer.Segmenter` whose probability is the head's: what
-    :func:`segcore.pipeline.segment_frame` sees in place of the network's."""
+    :func:`segcore.frame.segment_frame` sees in place of the network's."""
 
     def __init__(self, base, head: Head, threshold_: float):
         self.base, self.head, self.thr = base, head, threshold_

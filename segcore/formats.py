@@ -25,7 +25,7 @@ from .options import FORMATS
 
 
 class Masks(Protocol):
-    """What a writer reads of one segmented frame (``pipeline.FrameMasks`` is one)."""
+    """What a writer reads of one segmented frame (``frame.FrameMasks`` is one)."""
 
     mask: np.ndarray  # uint8 (H, W), 255 = subject
 

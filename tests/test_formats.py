@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from segcore.formats import WRITERS
-from segcore.pipeline import FrameMasks
+from segcore.frame import FrameMasks
 
 EXPECTED = {
     "mask": ("masks", "frame_001.png"),

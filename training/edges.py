@@ -110,7 +110,7 @@ def _net(width: int, fuse: int = 8):
 class Frame:
     bgr: np.ndarray
     gt: np.ndarray  # uint8 0/255
-    prior: object  # (y0, y1, x0, x1) -> the prior channel there (segcore.pipeline.edge_prior)
+    prior: object  # (y0, y1, x0, x1) -> the prior channel there (segcore.frame.edge_prior)
     cells: np.ndarray  # (n, 2) band cells of the coarse mask
     edge_pts: np.ndarray  # (m, 2) points (y, x) on the true boundary
 
@@ -143,7 +143,7 @@ def load_frames(roots: list[str], model, cache: Path, cell: int, guide: str = "s
     samples = [s for r in roots for seq in find_sequences(r).values() for s in seq]
     probs = coarse_cache(samples, model, cache)
     from segcore.card import load_card
-    from segcore.pipeline import edge_prior, guide_source, guided_field
+    from segcore.frame import edge_prior, guide_source, guided_field
 
     card = load_card(model)
     post, threshold = card.postprocess, card.postprocess.threshold
