@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import threading
@@ -22,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import OutputError
+from .io import temporary_name
 
 MANIFEST = ".{command}-outputs.json"  # not ".segcore-*": those are temporary files
 MANIFEST_VERSION = 1
@@ -207,3 +209,49 @@ class Manifest:
         with self._lock:
             data = {"version": MANIFEST_VERSION, "files": dict(sorted(self.files.items()))}
         atomic_write_bytes(self.path, (json.dumps(data, indent=0) + "\n").encode("utf-8"))
+
+
+def check_output_folder(input_path: Path, out: Path, folders: list[str]) -> None:
+    """Refuse an output folder that is the input folder or inside it, or whose output
+    sub-folders ``folders`` would hold the input; create it and check it is writable."""
+    in_dir = input_path if input_path.is_dir() else input_path.parent
+    if relation(out, in_dir) in ("is", "inside"):  # device + inode: bind mounts too
+        raise OutputError(
+            f"{out}: the output folder is the input folder or inside it; "
+            "choose an output folder outside the frames' folder"
+        )
+    for f in folders:  # e.g. INPUT = OUT/rgba: its photos would be replaced by cut-outs
+        check_apart(out / f, [in_dir], f"the output folder {f}/", advice="choose another OUT")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / temporary_name("-probe")  # a dead run's is removed like any temporary
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise unwritable(out, exc) from exc
+
+
+def unwritable(out: Path, exc: OSError) -> OutputError:
+    return OutputError(
+        f"{out}: cannot write to the output folder ({exc.strerror}); choose a writable folder"
+    )
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` takes."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # AttributeError: Windows has no pathconf
+        return 255
+
+
+# write errors every later frame would meet too: full, read-only, no permission (an
+# immutable or re-permissioned folder), so the run stops at the first, saying what to do
+STOP_ADVICE = {
+    errno.ENOSPC: "free space on that disk",
+    errno.EDQUOT: "free space or raise the disk quota",
+    errno.EROFS: "the file system turned read-only: remount it writable (or choose another OUT)",
+    errno.EPERM: "the folder refuses new files (immutable?): make it writable (chattr -i)",
+    errno.EACCES: "no permission to write there: give it back (chmod u+w)",
+}
+STOPPING_ERRNOS = tuple(STOP_ADVICE)

@@ -27,7 +27,8 @@ import cv2
 
 from .errors import InputError, OutputError
 from .io import IMAGE_EXTENSIONS, is_hidden, natural_key
-from .pipeline import FrameResult, SegmentOptions, SequenceJob, _name_max
+from .outputs import name_max
+from .pipeline import FrameResult, SegmentOptions, SequenceJob
 
 SETTLE = 1.0  # seconds a file's size and time must stand still before it is taken
 POLL = 0.25  # seconds between looks at the folder
@@ -125,7 +126,7 @@ class WatchJob(SequenceJob):
                 "overwrite each other; rename it"
             )
         else:
-            limit = _name_max(self.output)
+            limit = name_max(self.output)
             for w in self.writers:
                 if len(os.fsencode(w.filename(path))) > limit:
                     why = f"the name of its {w.name} output would be too long; shorten it"

@@ -20,8 +20,10 @@ import pytest
 
 import segcore.io
 import segcore.pipeline
+import segcore.run_report
 from segcore.cli import main
-from segcore.pipeline import CHAIN_STATES, PLATE_RECORD, PLATE_SAVED, SegmentOptions, SequenceJob
+from segcore.pipeline import CHAIN_STATES, SegmentOptions, SequenceJob
+from segcore.plate_pass import PLATE_RECORD, PLATE_SAVED
 
 from .conftest import blob_image
 from .test_reliability import _cli, _no_temporaries, _report
@@ -127,14 +129,14 @@ def test_write_fault_mid_run_stops_once_with_one_message(
 
 def test_report_that_cannot_be_written_is_a_warning(random_model, tmp_path, capsys, monkeypatch):
     frames, out = _frames(tmp_path / "frames", 3), tmp_path / "out"
-    real = segcore.pipeline.atomic_write_bytes
+    real = segcore.run_report.atomic_write_bytes
 
     def atomic_write_bytes(path, data):
         if Path(path).name == "report.json":
             raise OSError(errno.EROFS, "Read-only file system", str(path))
         real(path, data)
 
-    monkeypatch.setattr(segcore.pipeline, "atomic_write_bytes", atomic_write_bytes)
+    monkeypatch.setattr(segcore.run_report, "atomic_write_bytes", atomic_write_bytes)
     assert _segment(random_model, frames, out) == 0
     err = capsys.readouterr().err
     assert f"warning: {out / 'report.json'}: not written (Read-only file system)" in err
