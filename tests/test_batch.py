@@ -11,7 +11,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from segcore.batch import EXIT_HOOK, BatchJob, find_sequences
+from segcore.batch import BatchJob, find_sequences
+from segcore.batch_workers import EXIT_HOOK
 from segcore.cli import main
 from segcore.errors import InputError, OutputError
 from segcore.pipeline import SegmentOptions, SequenceJob
