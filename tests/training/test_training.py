@@ -15,7 +15,7 @@ from training.data import find_sequences, split_sequences  # noqa: E402
 from training.prepare import prepare  # noqa: E402
 from training.train import TrainConfig, make_model  # noqa: E402
 
-from .conftest import ROOT, blob_image  # noqa: E402
+from ..conftest import ROOT, blob_image  # noqa: E402
 
 
 def test_tiny_training_run_learns(shapes_model):

@@ -20,7 +20,7 @@ from training.distributed import Ranks, class_loss  # noqa: E402
 from training.shapes import make_shapes_dataset  # noqa: E402
 from training.train import TrainConfig, train  # noqa: E402
 
-from .conftest import ROOT  # noqa: E402
+from ..conftest import ROOT  # noqa: E402
 
 
 def test_global_batch_is_split_evenly_and_the_class_loss_is_the_weighted_mean():
