@@ -32,7 +32,7 @@ REQS = {
 }
 # the requirement files each environment is installed from, and the environments that
 # include it (the dev one holds everything: its file lists pycolmap and scikit-image too)
-FILES = {"runtime": ("runtime",), "recon": ("runtime", "recon"), "dev": ("runtime", "dev")}
+FILES = {"runtime": ("runtime",), "recon": ("runtime", "recon"), "dev": ("runtime", "recon", "dev")}
 COVERED_BY = {"runtime": ("runtime", "recon", "dev"), "recon": ("recon", "dev"), "dev": ("dev",)}
 
 
