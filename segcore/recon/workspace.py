@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import struct
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -100,16 +101,26 @@ def check_workspace(ws: Path, frames_dir, masks_dir: Path | None) -> Manifest:
     return owned
 
 
+_SETTLING = threading.local()  # how deep this thread is in calls wrapped by settles()
+
+
 def settles(fn):
     """``fn(frames_dir, masks_dir, workspace, ...)``, then the sizes of what it wrote into the
-    workspace's manifest (also when it fails or is cancelled)."""
+    workspace's manifest (also when it fails or is cancelled). Only the outermost of nested
+    calls settles: an inner one (``run_reconstruction`` calls ``reconstruct``) would drop
+    the entries the outer call has yet to write (the hull, ``recon.json``) from the manifest,
+    and a second run into the same workspace would refuse to replace them."""
 
     @functools.wraps(fn)
     def run(frames_dir, masks_dir, workspace, *args, **kwargs):
+        depth = getattr(_SETTLING, "depth", 0)
+        _SETTLING.depth = depth + 1
         try:
             return fn(frames_dir, masks_dir, workspace, *args, **kwargs)
         finally:
-            Manifest(workspace, "reconstruct").settle()
+            _SETTLING.depth = depth
+            if depth == 0:
+                Manifest(workspace, "reconstruct").settle()
 
     return run
 
