@@ -13,20 +13,21 @@ __version__ = "0.1.0"
 # The names below are imported on first use, so that ``import segcore.options`` (the Blender
 # add-on, before numpy and OpenCV are installed) loads nothing but that module.
 _EXPORTS = {
+    "discover_frames": "io",
     "FrameError": "errors",
     "InputError": "errors",
+    "load_card": "card",
+    "load_segmenter": "pipeline",
     "ModelCard": "card",
     "ModelError": "errors",
     "OutputError": "errors",
-    "SegcoreError": "errors",
-    "SegmentOptions": "pipeline",
-    "Segmenter": "infer",
-    "SequenceJob": "pipeline",
-    "discover_frames": "io",
-    "load_card": "card",
     "read_image": "io",
     "read_label": "io",
-    "segment_frame": "pipeline",
+    "SegcoreError": "errors",
+    "segment_frame": "frame",
+    "Segmenter": "infer",
+    "SegmentOptions": "pipeline",
+    "SequenceJob": "pipeline",
 }
 __all__ = sorted(_EXPORTS)
 
