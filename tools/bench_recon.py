@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segcore.recon import DEFAULT_VOXELS
 from segcore.plate import MODES as PLATE_MODES
+from segcore.recon import DEFAULT_VOXELS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path("data") / "recon"  # relative to the repository
@@ -173,8 +173,8 @@ def hull_iou_own(mesh, result, masks_dir: Path) -> float:
 
 
 def _silhouette_iou(mesh, views: dict, masks_dir: Path) -> float:
-    from segcore.recon.check import render_silhouette
     from segcore.io import read_label
+    from segcore.recon.check import render_silhouette
 
     ious = []
     for name, v in views.items():
@@ -205,20 +205,29 @@ def run_one(
     hull: bool,
     quality: str = "high",
     focal_prior: bool = True,
-    mapper: str = "incremental",
+    mapper: str = "auto",
     plate: str = "auto",
 ) -> dict:
-    """One reconstruction (+ hull) of ``seq`` with ``masks``; metrics against the GT."""
-    from segcore.recon import ReconstructionError, reconstruct, visual_hull
+    """One reconstruction of ``seq`` with ``masks`` as ``segcore reconstruct`` runs it (SfM,
+    hull, verdict); metrics against the GT, the verdict and the time per stage."""
+    from segcore.recon import ReconstructionError, run_reconstruction
 
     cams = json.loads((seq / "cameras.json").read_text())
     shutil.rmtree(ws, ignore_errors=True)
     t0 = time.perf_counter()
-    error = None
+    error = mesh = None
     try:
         focal = cams["frames"][0]["K"][0][0] if focal_prior else None  # the renders' "EXIF"
-        result = reconstruct(
-            seq / "images", masks, ws, quality=quality, focal_px=focal, mapper=mapper, plate=plate
+        result, mesh = run_reconstruction(
+            seq / "images",
+            masks,
+            ws,
+            quality=quality,
+            focal_px=focal,
+            mapper=mapper,
+            plate=plate,
+            hull=hull and masks is not None,
+            voxels=voxels,
         )
     except ReconstructionError as exc:
         result, error = exc.result, str(exc)
@@ -227,12 +236,11 @@ def run_one(
     row["reproj_px"] = result.mean_reprojection_error if result is not None else float("nan")
     row["error"] = error
     row["mapper"] = (result.options or {}).get("mapper", mapper) if result is not None else mapper
+    row["verdict"] = (result.verdict or {}).get("status", "–") if result is not None else "–"
+    row["stages"] = dict(result.timings) if result is not None else {}
     row["hull_iou"] = row["hull_iou_own"] = float("nan")
-    if hull and masks is not None and result is not None and "similarity" in row:
+    if mesh is not None and "similarity" in row:
         try:
-            t1 = time.perf_counter()
-            mesh = visual_hull(result, voxels=voxels)
-            row["hull_seconds"] = time.perf_counter() - t1
             sim = (
                 row["similarity_look"]["scale"],
                 np.array(row["similarity_look"]["R"]),
@@ -296,11 +304,28 @@ def _mask_cell(r: dict) -> str:
     return cell
 
 
+STAGES = {  # recon.json's timings: what the bench's stage column calls them
+    "prepare": "prep",
+    "features": "feat",
+    "matching": "match",
+    "mapping": "map",
+    "turntable": "solve",
+    "refine": "refine",
+    "hull": "hull",
+}
+
+
+def _stages(r: dict) -> str:
+    """Seconds per stage: ``prep 4 + feat 45 + match 3 + map 3 + hull 34``."""
+    st = r.get("stages") or {}
+    return " + ".join(f"{short} {st[k]:.0f}" for k, short in STAGES.items() if k in st) or "–"
+
+
 def table(rows: list[dict]) -> str:
     head = (
         "| sequence | kind | masks | features | registered | rot. err. median / max (°)"
         " | rel. rot. median (°) | reproj. (px) | mask IoU | hull IoU | hull IoU, own cameras"
-        " | time (s) |\n" + "|---" * 12 + "|\n"
+        " | verdict | time (s) | per stage (s) |\n" + "|---" * 14 + "|\n"
     )
     lines = []
     for r in rows:
@@ -310,7 +335,8 @@ def table(rows: list[dict]) -> str:
             f"| {_f(r['rot_median_deg'])} / {_f(r['rot_max_deg'])} "
             f"| {_f(r['rel_rot_median_deg'])} | {_f(r['reproj_px'])} "
             f"| {_mask_cell(r)} | {_f(r['hull_iou'], '{:.3f}')} "
-            f"| {_f(r.get('hull_iou_own'), '{:.3f}')} | {r['seconds']:.0f} |"
+            f"| {_f(r.get('hull_iou_own'), '{:.3f}')} | {r.get('verdict', '–')} "
+            f"| {r['seconds']:.0f} | {_stages(r)} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -360,7 +386,7 @@ def main(argv=None) -> int:
     p.add_argument("--masks", default="none,ours,gt", help="which runs: none, ours, gt")
     p.add_argument(
         "--mapper",
-        default="incremental",
+        default="auto",
         choices=("incremental", "global", "turntable", "auto"),
         help="SfM mapper; auto: segcore's own choice, as a user gets it (the turntable solver "
         "where the masked frames show a still background, incremental otherwise)",

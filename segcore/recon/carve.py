@@ -41,6 +41,12 @@ from .mesh import DEFAULT_SMOOTH, HullError, Mesh, mesh_from_field
 
 THIN_REACH = 0.3  # voxels: how far parts thinner than a voxel are thickened (keep_thin)
 CHUNK = 1 << 17  # voxels evaluated at once: CHUNK x views float32 stay small
+# grids this fine or finer are carved in a narrow band: a grid BAND_COARSE times coarser
+# first, then only the voxels within BAND_MARGIN of its surface (the rest are deep inside or
+# far outside, where the field is truncated anyway): the same field, a fraction of the work
+BAND_MIN_VOXELS = 96
+BAND_COARSE = 4
+BAND_MARGIN = 3.0 + 1.5 * BAND_COARSE  # fine voxels: the truncation plus the coarse sampling
 
 
 def grid_for(bmin, bmax, voxels: int) -> tuple[np.ndarray, float, tuple[int, int, int]]:
@@ -58,17 +64,29 @@ def carve(
     voxels: int = DEFAULT_VOXELS,
     outlier_share: float = 0.05,
     min_view_share: float = 0.5,
+    band: bool = True,
+    sdfs: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The hull's field on a grid over [bmin, bmax]: (field (nx, ny, nz), origin, voxel size).
 
-    The field is in world units, > 0 inside the hull, truncated to +- 3 voxels.
+    The field is in world units, > 0 inside the hull, truncated to +- 3 voxels. ``band``:
+    grids of ``BAND_MIN_VOXELS`` or more are evaluated only near the surface of a coarser
+    carve (``BAND_MARGIN``); elsewhere the field is its truncation, with the coarse sign.
     """
+    from scipy import ndimage
+
     views = [v for v in views if v.mask is not None]
     if not views:
         raise HullError("the visual hull needs masks; none of the views has one")
     origin, h, shape = grid_for(bmin, bmax, voxels)
     trunc = np.float32(3 * h)
-    sdfs = [silhouette_sdf(v.mask) for v in views]
+    sdfs = sdfs if sdfs is not None else [silhouette_sdf(v.mask) for v in views]
+    coarse = None
+    if band and voxels >= BAND_MIN_VOXELS:
+        cfld, corigin, ch = carve(
+            views, bmin, bmax, voxels // BAND_COARSE, outlier_share, min_view_share, False, sdfs
+        )
+        coarse = (cfld, corigin, ch)
     fmeans = [0.5 * (v.K[0, 0] + v.K[1, 1]) for v in views]
     nv = len(views)
     min_views = max(2, int(np.ceil(min_view_share * nv)))
@@ -79,6 +97,14 @@ def carve(
         idx = np.arange(s, min(total, s + CHUNK))
         ii, jj, kk = np.unravel_index(idx, shape)
         pts = np.stack([axes[0][ii], axes[1][jj], axes[2][kk]], axis=1)
+        if coarse is not None:  # far from the coarse surface: the truncation, its sign
+            cfld, corigin, ch = coarse
+            near = ndimage.map_coordinates(cfld, ((pts - corigin) / ch).T, order=1, mode="nearest")
+            far = np.abs(near) >= BAND_MARGIN * h
+            out[idx[far]] = np.where(near[far] > 0, trunc, -trunc)
+            idx, pts = idx[~far], pts[~far]
+            if not len(idx):
+                continue
         vals = np.full((len(idx), nv), np.inf, np.float32)
         for j, (v, sdf, f) in enumerate(zip(views, sdfs, fmeans)):
             uv, z = project(pts, v)
@@ -98,7 +124,7 @@ def carve(
         k = np.floor(outlier_share * seen).astype(np.int64)
         res = np.take_along_axis(vals, k[:, None], axis=1)[:, 0]
         res[seen < min_views] = -trunc
-        out[s : s + len(idx)] = res
+        out[idx] = res
     return out.reshape(shape), origin, h
 
 

@@ -174,6 +174,7 @@ def reconstruct(
         report("prepare", n, n)
         asked = mapper
         turntable_notes = None  # the turntable solver's log, for recon.json
+        suspects: list[str] = []  # masks the turntable solver found the others disagree with
         still = still_background(frames, ws, masked, plate, plate_info)
         if mapper == "auto":
             mapper = auto_mapper(still)
@@ -190,7 +191,9 @@ def reconstruct(
                 report(stage, done, total)
 
             with run.timed("turntable"):
-                best, turntable_notes = turntable_model(pycolmap, ws, names, focal_px, checked)
+                best, turntable_notes, suspects = turntable_model(
+                    pycolmap, ws, names, focal_px, checked
+                )
             models = {0: best}
         kind = matcher
         if kind == "auto" and mapper != "turntable" and masked and not feature_masks:
@@ -245,6 +248,7 @@ def reconstruct(
         "plate": plate,
         "plate_changes": plate_info,
         "turntable": turntable_notes,
+        "turntable_suspects": suspects,
         "pycolmap": getattr(pycolmap, "__version__", "?"),
     }
     k = len(result.poses)

@@ -199,3 +199,17 @@ def test_a_rod_thinner_than_a_voxel_stays_whole():
     length = RADIUS * 2.6 - RADIUS * 1.2
     assert got[0.3] > 0.9 * length  # the whole pole below the sphere
     assert got[0.0] < 0.5 * got[0.3]  # beads or nothing without it
+
+
+def test_a_fine_grid_carved_in_a_narrow_band_is_the_full_carve():
+    """Fine grids are carved only near a coarse carve's surface: the same field (a sphere
+    on a pole thinner than a coarse voxel included), not an approximation."""
+    top, bottom = CENTRE + [0, RADIUS * 0.9, 0], CENTRE + [0, RADIUS * 2.6, 0]
+    views = sphere_views(n=8)
+    for v in views:
+        v.mask = v.mask | _rod_mask(v, top, bottom, 0.006)
+    box = (CENTRE - [0.6, 0.6, 0.6], CENTRE + [0.6, 1.4, 0.6])
+    band, _, h = carve(views, *box, 96, 0.05)
+    full, _, _ = carve(views, *box, 96, 0.05, band=False)
+    assert np.abs(band - full).max() < 1e-6 * h
+    assert (full > 0).sum() > 1000

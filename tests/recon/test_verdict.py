@@ -97,3 +97,13 @@ def test_recon_json_carries_the_verdict_and_reads_it_back(tmp_path):
     back = load_result(tmp_path)
     assert back.verdict["status"] == "failed"
     assert back.summary_line().endswith("; verdict: failed")
+
+
+def test_masks_the_turntable_solver_left_out_are_listed_in_the_verdict(tmp_path):
+    from segcore.recon.run import result_verdict
+
+    res = known_result(tmp_path)
+    res.options = {"capture": "turntable", "turntable_suspects": ["frame_003.jpg"]}
+    v = result_verdict(res, {p.name: 0.95 for p in res.poses})
+    assert v["checks"]["suspect_masks"] == ["frame_003.jpg"] and v["status"] == "doubtful"
+    assert v["checks"]["step_deg"] == pytest.approx(45.0, abs=0.5)  # 8 cameras round a circle

@@ -26,6 +26,9 @@ own model, with five unknowns in all:
   are the same in every frame (a stand's base) are left out of the outline term: they say
   nothing about the turn, and a mask's error there, the same in every frame, reads as a tilt.
 
+Masks the other frames disagree with (an area far from the median mask's, or a poor fit to
+the hull carved from the others: silhouette coherence per view, :func:`.solve.suspect_views`)
+are left out of the coarse search and the outline term, and reported (``TurntableFit.suspects``).
 Coarse ``theta`` and tilt from the silhouettes; the axis from the vertical edges (when there
 are six or more) and from features with that step held (when there are tracks); from each
 of these starts (of the cheapest one's turn direction) a robust least-squares fit of tilt,

@@ -24,6 +24,7 @@ class TurntableFit:
     reprojection_px: float  # mean over inlier observations
     coherence: float  # mean IoU of the hull's silhouettes with the masks (reduced size)
     log: list = field(default_factory=list)
+    suspects: list = field(default_factory=list)  # frames whose masks the others disagree with
 
 
 def axis_direction(e: float, r: float) -> np.ndarray:

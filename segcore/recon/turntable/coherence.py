@@ -65,7 +65,8 @@ class RayCoherence:
     turntable's cylinder; at each depth the other views' signed distances to their
     silhouettes are looked up, and the ray's value is the largest, over depth, of the
     ``robust``-th smallest of them (0: the visual hull of the other views; 1 forgives one
-    view's mask error). With consistent cameras and masks an outline ray grazes the hull:
+    view's mask error; ``ignore``: views whose masks take no part, the suspect masks of
+    :func:`suspect_views`). With consistent cameras and masks an outline ray grazes the hull:
     its value is 0. Positive means the others' hull reaches beyond this outline, negative
     that the ray misses it. The residuals are in pixels of the masks as used (``long_side``,
     by default the frames' own size within ``RAY_LONG_SIDE``) and vary smoothly with the
@@ -85,6 +86,7 @@ class RayCoherence:
         robust: int = 1,
         frames=None,
         still_tol: float = 8.0,
+        ignore=(),
     ):
         # the outlines' accuracy is the fit's: full resolution, within RAY_LONG_SIDE
         side = long_side or int(np.clip(max(masks[0].shape), *RAY_LONG_SIDE))
@@ -141,6 +143,11 @@ class RayCoherence:
         if stills and total - n_still >= STILL_KEEP * total:
             outlines = [o[~st] for o, st in zip(outlines, stills)]
             self.still = n_still
+        # suspect masks (the others disagree with them): no outline rays, and they carve
+        # nothing (inside everywhere), so the fit is the other views' alone
+        for i in ignore:
+            outlines[i] = outlines[i][:0]
+            self.sdf[i] = np.full_like(self.sdf[i], trunc)
         self.outline = outlines
         ys, xs = np.nonzero(np.any(small, axis=0))
         self.x_range = (

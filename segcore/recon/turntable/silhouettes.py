@@ -22,11 +22,12 @@ def resized_masks(masks, K, long_side: int):
 class Silhouettes:
     """The masks at a reduced size, and the coherence of a circular-motion hypothesis."""
 
-    def __init__(self, masks, K, long_side: int = 160, grid: int = 48, misses: int = 0):
+    def __init__(self, masks, K, long_side: int = 160, grid: int = 48, misses: int = 0, ignore=()):
         small, self.K, _ = resized_masks(masks, K, long_side)
         self.m = np.array(small)
         self.grid = grid
         self.misses = misses  # a voxel survives outside this many masks (robustness)
+        self.ignore = set(ignore)  # views that neither carve nor count (suspect masks)
         h, w = self.m.shape[1:]
         ys, xs = np.nonzero(self.m.any(axis=0))
         fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
@@ -36,7 +37,16 @@ class Silhouettes:
         self.hw = (h, w)
 
     def coherence(self, params) -> float:
-        """Mean IoU of the hull's reprojections with the masks (0 when the hull vanishes)."""
+        """Mean IoU of the hull's reprojections with the masks (0 when the hull vanishes),
+        over the views not ignored."""
+        ious = self.per_view(params)
+        keep = [i for i in range(len(ious)) if i not in self.ignore]
+        return float(np.mean(ious[keep])) if keep else 0.0
+
+    def per_view(self, params) -> np.ndarray:
+        """IoU per view of the hull's reprojection with its mask (zeros when the hull
+        vanishes). With ``misses`` > 0 one view's bad mask neither carves the hull away nor
+        is hidden by it: its own IoU drops, the others' do not."""
         n = len(self.m)
         h, w = self.hw
         e, r, u, v, _ = params
@@ -65,11 +75,12 @@ class Silhouettes:
             ok = (xc[:, 2] > 0.05) & (px >= 0) & (px < w) & (py >= 0) & (py < h)
             inside = np.zeros(len(V), bool)
             inside[ok] = self.m[i][py[ok], px[ok]]
-            outside += ~inside
+            if i not in self.ignore:
+                outside += ~inside
             proj.append((px, py, ok))
         alive = outside <= self.misses
         if alive.sum() < 20:
-            return 0.0
+            return np.zeros(n)
         k = max(1, int(np.ceil(2 * rad / g * self.K[0, 0])))
         kernel = np.ones((k, k), np.uint8)
         ious = []
@@ -81,4 +92,4 @@ class Silhouettes:
             sil = cv2.dilate(img, kernel) > 0
             union = (sil | self.m[i]).sum()
             ious.append((sil & self.m[i]).sum() / union if union else 1.0)
-        return float(np.mean(ious))
+        return np.array(ious, float)

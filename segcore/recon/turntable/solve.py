@@ -24,6 +24,12 @@ from .tracks import (
 from .verticals import VERTICAL_MIN, vertical_axis, vertical_edges
 
 MIN_TRACKS = 30  # fewer: the axis comes from the silhouettes alone
+# suspect masks: a mask whose area is this far (a factor) from the median mask's, or that the
+# hull carved from the others (one bad view forgiven) fits SUSPECT_DROP worse than the median
+# view and below SUSPECT_IOU (coarse grid), is left out of the fit and reported
+SUSPECT_AREA = 2.5
+SUSPECT_DROP = 0.15
+SUSPECT_IOU = 0.75
 STILL_PX = 1.0  # a track moving less than this per frame is dropped
 COARSE_TILTS = (0.0, 0.15, -0.15, 0.3, -0.3)  # axis tilts (radians) of the coarse step search
 ALT_MARGIN = 1.3  # the other turn direction is refined on while its cost is below this x
@@ -61,23 +67,21 @@ def solve_turntable(
     notes.append(f"{len(moving)} tracks ({len(tracks) - len(moving)} still ones dropped)")
     tracks = moving
     report("turntable features", 1, 1)
-    # 1. coarse step and tilt from the silhouettes alone
-    coarse = Silhouettes(sils, K, long_side=160, grid=48)
-    cands = []
-    steps = np.radians(np.arange(2.0, 20.5, 1.0))
-    total = len(steps) * 2 * len(COARSE_TILTS)
-    for k, (deg, sign, e) in enumerate(
-        (d, s, e) for d in steps for s in (1, -1) for e in COARSE_TILTS
-    ):
-        p = (e, 0.0, float(np.mean(coarse.x_range)), 0.0, sign * deg)
-        cands.append((coarse.coherence(p), p))
-        report("turntable step", k + 1, total)
-    c0, p0 = max(cands, key=lambda c: c[0])
+    # 1. coarse step and tilt from the silhouettes alone, without the masks that disagree
+    # with the others (an empty or blob mask would carve the hull away or say nothing true)
+    suspects = suspect_areas(sils)
+    c0, p0 = coarse_search(sils, K, suspects, report)
+    found = suspect_views(sils, K, p0, suspects)
+    if set(found) - set(suspects):  # the frames' agreement found more: search again
+        suspects = sorted(set(suspects) | set(found))
+        c0, p0 = coarse_search(sils, K, suspects, report)
     notes.append(
         f"coarse: step {np.degrees(abs(p0[4])):.1f} deg, tilt {np.degrees(p0[0]):.1f} deg "
         f"(coherence {c0:.3f})"
     )
-    rays = RayCoherence(sils, K, frames=grays if leaks else None)
+    if suspects:
+        notes.append(f"suspect masks left out of the fit: frames {suspects}")
+    rays = RayCoherence(sils, K, frames=grays if leaks else None, ignore=suspects)
     if rays.dropped:
         notes.append(f"{rays.dropped} outline points on the still background left out")
     if rays.still:
@@ -155,6 +159,10 @@ def solve_turntable(
         f"final: step {np.degrees(params[4]):.3f} deg, tilt {np.degrees(params[0]):.2f} deg, "
         f"roll {np.degrees(params[1]):.2f} deg, axis x {params[2]:.4f}"
     )
+    # the final cameras: which masks do the others disagree with? (reported, recon.json)
+    final = suspect_views(sils, K, params)
+    if final:
+        notes.append(f"suspect masks at the solution: frames {final}")
     rs, ts = circular_poses(n, params)
     obs_t, obs_f, obs_x = observations(tracks)
     X = triangulate_batched(K, rs, ts, obs_t, obs_f, obs_x, len(tracks))
@@ -178,4 +186,47 @@ def solve_turntable(
         reprojection_px=float(err[inl[obs_t]].mean()) if inl.any() else float("nan"),
         coherence=float(c0),
         log=notes,
+        suspects=sorted(set(suspects) | set(final)),
     )
+
+
+def suspect_areas(masks) -> list[int]:
+    """Frames whose mask's area is ``SUSPECT_AREA`` times the median mask's or more, or as
+    many times less (an empty-ish mask, a blob): on a turntable the garment's silhouette
+    changes its area far less than that from one frame to the next."""
+    area = np.array([np.count_nonzero(m) for m in masks], float)
+    med = float(np.median(area))
+    if med <= 0:
+        return []
+    return [
+        int(i) for i in np.nonzero((area * SUSPECT_AREA < med) | (area > SUSPECT_AREA * med))[0]
+    ]
+
+
+def suspect_views(masks, K, params, ignore=()) -> list[int]:
+    """Frames whose mask the visual hull of the others fits far worse than the median frame
+    (coarse grid, one bad view forgiven in the carving): silhouette coherence per view."""
+    if len(masks) < 6:
+        return []
+    grid = Silhouettes(masks, K, long_side=160, grid=48, misses=1, ignore=ignore)
+    iou = grid.per_view(params)
+    keep = [i for i in range(len(iou)) if i not in set(ignore)]
+    med = float(np.median(iou[keep])) if keep else 0.0
+    bad = (iou < med - SUSPECT_DROP) & (iou < SUSPECT_IOU)
+    return [int(i) for i in np.nonzero(bad)[0] if i not in set(ignore)]
+
+
+def coarse_search(masks, K, ignore, report):
+    """The coarse step and tilt (silhouette coherence over a grid of hypotheses, the
+    ``ignore`` views left out): ``(best coherence, best params)``."""
+    coarse = Silhouettes(masks, K, long_side=160, grid=48, ignore=ignore)
+    cands = []
+    steps = np.radians(np.arange(2.0, 20.5, 1.0))
+    total = len(steps) * 2 * len(COARSE_TILTS)
+    for k, (deg, sign, e) in enumerate(
+        (d, s, e) for d in steps for s in (1, -1) for e in COARSE_TILTS
+    ):
+        p = (e, 0.0, float(np.mean(coarse.x_range)), 0.0, sign * deg)
+        cands.append((coarse.coherence(p), p))
+        report("turntable step", k + 1, total)
+    return max(cands, key=lambda c: c[0])
