@@ -238,6 +238,8 @@ def run_one(
     row["mapper"] = (result.options or {}).get("mapper", mapper) if result is not None else mapper
     row["verdict"] = (result.verdict or {}).get("status", "–") if result is not None else "–"
     row["stages"] = dict(result.timings) if result is not None else {}
+    opts = (result.options or {}) if result is not None else {}
+    row["where"], row["matcher"] = opts.get("features", "?"), opts.get("matcher", "?")
     row["hull_iou"] = row["hull_iou_own"] = float("nan")
     if mesh is not None and "similarity" in row:
         try:
@@ -451,6 +453,8 @@ def main(argv=None) -> int:
             used = row.pop("mapper", mapper)
             if used != "incremental":
                 features += f", {used}" + (" (auto)" if mapper == "auto" else "")
+            else:  # where the features were taken, and how pairs were matched
+                features += f", {row.pop('where', '?')}, {row.pop('matcher', '?')} pairs"
             row.update(sequence=seq.name, kind=kind, masks=label, quality=features)
             if masks is not None:
                 row["mask_iou"] = mask_iou(masks, seq / "masks")

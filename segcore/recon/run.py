@@ -226,7 +226,7 @@ def reconstruct(
     run.timings["total"] = time.perf_counter() - run.t0
     result.timings = run.timings
     result.options = {
-        "matcher": kind,
+        "matcher": kind if mapper != "turntable" else None,  # the solver matches its own
         "mapper": mapper,
         "mapper_asked": asked,
         # what the frames show: a still background (a turntable) or not (the camera moves)
