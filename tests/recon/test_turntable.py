@@ -1,4 +1,4 @@
-"""Circular-motion SfM for turntables (segcore.recon.turntable) on synthetic scenes with known truth."""
+"""Circular-motion SfM for turntables (segcore.recon.turntable) on synthetic scenes, truth known."""
 
 from __future__ import annotations
 
