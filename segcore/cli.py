@@ -10,9 +10,10 @@ import sys
 
 from . import __version__
 from .cli_eval import cmd_eval
+from .cli_recon import cmd_reconstruct
 from .errors import RECON_INSTALL, InputError, SegcoreError
 from .options import add_plate_argument, add_reconstruct_arguments, add_segment_arguments
-from .progress import Progress
+from .progress import Progress, StageBar, raise_interrupt
 
 EPILOG = """examples:
   segcore segment shoot/ -o out/              masks + RGBA cut-outs with the bundled model,
@@ -213,10 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def _report_warning(job) -> str | None:
     """Write ``report.json``; the warning to print when it could not be written."""
     return None if job.write_report() is not None else f"warning: {job.report_error}"
@@ -248,7 +245,7 @@ def cmd_segment(args, make_job=None) -> int:
     for note in [] if args.quiet else job.notes:  # files left out: named, and said why
         print(f"warning: {args.input}: {note}", file=sys.stderr)
     bar = Progress(len(job.frames), "Segmenting", enabled=not args.quiet)
-    plate_bars = _StageBar(not args.quiet)
+    plate_bars = StageBar(not args.quiet)
 
     def plate_progress(stage: str, done: int, total: int) -> None:
         if plate_bars.stage is None:
@@ -256,7 +253,7 @@ def cmd_segment(args, make_job=None) -> int:
         plate_bars(stage, done, total)
 
     job.plate_progress = plate_progress
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     results = job.run()
     said: dict[str, int] = {}  # each warning's text: printed once, then counted
     try:
@@ -344,9 +341,9 @@ def _watch(args, opts) -> int:
             f"size has stood still for {args.settle:g} s",
             file=sys.stderr,
         )
-    bars = _StageBar(not args.quiet)
+    bars = StageBar(not args.quiet)
     job.plate_progress = bars
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     results = job.run()
     try:
         for r in results:
@@ -438,95 +435,6 @@ def _print_confidence(job, quiet: bool, strict: bool = False) -> int:
     return c["suspect"]
 
 
-class _StageBar:
-    """One progress bar per reconstruction stage (features, matching, mapping, or the
-    turntable solver's stages; the hull)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled, self.stage, self.bar = enabled, None, None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        from .recon import STAGE_LABELS
-
-        if stage not in STAGE_LABELS or stage == "prepare":
-            return
-        if stage != self.stage:
-            self.close()
-            self.stage = stage
-            self.bar = Progress(total, STAGE_LABELS[stage], enabled=self.enabled)
-        if done > self.bar.n:
-            self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        self.bar = None
-
-
-def cmd_reconstruct(args) -> int:
-    from pathlib import Path
-
-    from .recon import run_reconstruction
-
-    bars = _StageBar(not args.quiet)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        result, mesh = run_reconstruction(
-            args.frames,
-            args.masks,
-            args.output,
-            matcher=args.matcher,
-            mapper=args.mapper,
-            hull=args.hull,
-            voxels=args.voxels,
-            progress=bars,
-            quality=args.quality,
-            focal_px=args.focal_px,
-            plate=args.plate,
-            features=args.features,
-        )
-    finally:
-        bars.close()
-    if not args.quiet:
-        if args.hull and mesh is None:
-            print(
-                "note: no MASKS_DIR, so no visual hull (it is carved from the masks)",
-                file=sys.stderr,
-            )
-        opts = result.options or {}
-        if opts.get("mapper_asked") == "auto":
-            why = (
-                "the background stands still: a turntable"
-                if opts["mapper"] == "turntable"
-                else "no still background, or no masks"
-            )
-            print(f"mapper: {opts['mapper']} ({why})", file=sys.stderr)
-        if opts.get("features") and opts["mapper"] != "turntable":
-            print(f"features: {opts['features']}", file=sys.stderr)
-        seconds = sum(v for k, v in result.timings.items() if k != "total")  # + the hull
-        print(
-            f"{result.summary_line(mesh)}, {seconds:.1f} s -> {Path(args.output)}", file=sys.stderr
-        )
-    return _report_verdict(result, Path(args.output), args.quiet)
-
-
-def _report_verdict(result, workspace, quiet: bool) -> int:
-    """Say whether the reconstruction can be trusted (``recon.json``'s ``verdict``); exit 1
-    when it failed (printed with ``-q`` too: it is an error)."""
-    from .recon.result import HULL_CHECK
-    from .recon.verdict import verdict_line
-
-    verdict = result.verdict or {}
-    status = verdict.get("status", "ok")
-    look = f"; look at {workspace / HULL_CHECK}" if (workspace / HULL_CHECK).is_file() else ""
-    if status == "failed":
-        print(f"error: reconstruction {verdict_line(verdict)}{look}", file=sys.stderr)
-        return 1
-    if status == "doubtful" and not quiet:
-        print(f"warning: reconstruction {verdict_line(verdict)}{look}", file=sys.stderr)
-    return 0
-
-
 def cmd_adapt(args) -> int:
     from .adapt import AdaptJob
 
@@ -560,7 +468,7 @@ def cmd_segment_many(args) -> int:
     for name, why in job.errors.items():
         print(f"error: {name}: {why}", file=sys.stderr)
     bar = Progress(job.frames, "Segmenting", enabled=not args.quiet)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     results = job.run()
     code = 0
     try:

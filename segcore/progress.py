@@ -72,3 +72,33 @@ class Progress:
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class StageBar:
+    """One progress bar per reconstruction stage (features, matching, mapping, or the
+    turntable solver's stages; the hull)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.stage, self.bar = enabled, None, None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from .recon import STAGE_LABELS
+
+        if stage not in STAGE_LABELS or stage == "prepare":
+            return
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = Progress(total, STAGE_LABELS[stage], enabled=self.enabled)
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
+
+
+def raise_interrupt(signum, frame):
+    """A signal handler (SIGTERM) that stops a command as Ctrl-C does."""
+    raise KeyboardInterrupt
