@@ -1,6 +1,6 @@
 """Reading frames and masks, and writing outputs atomically: segcore's file API.
 
-Frame discovery lives in :mod:`segcore.frames` and PNG encoding in :mod:`segcore.png`;
+Frame discovery lives in :mod:`segcore.discovery` and PNG encoding in :mod:`segcore.png`;
 their public names are imported here too, so ``segcore.io`` stays the one place to import
 file handling from.
 
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from .errors import FrameError
-from .frames import (  # noqa: F401  (segcore.io's public names)
+from .discovery import (  # noqa: F401  (segcore.io's public names)
     CONVERT_ADVICE,
     IMAGE_EXTENSIONS,
     READ_FORMATS,
