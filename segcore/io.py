@@ -22,7 +22,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import FrameError
 from .discovery import (  # noqa: F401  (segcore.io's public names)
     CONVERT_ADVICE,
     IMAGE_EXTENSIONS,
@@ -34,6 +33,7 @@ from .discovery import (  # noqa: F401  (segcore.io's public names)
     natural_key,
     skipped_inputs,
 )
+from .errors import FrameError
 from .imageinfo import ImageInfo, image_info
 from .png import (  # noqa: F401  (segcore.io's public names)
     PARALLEL_PNG_PIXELS,
