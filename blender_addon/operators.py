@@ -438,8 +438,9 @@ class GARMENT_SEG_OT_preview_frame(_WorkerOperator, Operator):
 
 
 class GARMENT_SEG_OT_reconstruct(_WorkerOperator, Operator):
-    """Register the frames with pycolmap (features only inside the masks), carve the garment
-    mesh from the silhouettes and import cameras, points and mesh (Esc cancels)"""
+    """Register the frames with pycolmap (features inside the masks on a turntable, over the
+    whole frame when the camera moves), carve the garment mesh from the silhouettes and
+    import cameras, points and mesh (Esc cancels)"""
 
     bl_idname = "garment_seg.reconstruct"
     bl_label = "Reconstruct"

@@ -36,6 +36,7 @@ def _draw_reconstruct(layout, props) -> None:
         col.prop(props, "recon_masks_dir")
     col.prop(props, "recon_workspace")
     col.prop(props, "recon_quality")
+    col.prop(props, "recon_features")
     col.prop(props, "recon_matcher")
     col.prop(props, "recon_mapper")
     col.prop(props, "recon_focal")

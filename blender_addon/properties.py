@@ -28,6 +28,13 @@ def _choice(name: str, description: str, items):
     return EnumProperty(name=name, description=description, items=rows, default=rows[0][0])
 
 
+def _option_choice(name: str, description: str, choices, rows: dict):
+    """An EnumProperty of one of segcore's options: its ``choices`` (``segcore.options``,
+    whose order numbers them: new choices go at the end there too) as capitalised IDs, each
+    with its ``(label, hint)`` from ``rows`` (a choice without one fails at import)."""
+    return _choice(name, description, tuple((c.upper(), *rows[c]) for c in choices))
+
+
 def _card_switch(name: str, description: str, on: str, off: str):
     """An on / off setting whose default is the model card's (``CARD_SWITCH`` reads it)."""
     items = (
@@ -226,42 +233,69 @@ class GarmentSegSettings(PropertyGroup):
         soft_min=48,
         soft_max=256,
     )
-    recon_matcher: _choice(
+    recon_matcher: _option_choice(
         "Matcher",
         "Which pairs of frames are matched",
-        (
-            ("AUTO", "Auto", "Exhaustive up to 60 frames, sequential beyond"),
-            ("EXHAUSTIVE", "Exhaustive", "Match every pair of frames"),
-            ("SEQUENTIAL", "Sequential", "Match each frame with its neighbours"),
-        ),
+        runner.options().MATCHERS,
+        {
+            "auto": (
+                "Auto",
+                "Ring for a moving camera registered from the whole frame, else exhaustive "
+                "up to 60 frames, sequential beyond",
+            ),
+            "exhaustive": ("Exhaustive", "Match every pair of frames"),
+            "sequential": ("Sequential", "Match each frame with its neighbours"),
+            "ring": (
+                "Ring",
+                "Match each frame with its nearest neighbours in capture order, the last "
+                "with the first (a camera ring in a room that repeats itself)",
+            ),
+        },
     )
-    recon_quality: _choice(
+    recon_quality: _option_choice(
         "Features",
-        "How features are found in the masked frames",
-        (
-            ("HIGH", "High", "DSP-SIFT with affine shapes: more matches on smooth fabric, slower"),
-            ("FAST", "Fast", "Plain SIFT: several times faster, for well-textured subjects"),
-        ),
+        "How features are found in the frames",
+        runner.options().QUALITIES,
+        {
+            "high": ("High", "DSP-SIFT with affine shapes: more matches on smooth fabric, slower"),
+            "fast": ("Fast", "Plain SIFT: several times faster, for well-textured subjects"),
+        },
     )
-    recon_mapper: _choice(
+    recon_features: _option_choice(
+        "Feature Area",
+        "Where the cameras' features are taken; the masks always carve the garment mesh",
+        runner.options().FEATURE_AREAS,
+        {
+            "auto": (
+                "Auto",
+                "Inside the masks on a turntable (still background), the whole frame when "
+                "the camera moves",
+            ),
+            "masked": ("Inside Masks", "Only on the garment: its background cannot pin them"),
+            "whole": (
+                "Whole Frame",
+                "Everywhere: the still room registers a moving camera best",
+            ),
+        },
+    )
+    recon_mapper: _option_choice(
         "Mapper",
         "Which solver places the cameras",
-        (
-            (
-                "AUTO",
+        runner.options().MAPPERS,
+        {
+            "auto": (
                 "Auto",
                 "Turntable when the frames show a still background (camera on a "
                 "tripod, garment turning), else Incremental",
             ),
-            ("INCREMENTAL", "Incremental", "COLMAP's incremental mapper"),
-            ("GLOBAL", "Global", "GLOMAP global mapper"),
-            (
-                "TURNTABLE",
+            "incremental": ("Incremental", "COLMAP's incremental mapper"),
+            "global": ("Global", "GLOMAP global mapper"),
+            "turntable": (
                 "Turntable",
                 "Fixed camera, garment turning by the same step each "
                 "frame (frames in order): calibrated from the silhouettes and feature tracks",
             ),
-        ),
+        },
     )
     recon_focal: FloatProperty(
         name="Focal Length (px)",
@@ -320,6 +354,7 @@ def read_recon_settings(context):
         "hull": props.recon_hull,
         "voxels": props.recon_voxels,
         "quality": props.recon_quality.lower(),
+        "features": props.recon_features.lower(),
         "focal_px": props.recon_focal or None,
         "height": props.recon_height,
         "set_camera": props.recon_set_camera,

@@ -234,7 +234,7 @@ def test_panel_draws_the_reconstruct_section(addon):
     layout.use_property_split = layout.use_property_decorate = layout.active = True
     panels._draw_reconstruct(layout, bpy.context.scene.garment_seg)
     assert {"recon_source", "recon_workspace", "recon_voxels", "recon_height",
-            "recon_set_camera"} <= set(layout.props)  # fmt: skip
+            "recon_set_camera", "recon_features", "recon_matcher"} <= set(layout.props)  # fmt: skip
 
 
 def test_reconstruct_choices_are_uppercase_and_read_old_files(addon):
@@ -248,8 +248,8 @@ def test_reconstruct_choices_are_uppercase_and_read_old_files(addon):
            "recon_mapper": ("auto", "incremental", "global", "turntable")}  # fmt: skip
     for name, ids in old.items():
         items = s.bl_rna.properties[name].enum_items
-        assert [i.identifier for i in items] == [i.upper() for i in ids]
-        assert [i.value for i in items] == list(range(len(ids)))
+        assert [i.identifier for i in items][: len(ids)] == [i.upper() for i in ids]
+        assert [i.value for i in items] == list(range(len(items)))
     s.recon_source, s.recon_frames_dir, s.output_dir = "FOLDERS", "/frames", "/out"
     s["recon_mapper"] = 3  # what a file saved with ("turntable", ...) holds
     s["recon_quality"] = 1
@@ -257,6 +257,26 @@ def test_reconstruct_choices_are_uppercase_and_read_old_files(addon):
     got = read_recon_settings(bpy.context)
     assert (got.mapper, got.quality, got.matcher) == ("turntable", "fast", "auto")
     assert got.height == pytest.approx(1.7) and got.set_camera is False
+
+
+def test_reconstruct_offers_every_choice_of_segcore_reconstruct(addon):
+    """The box offers each choice the command line has (ring matching, where features are
+    taken), and the chosen one reaches the run."""
+    from blender_addon.properties import read_recon_settings
+    from segcore import options
+
+    s = bpy.context.scene.garment_seg
+    choices = {"recon_matcher": options.MATCHERS, "recon_mapper": options.MAPPERS,
+               "recon_quality": options.QUALITIES,
+               "recon_features": options.FEATURE_AREAS}  # fmt: skip
+    for name, ids in choices.items():
+        items = s.bl_rna.properties[name].enum_items
+        assert [i.identifier for i in items] == [c.upper() for c in ids], name
+    s.recon_source, s.recon_frames_dir, s.output_dir = "FOLDERS", "/frames", "/out"
+    assert read_recon_settings(bpy.context).options()["features"] == "auto"
+    s.recon_matcher, s.recon_features = "RING", "WHOLE"
+    got = read_recon_settings(bpy.context).options()
+    assert (got["matcher"], got["features"]) == ("ring", "whole")
 
 
 def test_reconstruct_operator_reports_bad_input(addon, tmp_path):
