@@ -151,10 +151,16 @@ class ReconResult:
         check = (getattr(mesh, "info", None) or {}).get("check") if mesh is not None else None
         if check:  # how the hull's silhouettes fit the masks (silhouette_check)
             hull += f" (fits the masks to IoU {check['mean_iou']:.3f}: {check['image']})"
-        line = (
-            f"{s['registered']} of {s['frames']} frames registered, {s['points']:,} points, "
-            f"mean reprojection error {s['mean_reprojection_error_px']:.2f} px{hull}"
-        )
+        if s["points"]:
+            points = (
+                f"{s['points']:,} points, "
+                f"mean reprojection error {s['mean_reprojection_error_px']:.2f} px"
+            )
+        else:  # no error to average (nan): the turntable solver can place the cameras alone
+            points = "no feature points"
+            if self.options.get("mapper") == "turntable":
+                points += " (the turntable solver used the silhouettes)"
+        line = f"{s['registered']} of {s['frames']} frames registered, {points}{hull}"
         if self.verdict:  # the reasons: segcore.recon.verdict.verdict_line
             line += f"; verdict: {self.verdict['status']}"
         return line

@@ -281,6 +281,21 @@ def test_summary_line_counts_frames_points_and_faces(tmp_path):
     assert res.summary_line(mesh).endswith("faces (fits the masks to IoU 0.961: hull_check.png)")
 
 
+def test_summary_line_says_plainly_when_there_are_no_feature_points(tmp_path):
+    """The turntable solver can place every camera from the silhouettes alone: no points,
+    no reprojection error to report (nan), and the line says so."""
+    res = known_result(tmp_path)
+    res.points, res.colors = np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
+    res.mean_reprojection_error = float("nan")
+    res.options = {"mapper": "turntable"}
+    line = res.summary_line()
+    assert line == (
+        "8 of 8 frames registered, no feature points (the turntable solver used the silhouettes)"
+    )
+    res.options = {"mapper": "incremental"}
+    assert res.summary_line() == "8 of 8 frames registered, no feature points"
+
+
 def test_final_distortion_refinement_keeps_a_known_focal_fixed():
     """The last bundle adjustment refines k1 only; with a known focal (EXIF) it must not move
     the focal either (it did: 723 -> 790 px with k1 -0.49 on a 768x1024 turntable)."""
