@@ -95,7 +95,7 @@ def refine_distortion(pycolmap, rec, refine_focal: bool = True):
     opts.refine_focal_length = bool(refine_focal)
     opts.print_summary = False
     try:
-        pycolmap.bundle_adjustment(trial, opts)
+        global_bundle_adjustment(pycolmap, trial, opts)
     except Exception as exc:  # pragma: no cover - Ceres failures are rare
         log.info("distortion refinement failed (%s); keeping k1 = 0", exc)
         return rec
@@ -105,6 +105,19 @@ def refine_distortion(pycolmap, rec, refine_focal: bool = True):
         log.info("refined k1 = %s, reprojection error %.3f -> %.3f px", ks, before, after)
         return trial
     return rec
+
+
+def global_bundle_adjustment(pycolmap, rec, opts) -> None:
+    """``pycolmap.bundle_adjustment`` (its controller's steps, the same result) without its
+    option manager, which resets glog's level to INFO and so prints its heading and timer
+    whatever :func:`import_pycolmap` set."""
+    pycolmap.ObservationManager(rec).filter_observations_with_negative_depth()
+    config = pycolmap.BundleAdjustmentConfig()
+    for image_id in rec.reg_image_ids():
+        config.add_image(image_id)
+    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    pycolmap.create_default_bundle_adjuster(opts, config, rec).solve()
+    rec.update_point_3d_errors()
 
 
 def write_model(rec, sparse: Path) -> None:

@@ -255,6 +255,31 @@ def test_reconstruct_outputs_agree(turntable_recon):
     assert verdict["checks"]["mesh_fit_iou"] > 0.85 and verdict["checks"]["step_deg"] > 5
 
 
+def test_final_bundle_adjustment_is_pycolmaps_without_its_log_lines(turntable_recon, capfd):
+    """The distortion refinement's bundle adjustment gives pycolmap.bundle_adjustment's
+    result but prints nothing (``-q`` stays quiet) and leaves pycolmap's log level alone."""
+    from segcore.recon.colmap import global_bundle_adjustment
+
+    pycolmap = import_pycolmap()
+    level = pycolmap.logging.minloglevel
+    rec = pycolmap.Reconstruction(str(turntable_recon[1] / "sparse" / "0"))
+    opts = pycolmap.BundleAdjustmentOptions()
+    opts.refine_extra_params, opts.print_summary = True, False
+    ours, theirs = pycolmap.Reconstruction(rec), pycolmap.Reconstruction(rec)
+    capfd.readouterr()
+    global_bundle_adjustment(pycolmap, ours, opts)
+    assert capfd.readouterr().err == "" and pycolmap.logging.minloglevel == level
+    try:
+        pycolmap.bundle_adjustment(theirs, opts)  # resets the level, prints its heading
+    finally:
+        pycolmap.logging.minloglevel = level
+    params = [c.params for c in ours.cameras.values()]
+    assert np.allclose(params, [c.params for c in theirs.cameras.values()])
+    assert ours.compute_mean_reprojection_error() == pytest.approx(
+        theirs.compute_mean_reprojection_error()
+    )
+
+
 def test_unmasked_turntable_fails_with_advice(tmp_path, capsys):
     pytest.importorskip("pycolmap")
     if not (TURNTABLE / "cameras.json").exists():
@@ -296,14 +321,15 @@ def test_summary_line_says_plainly_when_there_are_no_feature_points(tmp_path):
     assert res.summary_line() == "8 of 8 frames registered, no feature points"
 
 
-def test_final_distortion_refinement_keeps_a_known_focal_fixed():
+def test_final_distortion_refinement_keeps_a_known_focal_fixed(monkeypatch):
     """The last bundle adjustment refines k1 only; with a known focal (EXIF) it must not move
     the focal either (it did: 723 -> 790 px with k1 -0.49 on a 768x1024 turntable)."""
     from types import SimpleNamespace
 
-    from segcore.recon.colmap import refine_distortion
+    from segcore.recon import colmap
 
     seen = []
+    monkeypatch.setattr(colmap, "global_bundle_adjustment", lambda pc, rec, o: seen.append(o))
 
     class Rec:
         def __init__(self, other=None):
@@ -319,13 +345,9 @@ def test_final_distortion_refinement_keeps_a_known_focal_fixed():
         def compute_mean_reprojection_error(self):
             return 1.0 if not seen else 0.9
 
-    fake = SimpleNamespace(
-        Reconstruction=Rec,
-        BundleAdjustmentOptions=lambda: SimpleNamespace(),
-        bundle_adjustment=lambda rec, opts: seen.append(opts),
-    )
-    refine_distortion(fake, Rec(), refine_focal=False)
-    refine_distortion(fake, Rec(), refine_focal=True)
+    fake = SimpleNamespace(Reconstruction=Rec, BundleAdjustmentOptions=lambda: SimpleNamespace())
+    colmap.refine_distortion(fake, Rec(), refine_focal=False)
+    colmap.refine_distortion(fake, Rec(), refine_focal=True)
     assert [o.refine_focal_length for o in seen] == [False, True]
     assert all(o.refine_extra_params for o in seen)
 
