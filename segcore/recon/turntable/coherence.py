@@ -38,6 +38,30 @@ def background_like(grays, masks, tol: float = 8.0, min_seen: int = 3) -> list[n
     return out
 
 
+def _sdf_atlas(sdfs) -> tuple[np.ndarray, np.ndarray]:
+    """The SDFs as tiles of one float32 image (a grid, so that pixel positions stay within
+    OpenCV's 16-bit remap range), each tile with a one-pixel border of its own edge (what
+    ``BORDER_REPLICATE`` gives a single image): the atlas and each tile's origin (x, y)."""
+    n = len(sdfs)
+    h, w = sdfs[0].shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = -(-n // cols)
+    atlas = np.zeros((rows * (h + 2), cols * (w + 2)), np.float32)
+    origin = np.zeros((n, 2), np.int64)
+    for j, sdf in enumerate(sdfs):
+        y, x = divmod(j, cols)
+        y, x = y * (h + 2), x * (w + 2)
+        atlas[y : y + h + 2, x : x + w + 2] = np.pad(sdf, 1, mode="edge")
+        origin[j] = (x + 1, y + 1)
+    return atlas, origin
+
+
+def _remap_grid(coord: np.ndarray) -> np.ndarray:
+    """Pixel coordinates as ``cv2.remap`` uses them (float32, on a 1/32-pixel grid), so that
+    a tile's integer offset in the atlas samples exactly what the tile alone would give."""
+    return np.rint(coord.astype(np.float32) * np.float32(32)) / np.float32(32)
+
+
 def pixel_at(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """``img`` at the nearest pixel of each point (x, y), clipped into the image."""
     q = np.rint(xy).astype(int)
@@ -149,6 +173,9 @@ class RayCoherence:
             outlines[i] = outlines[i][:0]
             self.sdf[i] = np.full_like(self.sdf[i], trunc)
         self.outline = outlines
+        # every view's SDF in one image, so that one look-up samples all the other views
+        self.atlas, self.tile_origin = _sdf_atlas(self.sdf)
+        self.sdf = [self.atlas[y : y + h, x : x + w] for x, y in self.tile_origin]
         ys, xs = np.nonzero(np.any(small, axis=0))
         self.x_range = (
             ((xs.min() - self.K[0, 2]) / self.K[0, 0], (xs.max() - self.K[0, 2]) / self.K[0, 0])
@@ -158,25 +185,27 @@ class RayCoherence:
 
     def _hull_depth(self, i, Y, rot, c) -> np.ndarray:
         """For points ``Y`` (camera ``i`` coordinates minus ``c``): the ``robust``-th
-        smallest signed distance to the other views' silhouettes (-inf where unseen)."""
+        smallest signed distance to the other views' silhouettes (-inf where unseen).
+        All the other views at once: one projection, one look-up in the atlas."""
         n = len(self.sdf)
         w, h = self.size
-        vals = np.full((n - 1, len(Y)), np.inf, np.float32)
-        row = 0
-        for j in range(n):
-            if j == i:
-                continue
-            xj = Y @ rot[j - i].T + c
-            z = xj[:, 2]
-            px = xj @ self.K.T
-            uvx = px[:, 0] / np.maximum(z, 1e-9)
-            uvy = px[:, 1] / np.maximum(z, 1e-9)
-            ok = (z > 1e-6) & (uvx >= -0.5) & (uvx <= w - 0.5) & (uvy >= -0.5) & (uvy <= h - 0.5)
-            if ok.any():
-                vals[row, ok] = sample_bilinear(self.sdf[j], np.stack([uvx[ok], uvy[ok]], axis=1))
-            row += 1
+        others = np.array([j for j in range(n) if j != i])
+        # camera j's pixels of Y: K (rot[j - i] Y + c), all j in one product whose columns
+        # are x for every j, then y, then z (the third row of K is (0, 0, 1))
+        P = np.stack([self.K @ rot[j - i] for j in others])  # (n - 1, 3, 3)
+        px = Y @ P.transpose(2, 1, 0).reshape(3, -1) + np.repeat(self.K @ c, len(others))
+        x, y, z = np.split(px, 3, axis=1)  # (len(Y), n - 1) each
+        uvx = x / np.maximum(z, 1e-9)
+        uvy = y / np.maximum(z, 1e-9)
+        ok = (z > 1e-6) & (uvx >= -0.5) & (uvx <= w - 0.5) & (uvy >= -0.5) & (uvy <= h - 0.5)
+        origin = self.tile_origin[others].astype(np.float32)
+        mx = _remap_grid(np.where(ok, uvx, 0.0)) + origin[:, 0]
+        my = _remap_grid(np.where(ok, uvy, 0.0)) + origin[:, 1]
+        vals = sample_bilinear(self.atlas, np.stack([mx.ravel(), my.ravel()], axis=1))
+        vals = vals.reshape(ok.shape)
+        vals[~ok] = np.inf
         k = min(self.robust, n - 2)
-        kth = np.partition(vals, k, axis=0)[k]
+        kth = np.partition(vals, k, axis=1)[:, k]
         kth[~np.isfinite(kth)] = -np.inf
         return kth
 

@@ -35,6 +35,11 @@ class Silhouettes:
         self.x_range = ((xs.min() - cx) / fx, (xs.max() - cx) / fx) if len(xs) else (-1, 1)
         self.y_range = ((ys.min() - cy) / fy, (ys.max() - cy) / fy) if len(ys) else (-1, 1)
         self.hw = (h, w)
+        # the voxels of a unit cylinder (the grid's cells within radius 1, heights 0..1)
+        lin = (np.arange(grid) + 0.5) / grid
+        A, B, C = np.meshgrid(lin * 2 - 1, lin * 2 - 1, lin, indexing="ij")
+        inside_cyl = A**2 + B**2 <= 1
+        self.cylinder = (A[inside_cyl], B[inside_cyl], C[inside_cyl])
 
     def coherence(self, params) -> float:
         """Mean IoU of the hull's reprojections with the masks (0 when the hull vanishes),
@@ -59,34 +64,40 @@ class Silhouettes:
         e1 /= np.linalg.norm(e1)
         e2 = np.cross(a, e1)
         g = self.grid
-        lin = (np.arange(g) + 0.5) / g
-        A, B, C = np.meshgrid(lin * 2 - 1, lin * 2 - 1, lin, indexing="ij")
-        inside_cyl = A**2 + B**2 <= 1
-        heights = (h0 + (h1 - h0) * C[inside_cyl]) - v
-        V = c + rad * (A[inside_cyl, None] * e1 + B[inside_cyl, None] * e2)
+        A, B, C = self.cylinder
+        heights = (h0 + (h1 - h0) * C) - v
+        V = c + rad * (A[:, None] * e1 + B[:, None] * e2)
         V = V - heights[:, None] * a
-        outside = np.zeros(len(V), np.int32)
-        proj = []
-        for i in range(n):
-            xc = V @ rs[i].T + ts[i]
+        K = self.K
+
+        def project(i, X):
+            """The pixels of points ``X`` in view ``i``, and which of them it sees."""
+            xc = X @ rs[i].T + ts[i]
             z = np.maximum(xc[:, 2], 1e-6)
-            px = np.rint(self.K[0, 0] * xc[:, 0] / z + self.K[0, 2]).astype(np.int64)
-            py = np.rint(self.K[1, 1] * xc[:, 1] / z + self.K[1, 2]).astype(np.int64)
+            px = np.rint(K[0, 0] * xc[:, 0] / z + K[0, 2]).astype(np.int64)
+            py = np.rint(K[1, 1] * xc[:, 1] / z + K[1, 2]).astype(np.int64)
             ok = (xc[:, 2] > 0.05) & (px >= 0) & (px < w) & (py >= 0) & (py < h)
-            inside = np.zeros(len(V), bool)
+            return px, py, ok
+
+        # carve: a voxel outside more than ``misses`` masks is gone, and the views after
+        # that need not look at it (the hull is a small part of the cylinder)
+        alive = np.arange(len(V))
+        outside = np.zeros(len(V), np.int32)
+        for i in range(n):
+            if i in self.ignore:
+                continue
+            px, py, ok = project(i, V[alive])
+            inside = np.zeros(len(alive), bool)
             inside[ok] = self.m[i][py[ok], px[ok]]
-            if i not in self.ignore:
-                outside += ~inside
-            proj.append((px, py, ok))
-        alive = outside <= self.misses
-        if alive.sum() < 20:
+            outside[alive] += ~inside
+            alive = alive[outside[alive] <= self.misses]
+        if len(alive) < 20:
             return np.zeros(n)
         k = max(1, int(np.ceil(2 * rad / g * self.K[0, 0])))
         kernel = np.ones((k, k), np.uint8)
         ious = []
         for i in range(n):
-            px, py, ok = proj[i]
-            sel = alive & ok
+            px, py, sel = project(i, V[alive])
             img = np.zeros((h, w), np.uint8)
             img[py[sel], px[sel]] = 1
             sil = cv2.dilate(img, kernel) > 0
