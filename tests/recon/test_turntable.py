@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from segcore.geometry import sample_bilinear
 from segcore.recon.turntable import (
     CircularFit,
     RayCoherence,
@@ -23,7 +24,7 @@ from segcore.recon.turntable import (
     vertical_residuals,
     write_colmap_text,
 )
-from segcore.recon.turntable.coherence import _still_outline
+from segcore.recon.turntable.coherence import _remap_grid, _sdf_atlas, _still_outline
 from segcore.recon.turntable.tracks import observations
 
 N = 24
@@ -193,6 +194,24 @@ def test_outline_rays_graze_the_hull_only_with_the_right_cameras():
         wrong = np.array(TRUE)
         wrong[k] += d
         assert np.median(np.abs(rays.residuals(wrong))) > np.median(at_truth), k
+
+
+def test_one_look_up_in_the_sdf_atlas_equals_each_view_sampled_alone():
+    """The outline term samples all the other views' SDFs in one remap of their atlas; on
+    remap's own 1/32-pixel grid each tile gives exactly what it gives alone, edges included."""
+    rng = np.random.default_rng(3)
+    sdfs = [rng.normal(size=(30, 20)).astype(np.float32) * 10 for _ in range(7)]
+    atlas, origin = _sdf_atlas(sdfs)
+    u = rng.uniform(-0.5, 19.5, 5000)
+    v = rng.uniform(-0.5, 29.5, 5000)
+    u[:50], v[50:100], u[100:150] = -0.5, 29.5, 19.5
+    j = rng.integers(0, 7, 5000)
+    alone = np.empty(5000, np.float32)
+    for k in range(7):
+        alone[j == k] = sample_bilinear(sdfs[k], np.stack([u[j == k], v[j == k]], axis=1))
+    o = origin[j].astype(np.float32)
+    xy = np.stack([_remap_grid(u) + o[:, 0], _remap_grid(v) + o[:, 1]], axis=1)
+    assert np.array_equal(sample_bilinear(atlas, xy), alone)
 
 
 def test_batched_triangulation_matches_the_per_track_one():
