@@ -37,8 +37,8 @@ outline rays and the vertical edges together, and one from the winner's mirror (
 turn reversed, :func:`mirrored`, which the outlines alone cannot tell from the truth); the
 lowest cost wins; last, a Nelder-Mead polish (:meth:`CircularFit.polish`) steps over the
 shallow pits the outline term has below a pixel, where least squares stops. A plain garment
-with no tracks is solved from its outlines alone. One and a half to three minutes for 36
-frames at 768x1024.
+with no tracks is solved from its outlines alone. About two minutes for 36 frames at
+768x1024 on two cores.
 
 Modules: :mod:`.circular` (the motion model), :mod:`.tracks` (features and their
 adjustment), :mod:`.silhouettes` (the coarse grid coherence), :mod:`.coherence` (outline
