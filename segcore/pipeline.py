@@ -246,6 +246,8 @@ class SequenceJob(PlatePass, RunReport):
         self._grids: dict[int, np.ndarray] = {}  # each written mask on confidence's grid
         n = len(self.frames)
         self.smoother = SequenceSmoother(n) if self.options.temporal else None
+        self._chain_lock = threading.Lock()
+        self._chain_done: set[int] = set()  # --temporal: frames whose outputs are written
         self.fatal: str | None = None  # a fault that stops the whole run (disk full)
         # frames whose outputs are whole and newer than this (time.time()) were written by
         # this run already (a retried worker's frames): kept, not written twice
@@ -357,7 +359,7 @@ class SequenceJob(PlatePass, RunReport):
                 w.write(target, bgr, fm)
                 res.outputs.append(str(target))
             if state:
-                self._drop_chain_state(index - 1)  # only this frame, now done, needed it
+                self._chain_written(index)
             res.timings["encode"] = time.perf_counter() - tb
             res.signals = dict(fm.signals)
             self._grids[index] = grid_mask(fm.mask)
@@ -422,6 +424,17 @@ class SequenceJob(PlatePass, RunReport):
         path = self._chain_state_path(index)
         path.parent.mkdir(exist_ok=True)
         atomic_write_bytes(path, buf.getvalue())
+
+    def _chain_written(self, index: int) -> None:
+        """Frame ``index`` is written: the state it was chained from is needed no more, nor
+        its own once the next frame is written too. The next frame can finish first (it is
+        chained from this frame's state in memory, before this frame has saved it), so the
+        frame written second drops the state between them."""
+        with self._chain_lock:
+            self._chain_done.add(index)
+            self._drop_chain_state(index - 1)
+            if index + 1 in self._chain_done:
+                self._drop_chain_state(index)
 
     def _drop_chain_state(self, index: int) -> None:
         if index >= 0:
