@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from segcore.card import load_card
+from segcore.errors import SegcoreError
 from segcore.evaluate import evaluate_folders, format_table
 from segcore.io import read_image, read_label, write_png
 from segcore.pipeline import SegmentOptions, SequenceJob
@@ -44,9 +45,13 @@ def main(argv=None) -> int:
         )
         + ")"
     )
-    job = SequenceJob(
-        args.input / "images", args.out, SegmentOptions(model=args.model, overwrite=True)
-    )
+    try:
+        job = SequenceJob(
+            args.input / "images", args.out, SegmentOptions(model=args.model, overwrite=True)
+        )
+    except SegcoreError as exc:  # e.g. an OUT left by a demo from before output manifests
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     bar = Progress(len(job.frames), "Segmenting")
     for r in job.run():
         if r.status == "failed":
