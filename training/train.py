@@ -211,39 +211,35 @@ def card_for(cfg: TrainConfig, name: str = "candidate", threshold: float = 0.5):
 
 def validate(model: nn.Module, cfg: TrainConfig, samples, refine: bool = False) -> dict:
     """Scores on held-out frames at their full resolution, through segcore's own pipeline."""
+    from segcore.frame import segment_frame
     from segcore.io import read_image, read_label
     from segcore.metrics import Scores
-    from segcore.pipeline import segment_frame
 
     card = card_for(cfg)
     seg = Segmenter(card, backend=TorchBackend(SubjectLogit(model)))
     post = PostprocessParams(refine=refine, flip=False)  # one inference: checkpoints compare
     scores = Scores()
     # a multi-class model is also scored on the garment alone where label maps exist
-    garment = None
+    garment_seg, garment_scores, garment_frames = None, Scores(), 0
     if cfg.arch.out_channels > 1:
         from dataclasses import replace
 
         from .data import read_classes
 
         classes_card = replace(card, extra={**card.extra, "classes": list(CLASSES)})
-        garment = [
-            Segmenter(classes_card, backend=TorchBackend(model), keep=("garment",)),
-            Scores(),
-            0,
-        ]
+        garment_seg = Segmenter(classes_card, backend=TorchBackend(model), keep=("garment",))
     model.eval()
     for s in samples:
         bgr = read_image(s.image)
-        gt = read_label(s.mask)
-        scores.add(segment_frame(bgr, seg, post).mask, gt)
-        if garment is not None and s.labels is not None:
-            garment[1].add(segment_frame(bgr, garment[0], post).mask, read_classes(s.labels) == 1)
-            garment[2] += 1
+        scores.add(segment_frame(bgr, seg, post).mask, read_label(s.mask))
+        if garment_seg is not None and s.labels is not None:
+            mask = segment_frame(bgr, garment_seg, post).mask
+            garment_scores.add(mask, read_classes(s.labels) == 1)
+            garment_frames += 1
     model.train()
     pooled = scores.pooled()
-    if garment is not None and garment[2]:
-        g = garment[1].pooled()
+    if garment_frames:
+        g = garment_scores.pooled()
         pooled.update(garment_iou=g["iou"], garment_bf2=g["bf2"])
     return pooled
 
