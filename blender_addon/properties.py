@@ -355,6 +355,7 @@ def read_recon_settings(context):
         "voxels": props.recon_voxels,
         "quality": props.recon_quality.lower(),
         "features": props.recon_features.lower(),
+        "plate": props.plate.lower(),  # the Segment box's Still Background serves both
         "focal_px": props.recon_focal or None,
         "height": props.recon_height,
         "set_camera": props.recon_set_camera,

@@ -39,6 +39,9 @@ def test_the_panel_shows_the_focal_length_and_the_settings_carry_it(addon):
     assert read_recon_settings(bpy.context).options()["focal_px"] is None  # 0: from EXIF
     s.recon_focal = 1450.0
     assert read_recon_settings(bpy.context).options()["focal_px"] == pytest.approx(1450.0)
+    assert read_recon_settings(bpy.context).options()["plate"] == "auto"
+    s.plate = "OFF"  # Still Background reaches the reconstruction too
+    assert read_recon_settings(bpy.context).options()["plate"] == "off"
 
 
 def test_frames_without_exif_need_the_focal_length_and_it_reaches_the_solver(
