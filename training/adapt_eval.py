@@ -3,12 +3,14 @@
     python -m training adapt-eval data/adapt --out runs/adapt [--model garment] [--plate off]
 
 For each sequence under ROOT (``<sequence>/{images,masks}``, or ``<family>/<sequence>``):
-segment it (``segcore segment``), pick the frames an artist would correct first (the worst
-by IoU; the second at least a quarter of the sequence away from the first), put their
-ground-truth masks in a ``corrected/`` folder, run ``segcore adapt`` with one and with two
-corrections, and score the frames corrected in neither run against the ground truth (mean
-IoU and BF@2px over frames, at full resolution). Prints a markdown table with the time of
-adapt + re-segment per sequence, and writes OUT/adapt_eval.json.
+segment it (``segcore segment``); then, for every sequence or only the ``--worst N`` by mean
+IoU, pick the frames an artist would correct first (the worst by IoU; the second at least a
+quarter of the sequence away from the first), put their ground-truth masks in a
+``corrected/`` folder, run ``segcore adapt`` with one and with two corrections, and score
+the frames corrected in neither run against the ground truth (mean IoU and BF@2px over
+frames, at full resolution). Prints a markdown table with the time of adapt + re-segment
+per sequence and a summary (mean gains, the largest loss of any sequence), and writes
+OUT/adapt_eval.json.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plate", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--sequences", nargs="+", metavar="NAME", help="only these sequences")
+    p.add_argument(
+        "--worst",
+        type=int,
+        metavar="N",
+        help="adapt only the N sequences the model segments worst (mean IoU over all frames)",
+    )
     p.add_argument(
         "--picture",
         metavar="PNG",
@@ -91,28 +99,36 @@ def pick(ious: dict[str, float]) -> list[str]:
     return [first, second]
 
 
-def evaluate_sequence(seq: Path, work: Path, opts: SegmentOptions) -> dict:
+def segment_sequence(seq: Path, work: Path, opts: SegmentOptions) -> dict:
+    """Segment ``seq`` into ``work/segment`` and score every frame."""
     if work.exists():
         shutil.rmtree(work)
     work.parent.mkdir(parents=True, exist_ok=True)
-    truth = mask_files(seq)
     base = SequenceJob(seq / "images", work / "segment", opts)
     t_seg = _drain(base)
     stems = [p.stem for p in base.frames]
-    before = score(work / "segment", truth, stems)
-    runs = (1, 2) if len(stems) >= 3 else (1,)  # two corrections leave a frame to score
-    chosen = pick(before["frames"])[: runs[-1]]
-    rest = [s for s in stems if s not in chosen]
-    row = {
+    return {
         "sequence": seq.name,
         "family": seq.parent.name,
         "frames": len(stems),
-        "corrected": chosen,
         "segment_s": round(t_seg, 1),
-        "before": score(work / "segment", truth, rest),
+        "all": score(work / "segment", mask_files(seq), stems),
     }
+
+
+def adapt_sequence(seq: Path, work: Path, opts: SegmentOptions, row: dict) -> dict:
+    """Correct one, then two frames of a segmented sequence (``row``) and score the rest."""
+    truth = mask_files(seq)
+    ious = row["all"]["frames"]
+    stems = list(ious)
+    runs = (1, 2) if len(stems) >= 3 else (1,)  # two corrections leave a frame to score
+    chosen = pick(ious)[: runs[-1]]
+    rest = [s for s in stems if s not in chosen]
+    row = {**row, "corrected": chosen, "before": score(work / "segment", truth, rest)}
     for n in runs:
         corr = work / f"corrected{n}"
+        if corr.exists():
+            shutil.rmtree(corr)
         corr.mkdir()
         for s in chosen[:n]:
             shutil.copyfile(truth[s], corr / f"{s}.png")
@@ -124,6 +140,32 @@ def evaluate_sequence(seq: Path, work: Path, opts: SegmentOptions) -> dict:
         row[f"after{n}"] = score(work / f"adapt{n}", truth, rest)
         row[f"fit{n}"] = job.fit_info
     return row
+
+
+def summary(rows: list[dict]) -> str:
+    """Mean gains of one and two corrections, and the largest loss of any sequence."""
+    if not rows:
+        return "no sequence adapted"
+    lines = []
+    for n in (1, 2):
+        have = [r for r in rows if f"after{n}" in r]
+        if not have:
+            continue
+        d_iou = [r[f"after{n}"]["iou"] - r["before"]["iou"] for r in have]
+        d_bf = [r[f"after{n}"]["bf2"] - r["before"]["bf2"] for r in have]
+        worst = min(range(len(have)), key=lambda i: d_iou[i])
+        loss = min(0.0, d_iou[worst])
+        where = f" ({have[worst]['family']}/{have[worst]['sequence']})" if loss < 0 else ""
+        plural = "s" if len(have) != 1 else ""
+        lines.append(
+            f"{n} corrected: mean IoU {np.mean(d_iou):+.4f}, BF@2px {np.mean(d_bf):+.4f} over "
+            f"{len(have)} sequence{plural}; largest IoU loss {loss:+.4f}{where}"
+        )
+    both = [r for r in rows if "after2" in r]
+    if both:
+        better = sum(r["after2"]["iou"] >= r["after1"]["iou"] for r in both)
+        lines.append(f"two corrections at least as good as one (IoU): {better} of {len(both)}")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -191,16 +233,23 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     opts = SegmentOptions(model=args.model, plate=args.plate, workers=args.workers,
                           formats=("mask",))  # fmt: skip
+    chosen = [s for s in sequences(root) if not args.sequences or s.name in args.sequences]
+    segmented = []
+    for seq in chosen:
+        segmented.append(segment_sequence(seq, out / _name(seq, root), opts))
+        print(f"segmented {_name(seq, root)}: IoU {segmented[-1]['all']['iou']:.4f}", flush=True)
+    order = sorted(range(len(chosen)), key=lambda i: segmented[i]["all"]["iou"])
+    picked = sorted(order[: args.worst] if args.worst else order)
     rows = []
-    for seq in sequences(root):
-        if args.sequences and seq.name not in args.sequences:
-            continue
-        rows.append(evaluate_sequence(seq, out / _name(seq, root), opts))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    for i in picked:
+        seq = chosen[i]
+        rows.append(adapt_sequence(seq, out / _name(seq, root), opts, segmented[i]))
+        print(table(rows[-1:]).splitlines()[2], flush=True)
     (out / "adapt_eval.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     if args.picture and rows:
         picture(rows, root, out, Path(args.picture))
     print(table(rows))
+    print(summary(rows))
     return 0
 
 
