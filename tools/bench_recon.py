@@ -186,8 +186,13 @@ def _silhouette_iou(mesh, views: dict, masks_dir: Path) -> float:
 
 
 def discover_sequences(root: Path, kinds: tuple[str, ...], min_frames: int = 12) -> list[Path]:
+    """The rendered sequences under ``root``: ``root/<sequence>`` or, for a root of families,
+    ``root/<family>/<sequence>``."""
     out = []
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
+    folders = sorted(root.iterdir()) if root.is_dir() else []
+    if folders and not any((d / "cameras.json").is_file() for d in folders):
+        folders = [s for d in folders if d.is_dir() for s in sorted(d.iterdir())]
+    for d in folders:
         cams = d / "cameras.json"
         if not cams.is_file() or not (d / "masks").is_dir():
             continue
@@ -411,7 +416,7 @@ def main(argv=None) -> int:
     seqs = discover_sequences(data, kinds)
     if args.only:
         names = {n.strip() for n in args.only.split(",")}
-        seqs = [s for s in seqs if s.name in names]
+        seqs = [s for s in seqs if s.name in names or s.relative_to(data).as_posix() in names]
     else:
         seqs = [s for k in kinds for s in seqs if s.name.endswith(k)][: args.limit * len(kinds)]
         per = {k: [s for s in seqs if s.name.endswith(k)][: args.limit] for k in kinds}
@@ -427,14 +432,15 @@ def main(argv=None) -> int:
     rows = []
     for seq in seqs:
         kind = json.loads((seq / "cameras.json").read_text())["kind"]
+        name = seq.relative_to(data).as_posix()  # family/sequence under a root of families
         for run in runs:
-            ws = args.workdir / seq.name / run
+            ws = args.workdir / name / run
             if run == "none":
                 masks, label = None, "none"
             elif run == "gt":
                 masks, label = seq / "masks", "ground truth"
             else:
-                masks, label = segment_with_model(seq, args.workdir / seq.name / "seg"), "ours"
+                masks, label = segment_with_model(seq, args.workdir / name / "seg"), "ours"
             mapper = args.mapper
             if mapper == "turntable" and masks is None:
                 mapper = "incremental"  # the circular solver needs silhouettes
@@ -455,7 +461,7 @@ def main(argv=None) -> int:
                 features += f", {used}" + (" (auto)" if mapper == "auto" else "")
             else:  # where the features were taken, and how pairs were matched
                 features += f", {row.pop('where', '?')}, {row.pop('matcher', '?')} pairs"
-            row.update(sequence=seq.name, kind=kind, masks=label, quality=features)
+            row.update(sequence=name, kind=kind, masks=label, quality=features)
             if masks is not None:
                 row["mask_iou"] = mask_iou(masks, seq / "masks")
             rows.append(row)

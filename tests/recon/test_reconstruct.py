@@ -454,3 +454,23 @@ def test_ring_pairs_are_neighbours_in_capture_order_round_the_ring():
     assert not any(min(b - a, 24 - (b - a)) > 2 for a, b in pairs)
     assert len(ring_pairs(names[:36] + [f"{i:04d}.jpg" for i in range(24, 36)])) == 36 * 3
     assert len(ring_pairs(names[:3])) == 3  # every pair once
+
+
+def test_the_recon_benchmark_finds_sequences_under_a_root_of_families(tmp_path):
+    from tools.bench_recon import discover_sequences
+
+    frames = [{"name": f"{i:04d}.jpg"} for i in range(12)]
+    for rel, kind in (("coat/seq_00000_ring", "ring"), ("coat/seq_00001_turntable", "turntable"),
+                      ("busy_print/seq_00000_ring", "ring")):  # fmt: skip
+        (tmp_path / "fams" / rel / "masks").mkdir(parents=True)
+        (tmp_path / "fams" / rel / "cameras.json").write_text(
+            json.dumps({"kind": kind, "frames": frames})
+        )
+    found = discover_sequences(tmp_path / "fams", ("ring",))
+    assert [p.relative_to(tmp_path / "fams").as_posix() for p in found] == [
+        "busy_print/seq_00000_ring",
+        "coat/seq_00000_ring",
+    ]
+    assert discover_sequences(tmp_path / "fams" / "coat", ("turntable",)) == [
+        tmp_path / "fams" / "coat" / "seq_00001_turntable"
+    ]
