@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -59,6 +59,15 @@ class FrameMasks:
 TILE = 16  # boundary tiles, at most this many network pixels a side
 TILE_PX = 64  # and about this many frame pixels a side
 
+# Frames far larger than the learned refiner's training frames are refined in two stages
+# (in the spirit of CascadePSP): the whole frame is first segmented reduced to
+# CASCADE_SIZE pixels on its long side, where one network pixel spans as many frame pixels
+# as the refiner learned; then the refiner redraws, at full resolution, the pixels within
+# CASCADE_BAND of that outline, from the reduced result upsampled as its prior.
+CASCADE_SIZE = 1280  # long side of the first stage
+CASCADE_FROM = 2.0  # two stages when the frame's long side exceeds this many CASCADE_SIZE
+CASCADE_BAND = 2  # full-resolution pixels either side of the first stage's outline
+
 
 def segment_frame(
     bgr: np.ndarray,
@@ -83,6 +92,9 @@ def segment_frame(
     t = {}
     t0 = time.perf_counter()
     H, W = bgr.shape[:2]
+    edges = getattr(segmenter, "edges", None)
+    if post.refine and edges is not None and max(H, W) > CASCADE_FROM * CASCADE_SIZE:
+        return _two_stages(bgr, segmenter, post, rim_colours, smooth)
     source, radius = guide_source(bgr, segmenter.card.preprocess.input_size, post)
     t["preprocess"] = time.perf_counter() - t0
     passes: list = []  # the flip pair, for the confidence signals (a plain Segmenter's)
@@ -108,7 +120,6 @@ def segment_frame(
     spline = SplineField(p, (H, W))
     t1b = time.perf_counter()
     t["mask"] = t1b - t1
-    edges = getattr(segmenter, "edges", None)
     guided = None
     if post.refine and band.any() and (edges is None or edges.spec.guide == "guided"):
         guided = guided_field((H, W), source, p, band, radius, post.refine_eps)
@@ -164,6 +175,49 @@ def segment_frame(
     t["upsample"] = t_up
     t["refine"] = t_ref
     return FrameMasks(mask, alpha, small, t, rim, **kept)
+
+
+def _two_stages(bgr, segmenter, post, rim_colours, smooth) -> FrameMasks:
+    """:func:`segment_frame` for a frame far larger than the refiner's training frames: the
+    frame reduced to :data:`CASCADE_SIZE`, then its outline redrawn at full resolution."""
+    H, W = bgr.shape[:2]
+    t0 = time.perf_counter()
+    k = CASCADE_SIZE / max(H, W)
+    reduced = cv2.resize(bgr, (round(W * k), round(H * k)), interpolation=cv2.INTER_AREA)
+    first = segment_frame(reduced, segmenter, post, rim_colours=False, smooth=smooth)
+    t1 = time.perf_counter()
+    prior = cv2.resize(first.alpha, (W, H), interpolation=cv2.INTER_LINEAR)
+    mask = np.where(prior > 127, np.uint8(255), np.uint8(0))
+    alpha = mask.copy()
+    outline = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    ring = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * CASCADE_BAND + 1,) * 2)
+    band = cv2.dilate(outline, ring) > 0
+    guided, rim = None, None
+    if rim_colours and band.any():  # the rim's colours: the guided filter's background
+        source, radius = guide_source(bgr, segmenter.card.preprocess.input_size, post)
+        _, p, net_band = decide(first.small, post.threshold, post.min_blob_share,
+                                post.max_hole_share)  # fmt: skip
+        if net_band.any():
+            guided = guided_field((H, W), source, p, net_band, radius, post.refine_eps)
+            rim = []
+    to_unit = np.float32(1 / 255)
+    _learned_edges(
+        bgr,
+        segmenter.edges,
+        lambda y0, y1, x0, x1: coarse_logit(prior[y0:y1, x0:x1] * to_unit),
+        band,
+        np.arange(H),
+        np.arange(W),
+        post.threshold,
+        mask,
+        alpha,
+        rim=rim,
+        guided=guided,
+    )
+    t = dict(first.timings)
+    t["preprocess"] = t.get("preprocess", 0.0) + (t1 - t0) - sum(first.timings.values())
+    t["refine"] = t.get("refine", 0.0) + time.perf_counter() - t1
+    return replace(first, mask=mask, alpha=alpha, timings=t, rim=rim or [])
 
 
 def guide_source(bgr: np.ndarray, input_size: int, post: PostprocessParams):

@@ -160,3 +160,26 @@ def test_training_cli_learns_and_exports_a_refiner(tmp_path):
     seg, post = load_segmenter(SegmentOptions(model=str(d / "garment.json")))
     fm = segment_frame(_frame(), seg, post)
     assert fm.mask.shape == (480, 640) and set(np.unique(fm.mask)) <= {0, 255}
+
+
+def test_a_frame_far_larger_than_the_refiners_is_refined_in_two_stages(zero_refiner_card):
+    """Above CASCADE_FROM x CASCADE_SIZE the frame is segmented reduced first; the refiner
+    then redraws that outline at full size (an untrained one keeps it: its prior)."""
+    import cv2
+
+    from segcore import frame
+    from segcore.pipeline import SegmentOptions, load_segmenter, segment_frame
+    from tests.conftest import blob_image
+
+    bgr, _ = blob_image(2000, 2700, seed=5)
+    assert max(bgr.shape[:2]) > frame.CASCADE_FROM * frame.CASCADE_SIZE
+    seg, post = load_segmenter(SegmentOptions(model=str(zero_refiner_card)))
+    two = segment_frame(bgr, seg, post)
+    k = frame.CASCADE_SIZE / 2700
+    reduced = cv2.resize(bgr, (round(2700 * k), round(2000 * k)), interpolation=cv2.INTER_AREA)
+    first = segment_frame(reduced, seg, post, rim_colours=False)
+    expected = cv2.resize(first.alpha, (2700, 2000), interpolation=cv2.INTER_LINEAR) > 127
+    assert two.mask.shape == two.alpha.shape == (2000, 2700)
+    assert np.mean((two.mask > 0) != expected) < 1e-4
+    assert np.array_equal(two.small, first.small)  # the network ran once, on the reduced frame
+    assert two.rim  # the cut-out's rim colours are still defringed
