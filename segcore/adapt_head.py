@@ -27,6 +27,7 @@ CONFIDENT_DIST = 3.0  # ... and this many network pixels from its boundary: conf
 RIDGE = 1e-3  # regulariser: pulls the head back to the network (per corrected frame)
 MAX_ITER = 250
 SMOOTH = 1.0  # Gaussian sigma (network pixels) on the head's logit (2, 3: no better)
+SLIVER = 3  # the head's changes thinner than this many network pixels are left to the network
 
 
 # --- features -------------------------------------------------------------------------
@@ -103,11 +104,15 @@ class Head:
     def probability(self, small_bgr: np.ndarray, prob: np.ndarray, thr: float) -> np.ndarray:
         """The adapted probability (h, w) of one frame: the head's (its logit smoothed by
         :data:`SMOOTH` network pixels, against speckle) where it decides otherwise than the
-        network, the network's own where both agree, so the edges the two draw alike keep
-        the network's soft profile for the upsampling and edge refinement."""
+        network over a region at least :data:`SLIVER` network pixels wide, the network's own
+        elsewhere. A change one network pixel wide along the outline (four frame pixels at
+        1280x960) is the head's coarse grid, not a correction: there the network's soft
+        profile goes on to the upsampling and the full-resolution edge refinement."""
         x = pixel_features(small_bgr, prob, thr)
         q = sigmoid(cv2.GaussianBlur(self.logit(x).reshape(prob.shape), (0, 0), SMOOTH))
-        return np.where((q > thr) == (prob > thr), prob, q).astype(np.float32)
+        changed = ((q > thr) != (prob > thr)).astype(np.uint8)
+        changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, np.ones((SLIVER, SLIVER), np.uint8))
+        return np.where(changed > 0, q, prob).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {k: np.asarray(v, np.float64).tolist() for k, v in vars(self).items()}

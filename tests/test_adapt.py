@@ -165,3 +165,27 @@ def test_a_multi_class_card_adapts_with_its_label_maps(classes_model, tmp_path):
         )
         assert np.array_equal(lab > 0, m) and set(np.unique(lab)) <= {0, 1, 2}
     assert np.array_equal(read_label(out / "masks" / "f1.png"), mask)
+
+
+def test_the_head_moves_regions_not_one_pixel_slivers_of_the_outline():
+    """Where the head redraws the outline one network pixel away it is its coarse grid, not a
+    correction: the network's probability stays there; a region it removes is removed."""
+    from segcore.adapt_head import Head
+
+    prob = np.full((40, 40), 0.02, np.float32)
+    prob[8:32, 8:32] = 0.98  # the network: a square
+    wanted = np.full(prob.shape, -6.0, np.float32)
+    wanted[8:32, 9:32] = 6.0  # the head: one column thinner on the left ...
+    wanted[20:30, 20:30] = -6.0  # ... and a 10 x 10 hole
+
+    class Drawn(Head):
+        def logit(self, x):
+            return wanted.ravel()
+
+    zeros = np.zeros(1, np.float32)
+    head = Drawn(zeros, zeros + 1, zeros, 0.0, zeros[None], zeros, zeros)
+    small = np.zeros((40, 40, 3), np.uint8)
+    p = head.probability(small, prob, 0.5)
+    assert np.array_equal(p[:, 8], prob[:, 8])  # the sliver: the network's own values
+    assert (p[22:28, 22:28] < 0.5).all()  # the hole: the head's
+    assert (p[10:18, 10:30] > 0.5).all() and (p[:, :8] < 0.5).all()
