@@ -215,6 +215,7 @@ def run_one(
 ) -> dict:
     """One reconstruction of ``seq`` with ``masks`` as ``segcore reconstruct`` runs it (SfM,
     hull, verdict); metrics against the GT, the verdict and the time per stage."""
+    from segcore.errors import SegcoreError
     from segcore.recon import ReconstructionError, run_reconstruction
 
     cams = json.loads((seq / "cameras.json").read_text())
@@ -236,12 +237,17 @@ def run_one(
         )
     except ReconstructionError as exc:
         result, error = exc.result, str(exc)
+    except SegcoreError as exc:  # e.g. a hull carved to nothing: a failed row, not a crash
+        result, error = None, str(exc)
     row = pose_errors(result, cams)
     row["seconds"] = time.perf_counter() - t0
     row["reproj_px"] = result.mean_reprojection_error if result is not None else float("nan")
     row["error"] = error
     row["mapper"] = (result.options or {}).get("mapper", mapper) if result is not None else mapper
-    row["verdict"] = (result.verdict or {}).get("status", "–") if result is not None else "–"
+    if result is not None:
+        row["verdict"] = (result.verdict or {}).get("status", "–")
+    else:
+        row["verdict"] = "failed" if error else "–"
     row["stages"] = dict(result.timings) if result is not None else {}
     opts = (result.options or {}) if result is not None else {}
     row["where"], row["matcher"] = opts.get("features", "?"), opts.get("matcher", "?")
