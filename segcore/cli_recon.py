@@ -35,7 +35,7 @@ def cmd_reconstruct(args) -> int:
     finally:
         bars.close()
     if not args.quiet:
-        if args.hull and mesh is None:
+        if args.hull and args.masks is None:
             print(
                 "note: no MASKS_DIR, so no visual hull (it is carved from the masks)",
                 file=sys.stderr,

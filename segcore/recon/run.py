@@ -45,6 +45,7 @@ from ..plate import STAGES as plate_stages
 from ..plate import check_mode as check_plate_mode
 from .camera import views_from_result
 from .carve import hull_from_views
+from .mesh import HullError
 from .check import silhouette_check, silhouette_fit
 from .colmap import from_reconstruction, import_pycolmap, refine_distortion, write_model
 from .nerfstudio import write_transforms
@@ -175,6 +176,7 @@ def reconstruct(
         asked = mapper
         turntable_notes = None  # the turntable solver's log, for recon.json
         suspects: list[str] = []  # masks the turntable solver found the others disagree with
+        axis_off = None  # degrees between the turntable's axis and the room's verticals
         still = still_background(frames, ws, masked, plate, plate_info)
         if mapper == "auto":
             mapper = auto_mapper(still)
@@ -191,7 +193,7 @@ def reconstruct(
                 report(stage, done, total)
 
             with run.timed("turntable"):
-                best, turntable_notes, suspects = turntable_model(
+                best, turntable_notes, suspects, axis_off = turntable_model(
                     pycolmap, ws, names, focal_px, checked
                 )
             models = {0: best}
@@ -249,6 +251,7 @@ def reconstruct(
         "plate_changes": plate_info,
         "turntable": turntable_notes,
         "turntable_suspects": suspects,
+        "turntable_axis_to_verticals_deg": None if axis_off is None else round(axis_off, 2),
         "pycolmap": getattr(pycolmap, "__version__", "?"),
     }
     k = len(result.poses)
@@ -325,6 +328,7 @@ def run_reconstruction(
         raise
     mesh = None
     fit = None
+    hull_error = None
     extra: dict = {}
     if hull and result.masks_dir is not None:
         if should_stop is not None and should_stop():
@@ -332,7 +336,14 @@ def run_reconstruction(
         report("hull", 0, 1)
         t = time.perf_counter()
         views = views_from_result(result)  # masks read once: for the hull and its check
-        mesh = hull_from_views(views, points=result.points, voxels=voxels)
+        try:
+            mesh = hull_from_views(views, points=result.points, voxels=voxels)
+        except HullError as exc:  # the cameras are written all the same; the verdict fails
+            hull_error = str(exc)
+            extra["hull"] = {"error": hull_error}
+            for stale in (ws / "hull.ply", ws / HULL_CHECK):  # a rerun's: not this run's mesh
+                stale.unlink(missing_ok=True)
+    if mesh is not None:
         write_ply(ws / "hull.ply", mesh)
         extra["hull"] = {k: mesh.info[k] for k in ("vertices", "faces", "voxel_size", "views")}
         extra["hull"]["masks"] = HULL_MASKS if (ws / HULL_MASKS).is_dir() else "masks"
@@ -346,17 +357,24 @@ def run_reconstruction(
         }
         fit = silhouette_fit(mesh, views)  # every registered frame: the verdict's mesh fit
         extra["hull"]["fit"] = fit
+    if hull and result.masks_dir is not None:
         result.timings["hull"] = time.perf_counter() - t
         report("hull", 1, 1)
-    result.verdict = result_verdict(result, fit)
+    result.verdict = result_verdict(result, fit, hull_error=hull_error)
     write_transforms(result, ws)
     write_result_json(result, ws / "recon.json", extra)
     return result, mesh
 
 
-def result_verdict(result: ReconResult, fit: dict | None = None, failure: str | None = None):
+def result_verdict(
+    result: ReconResult,
+    fit: dict | None = None,
+    failure: str | None = None,
+    hull_error: str | None = None,
+):
     """The verdict of ``result`` (:func:`segcore.recon.verdict.judge`): ``fit``, the mesh
-    fit per frame; the steps judged on a still background (a turntable)."""
+    fit per frame; the steps judged on a still background (a turntable); ``hull_error``,
+    why no mesh could be carved."""
     order = {n: i for i, n in enumerate(result.frames)}
     poses = sorted(result.poses, key=lambda p: order.get(p.name, 0))
     gaps = [order.get(b.name, 0) - order.get(a.name, 0) for a, b in zip(poses, poses[1:])]
@@ -369,5 +387,7 @@ def result_verdict(result: ReconResult, fit: dict | None = None, failure: str | 
         turntable=opts.get("capture") == "turntable",
         steps=rotation_steps([p.R for p in poses], gaps),
         suspects=list(opts.get("turntable_suspects") or []),
+        axis_off=opts.get("turntable_axis_to_verticals_deg"),
         failure=failure,
+        hull_error=hull_error,
     )

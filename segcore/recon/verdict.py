@@ -15,7 +15,11 @@ frames alone says little. The verdict looks at what a wrong solve cannot hide:
   consecutive frames, as a rotation vector in the world, is the same step about the same
   axis in every frame; ``step_spread`` is the median deviation of the steps from their
   median, relative to its length (0 for the circular solver's model by construction, so
-  it judges what other mappers found on a turntable).
+  it judges what other mappers found on a turntable);
+- on a turntable solved with the room's vertical edges in view (door frames, shelves), **the
+  axis against those edges**: a turntable stands upright, so a solved axis far from their
+  vanishing direction is a wrong solve (the mirrored one above all: tilt and turn reversed,
+  which the outlines alone cannot tell from the right one).
 
 ``status`` is ``ok``, ``doubtful`` (look at ``hull_check.png`` before trusting it) or
 ``failed``; ``reasons`` say why in one line each. The limits are below; the CLI exits 1 on
@@ -40,6 +44,11 @@ SUSPECT_FIT_DROP = 0.12  # a frame fitting this much worse than the median one: 
 SUSPECT_FIT = 0.8  # ...and below this
 FAIL_STEP_SPREAD = 0.25  # turntable: steps' median relative deviation above this: failed
 DOUBT_STEP_SPREAD = 0.1
+# turntable: the solved axis this far (degrees) from the room's vertical edges: failed /
+# doubtful (right solves: 0.7-1 deg with a few clean edges, 7 deg with noisy ones; a solve
+# 180 deg off: 24 deg)
+FAIL_AXIS_DEG = 15.0
+DOUBT_AXIS_DEG = 8.0
 MIN_STEP_DEG = 0.5  # turntable: a median turn per frame below this is a camera that stands still
 
 STATUSES = ("ok", "doubtful", "failed")
@@ -90,14 +99,18 @@ def judge(
     turntable: bool = False,
     steps: np.ndarray | None = None,
     suspects: list[str] | None = None,
+    axis_off: float | None = None,
     failure: str | None = None,
+    hull_error: str | None = None,
 ) -> dict:
     """The verdict of a run (see the module): ``{"status", "reasons", "checks"}``.
 
     ``fit``: the mesh fit's IoU per registered frame (None: no hull); ``turntable``: the
     background stands still (the steps are judged); ``steps``: :func:`rotation_steps`;
     ``suspects``: frames the solver found suspect on its own (they are listed with those of
-    the fit); ``failure``: the run stopped short (too few frames registered).
+    the fit); ``hull_error``: why no mesh could be carved (the cameras and the masks
+    contradict each other: failed); ``axis_off``: degrees between a turntable's solved axis and the room's vertical
+    edges (None: not measured); ``failure``: the run stopped short (too few frames registered).
     """
     failed: list[str] = []
     doubts: list[str] = []
@@ -116,6 +129,8 @@ def judge(
         elif reprojection_px > DOUBT_REPROJ_PX:
             doubts.append(f"mean reprojection error {reprojection_px:.2f} px")
     suspect = list(suspects or [])
+    if hull_error:
+        failed.append(f"no garment mesh: {hull_error}")
     if fit:
         mean = float(np.mean(list(fit.values())))
         checks["mesh_fit_iou"] = round(mean, 4)
@@ -143,6 +158,15 @@ def judge(
             )
         elif s["step_spread"] > DOUBT_STEP_SPREAD:
             doubts.append(f"the turntable's steps vary by {s['step_spread']:.0%}")
+    if turntable and axis_off is not None:
+        checks["axis_to_verticals_deg"] = round(float(axis_off), 2)
+        if axis_off > FAIL_AXIS_DEG:
+            failed.append(
+                f"the turntable's axis is {axis_off:.0f} deg off the room's vertical edges: "
+                "a wrong solve (mirrored: tilt and turn reversed)"
+            )
+        elif axis_off > DOUBT_AXIS_DEG:
+            doubts.append(f"the turntable's axis is {axis_off:.0f} deg off the room's verticals")
     checks["suspect_masks"] = suspect
     if suspect and not failed:
         doubts.append(

@@ -107,3 +107,50 @@ def test_masks_the_turntable_solver_left_out_are_listed_in_the_verdict(tmp_path)
     v = result_verdict(res, {p.name: 0.95 for p in res.poses})
     assert v["checks"]["suspect_masks"] == ["frame_003.jpg"] and v["status"] == "doubtful"
     assert v["checks"]["step_deg"] == pytest.approx(45.0, abs=0.5)  # 8 cameras round a circle
+
+
+def test_an_axis_far_from_the_rooms_verticals_fails_a_turntable():
+    good = {f"{i:04d}.jpg": 0.95 for i in range(24)}
+    steps = rotation_steps(_turn(24, 15.0))
+    mirrored = judge(24, 24, 0.7, good, turntable=True, steps=steps, axis_off=23.8)
+    assert mirrored["status"] == "failed" and "24 deg off the room's vertical edges" in (
+        mirrored["reasons"][0]
+    )
+    assert mirrored["checks"]["axis_to_verticals_deg"] == 23.8
+    assert judge(24, 24, 0.7, good, turntable=True, steps=steps, axis_off=10)["status"] == (
+        "doubtful"
+    )
+    assert judge(24, 24, 0.7, good, turntable=True, steps=steps, axis_off=0.8)["status"] == "ok"
+    # a moving camera's axis is not judged
+    assert judge(24, 24, 0.7, good, axis_off=40)["status"] == "ok"
+
+
+def test_a_hull_carved_to_nothing_is_a_failed_verdict_with_the_cameras_kept(
+    tmp_path, monkeypatch, capsys
+):
+    import segcore.recon.run as run
+    from segcore.cli import main
+    from segcore.recon import HullError
+
+    ws = tmp_path / "ws"
+    res = known_result(ws)
+    res.options = {"capture": "moving camera"}
+    monkeypatch.setattr(run, "reconstruct", lambda *a, **k: res)
+    monkeypatch.setattr(run, "views_from_result", lambda r: [])
+
+    def carve_nothing(*a, **k):
+        raise HullError("nothing is left after carving: the silhouettes do not intersect")
+
+    monkeypatch.setattr(run, "hull_from_views", carve_nothing)
+    (ws / "hull.ply").write_text("a mesh from an earlier run")
+    out, mesh = run.run_reconstruction(tmp_path, tmp_path, ws)
+    assert mesh is None and out.verdict["status"] == "failed"
+    assert out.verdict["reasons"] == [
+        "no garment mesh: nothing is left after carving: the silhouettes do not intersect"
+    ]
+    summary = json.loads((ws / "recon.json").read_text())["summary"]
+    assert summary["verdict"]["status"] == "failed"
+    assert (ws / "transforms.json").is_file() and not (ws / "hull.ply").exists()
+    # the command says so and exits 1 (not a traceback)
+    assert main(["reconstruct", str(tmp_path), str(tmp_path), "-o", str(ws), "-q"]) == 1
+    assert "error: reconstruction failed: no garment mesh" in capsys.readouterr().err

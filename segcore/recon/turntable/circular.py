@@ -25,6 +25,9 @@ class TurntableFit:
     coherence: float  # mean IoU of the hull's silhouettes with the masks (reduced size)
     log: list = field(default_factory=list)
     suspects: list = field(default_factory=list)  # frames whose masks the others disagree with
+    # degrees between the solved axis and the one the background's vertical edges give (None:
+    # too few edges); a turntable stands upright, so a large angle is a wrong solve
+    axis_to_verticals_deg: float | None = None
 
 
 def axis_direction(e: float, r: float) -> np.ndarray:

@@ -21,7 +21,8 @@ def turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report):
     """Circular-motion SfM (:mod:`segcore.recon.turntable`) on the workspace's frames (features in
     the eroded masks, outlines from the masks as they are), as a pycolmap reconstruction
     (written as a COLMAP text model and read back), the solver's notes and the frames whose
-    masks it found suspect and left out of the fit."""
+    masks it found suspect and left out of the fit, and the angle (degrees) between the solved
+    axis and the background's vertical edges (None: too few edges)."""
     import cv2
 
     from ...io import read_image, read_label
@@ -53,7 +54,7 @@ def turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report):
     write_colmap_text(text, fit, names, (w, h), K, colours)
     rec = pycolmap.Reconstruction(str(text))
     shutil.rmtree(text, ignore_errors=True)
-    return rec, list(fit.log), [names[i] for i in fit.suspects]
+    return rec, list(fit.log), [names[i] for i in fit.suspects], fit.axis_to_verticals_deg
 
 
 def focal_for_solver(first_frame: Path, focal_px) -> tuple[float, str]:

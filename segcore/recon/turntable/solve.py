@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .circular import TurntableFit, circular_poses, mirrored
+from .circular import TurntableFit, axis_direction, circular_poses, mirrored
 from .coherence import RayCoherence
 from .fit import POLISH_EVALS, CircularFit
 from .silhouettes import Silhouettes
@@ -87,6 +87,7 @@ def solve_turntable(
     if rays.still:
         notes.append(f"{rays.still} outline points on still parts (a stand) left out")
     edges = vertical_edges(grays, sils)
+    vertical = None  # the axis the background's vertical edges give: (tilt, roll)
     starts = {"silhouettes": np.array(p0, float)}
     if len(edges) >= VERTICAL_MIN:
         ve, vr, vres = vertical_axis(K, edges)
@@ -94,7 +95,11 @@ def solve_turntable(
             f"{len(edges)} vertical background edges: tilt {np.degrees(ve):.2f} deg, "
             f"roll {np.degrees(vr):.2f} deg (median {vres:.2f} px)"
         )
+        vertical = (ve, vr)
+        # the edges fix the tilt's sign, not the turn's: the silhouettes' step may come from
+        # their mirror (tilt and turn reversed), so both turns start from the edges' axis
         starts["verticals"] = np.array([ve, vr, p0[2], p0[3], p0[4]], float)
+        starts["verticals, turn reversed"] = np.array([ve, vr, p0[2], p0[3], -p0[4]], float)
     else:
         edges = None
     fit = CircularFit(K, tracks, rays, verticals=edges)
@@ -159,6 +164,9 @@ def solve_turntable(
         f"final: step {np.degrees(params[4]):.3f} deg, tilt {np.degrees(params[0]):.2f} deg, "
         f"roll {np.degrees(params[1]):.2f} deg, axis x {params[2]:.4f}"
     )
+    off = None if vertical is None else axis_angle(params[:2], vertical)
+    if off is not None:
+        notes.append(f"axis {off:.1f} deg from the vertical edges' axis")
     # the final cameras: which masks do the others disagree with? (reported, recon.json)
     final = suspect_views(sils, K, params)
     if final:
@@ -187,7 +195,14 @@ def solve_turntable(
         coherence=float(c0),
         log=notes,
         suspects=sorted(set(suspects) | set(final)),
+        axis_to_verticals_deg=off,
     )
+
+
+def axis_angle(a, b) -> float:
+    """Degrees between the axes of two (tilt, roll) pairs."""
+    da, db = axis_direction(*a), axis_direction(*b)
+    return float(np.degrees(np.arccos(np.clip(abs(float(da @ db)), 0.0, 1.0))))
 
 
 def suspect_areas(masks) -> list[int]:
