@@ -111,8 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--corrected",
         metavar="MASKS",
         required=True,
-        help="folder of corrected masks, <frame stem>.png (the add-on saves them in "
-        "OUT/corrected)",
+        help="folder of corrected masks, <frame stem>.png (the add-on saves them in OUT/corrected)",
     )
     a.add_argument("--refit", action="store_true", help="fit again, ignoring OUT/adapted.json")
     add_segment_arguments(a)
@@ -382,8 +381,7 @@ def _watch(args, opts) -> int:
         )
         if job.plate:
             print(
-                f"still background: {job.plate['frames_changed']} masks completed from its "
-                "plate",
+                f"still background: {job.plate['frames_changed']} masks completed from its plate",
                 file=sys.stderr,
             )
         elif args.plate != "off" and job.ended_by != "idle":

@@ -43,8 +43,9 @@ HESITANT = 0.1
 #: (photo_wall, plaid, similar_colour: data/fam_val and data/conf_val, 1280x960), set with
 #: ``garment`` v4 and re-measured with v5: v5 flags none of those frames (its one failure,
 #: IoU just under 0.9, is not flagged) once ``temporal`` is 0.12 (its good frames reach
-#: 0.107); the three real photos of people are flagged (uncertain >= 7.3, flip >= 0.86). Re-measure with
-#: ``python -m training confidence --families VAL... --photos`` whenever the model changes.
+#: 0.107); the three real photos of people are flagged (uncertain >= 7.3, flip >= 0.86).
+#: Re-measure with ``python -m training confidence --families VAL... --photos`` whenever the
+#: model changes.
 LIMITS = {
     "uncertain": 2.5,  # network pixels: mean width of the hesitant band (good frames <= 2.28)
     "flip": 0.17,  # 1 - IoU of the direct and the mirrored pass (good frames <= 0.156)

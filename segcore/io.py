@@ -207,7 +207,6 @@ def decode_image(
     return img
 
 
-
 # what decode_image says of a 16-bit frame (OpenCV's 8-bit decoding keeps the top 8 bits)
 SIXTEEN_BITS = (
     "16-bit image: segmented in 8 bits per channel, and the RGBA cut-out is 8-bit; for a "
@@ -332,7 +331,6 @@ def looks_like_photo(img: np.ndarray, full: float = 255.0) -> bool:
     return bool(np.count_nonzero(mid) > 0.25 * mid.size)
 
 
-
 def temporary_name(what: str = "") -> str:
     """A hidden temporary file name of this process (pid + random, and ``what``): short and
     of a fixed length, so a target of any legal name (up to 255 bytes) has one."""
@@ -351,7 +349,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-
 
 
 def write_png(path: str | os.PathLike, img: np.ndarray) -> None:

@@ -45,7 +45,6 @@ def without_png_profile(data: bytes) -> bytes:
     return b"".join(out)
 
 
-
 def png_is_whole(path: str | os.PathLike, colour_type: int | None = None) -> bool:
     """Whether ``path`` is a whole PNG (of IHDR ``colour_type``, when given): the signature,
     an intact IHDR, chunks that chain on to an IEND that ends the file. Reads the chunk
@@ -73,7 +72,6 @@ def png_is_whole(path: str | os.PathLike, colour_type: int | None = None) -> boo
     except OSError:
         pass
     return False
-
 
 
 PARALLEL_PNG_PIXELS = 1_000_000  # from this size on, PNGs are compressed in parallel pieces

@@ -139,7 +139,8 @@ def _tile(path, mask, width: int, suspect: bool, label: str, reasons: list[str])
         reasons = ["the frame cannot be read now"]
     if mask is not None:
         m = cv2.resize(
-            mask.astype(np.uint8) * np.uint8(255), (bgr.shape[1], bgr.shape[0]),
+            mask.astype(np.uint8) * np.uint8(255),
+            (bgr.shape[1], bgr.shape[0]),
             interpolation=cv2.INTER_AREA,
         )
         bgr = overlay(bgr, m, tint=0.35)

@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segcore.io import read_image, read_label, write_png
 from segcore.config import CLASSES
+from segcore.io import read_image, read_label, write_png
 from segcore.metrics import Scores, boundary_counts, class_scores, confusion, flicker, summarize
 from segcore.sheet import grid, overlay
 
@@ -155,7 +155,9 @@ def evaluate(predict: Predictor, samples: list[Sample]) -> tuple[list[dict], dic
         row = {"sequence": s.sequence, "frame": s.image.name, "seconds": dt, **r}
         if gt_labels is not None:
             row.update(
-                class_figures(pred, getattr(predict, "last_labels", None), gt_labels, keep_ids or ())
+                class_figures(
+                    pred, getattr(predict, "last_labels", None), gt_labels, keep_ids or ()
+                )
             )
         rows.append(row)
         if last is not None and last[0] == s.sequence and last[1].shape == pred.shape:
@@ -206,9 +208,7 @@ def worst_sheet(
 
 
 FAMILY_KEYS = ("precision", "recall", "f1", "iou", "bf1", "bf2", "bf4")
-CLASS_KEYS = ("support_share",) + tuple(
-    f"{c}_{k}" for c in CLASSES[1:] for k in ("iou", "bf2")
-)
+CLASS_KEYS = ("support_share",) + tuple(f"{c}_{k}" for c in CLASSES[1:] for k in ("iou", "bf2"))
 FAMILY_HEAD = (
     "| family | frames | P | R | F1 | IoU | BF@1px | BF@2px | BF@4px | IoU < 0.9 | ms/frame |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|"
@@ -280,12 +280,14 @@ def families_markdown(result: dict) -> str:
     keys = [k for k in CLASS_KEYS if k in result["all"]]
     if keys:  # class figures (frames with class maps)
         names = {"support_share": "support in mask"}
-        lines += ["", "| family | " + " | ".join(names.get(k, k.replace("_", " ")) for k in keys) + " |"]
+        lines += [
+            "",
+            "| family | " + " | ".join(names.get(k, k.replace("_", " ")) for k in keys) + " |",
+        ]
         lines.append("|---" * (len(keys) + 1) + "|")
         for n, m in [*result["families"].items(), ("**all frames**", result["all"])]:
             cells = [
-                f"{100 * m[k]:.2f} %" if k == "support_share" else f"{m[k]:.4f}"
-                if k in m else "–"
+                f"{100 * m[k]:.2f} %" if k == "support_share" else f"{m[k]:.4f}" if k in m else "–"
                 for k in keys
             ]
             lines.append(f"| {n} | " + " | ".join(cells) + " |")

@@ -25,10 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segcore.recon import DEFAULT_VOXELS, hull_from_views
 from segcore.io import read_image, read_label
 from segcore.pipeline import SegmentOptions, load_segmenter, segment_frame
 from segcore.plate import ADD_LEVEL, HULL_ADD_LEVEL, still_plate
+from segcore.recon import DEFAULT_VOXELS, hull_from_views
 from tools.bench_recon import _silhouette_iou, gt_views
 
 

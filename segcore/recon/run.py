@@ -45,9 +45,9 @@ from ..plate import STAGES as plate_stages
 from ..plate import check_mode as check_plate_mode
 from .camera import views_from_result
 from .carve import hull_from_views
-from .mesh import HullError
 from .check import silhouette_check, silhouette_fit
 from .colmap import from_reconstruction, import_pycolmap, refine_distortion, write_model
+from .mesh import HullError
 from .nerfstudio import write_transforms
 from .ply import write_ply
 from .result import (

@@ -109,8 +109,9 @@ def judge(
     background stands still (the steps are judged); ``steps``: :func:`rotation_steps`;
     ``suspects``: frames the solver found suspect on its own (they are listed with those of
     the fit); ``hull_error``: why no mesh could be carved (the cameras and the masks
-    contradict each other: failed); ``axis_off``: degrees between a turntable's solved axis and the room's vertical
-    edges (None: not measured); ``failure``: the run stopped short (too few frames registered).
+    contradict each other: failed); ``axis_off``: degrees between a turntable's solved axis
+    and the room's vertical edges (None: not measured); ``failure``: the run stopped short
+    (too few frames registered).
     """
     failed: list[str] = []
     doubts: list[str] = []

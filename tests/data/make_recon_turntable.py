@@ -10,7 +10,8 @@ front of a still, textured room (brick wall, gravel floor), seen by one fixed ca
 the case where unmasked structure from motion locks onto the background. Cycles on the
 CPU, a few seconds a frame. Writes ``images/NNNN.jpg`` (the lens's focal length in EXIF),
 ``masks/NNNN.png`` (255 = subject) and ``cameras.json`` in ``training/synth/cameras.py``'s
-format (poses relative to the turning subject, OpenCV axes). The textures are scikit-image's bundled photographs.
+format (poses relative to the turning subject, OpenCV axes). The textures are
+scikit-image's bundled photographs.
 """
 
 from __future__ import annotations

@@ -88,6 +88,15 @@ def test_silhouette_coherence_peaks_at_the_true_step():
     assert true > 0.8
 
 
+def test_the_coarse_start_crosses_the_axis_at_the_masks_centroids_not_their_extents_middle():
+    # a full turn of a body with an arm held out to one side: the middle of the masks' joint
+    # extent lies off the axis (on a body figure, far enough that no step fitted from there)
+    full = (*TRUE[:4], np.radians(15.0))
+    sil = Silhouettes(_masks(full), K, long_side=160, grid=48)
+    assert abs(np.mean(sil.x_range) - TRUE[2]) > 0.006
+    assert abs(sil.x_centre - TRUE[2]) < 0.002
+
+
 def _tracks(params, noise=0.3, seed=1):
     rng = np.random.default_rng(seed)
     local = _subject_points(300, seed=2)

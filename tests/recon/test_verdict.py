@@ -113,8 +113,9 @@ def test_an_axis_far_from_the_rooms_verticals_fails_a_turntable():
     good = {f"{i:04d}.jpg": 0.95 for i in range(24)}
     steps = rotation_steps(_turn(24, 15.0))
     mirrored = judge(24, 24, 0.7, good, turntable=True, steps=steps, axis_off=23.8)
-    assert mirrored["status"] == "failed" and "24 deg off the room's vertical edges" in (
-        mirrored["reasons"][0]
+    assert (
+        mirrored["status"] == "failed"
+        and "24 deg off the room's vertical edges" in (mirrored["reasons"][0])
     )
     assert mirrored["checks"]["axis_to_verticals_deg"] == 23.8
     assert judge(24, 24, 0.7, good, turntable=True, steps=steps, axis_off=10)["status"] == (

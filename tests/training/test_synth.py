@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,11 +161,14 @@ def test_a_sequence_without_label_maps_gets_the_label_pass_only(rendered, tmp_pa
     seq = os.path.join(tmp_path, os.path.basename(seqs[1]))
     shutil.copytree(seqs[1], seq)
     shutil.rmtree(os.path.join(seq, "labels"))
-    before = {n: open(os.path.join(seq, "images", n), "rb").read() for n in os.listdir(os.path.join(seq, "images"))}
-    stats = render_sequence(_spec(4, "turntable"), str(tmp_path), W, H, 2, samples=2, threads=2, mask_samples=8)
+    images = Path(seq) / "images"
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+    stats = render_sequence(
+        _spec(4, "turntable"), str(tmp_path), W, H, 2, samples=2, threads=2, mask_samples=8
+    )
     assert stats.get("labels_only") and sequence_complete(seq, 2)
     for n, data in before.items():
-        assert open(os.path.join(seq, "images", n), "rb").read() == data
+        assert (images / n).read_bytes() == data
     for n in os.listdir(os.path.join(seq, "labels")):
         a = cv2.imread(os.path.join(seq, "labels", n), cv2.IMREAD_UNCHANGED)
         b = cv2.imread(os.path.join(seqs[1], "labels", n), cv2.IMREAD_UNCHANGED)

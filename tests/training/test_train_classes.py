@@ -46,7 +46,9 @@ def test_load_pair_derives_the_mask_from_the_class_map(tmp_path):
     cv2.imwrite(str(tmp_path / "i.png"), img)
     cv2.imwrite(str(tmp_path / "l.png"), lab)
     cv2.imwrite(str(tmp_path / "m.png"), np.where(lab > 0, 255, 0).astype(np.uint8))  # stand in
-    _, m, cl = load_pair(Sample("s", tmp_path / "i.png", tmp_path / "m.png", tmp_path / "l.png"), 64)
+    _, m, cl = load_pair(
+        Sample("s", tmp_path / "i.png", tmp_path / "m.png", tmp_path / "l.png"), 64
+    )
     assert cl.shape == m.shape == (48, 64)
     assert ((m > 0) == ((cl == 1) | (cl == 2))).all()
 

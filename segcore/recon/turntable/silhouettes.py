@@ -34,6 +34,16 @@ class Silhouettes:
         # the subject's extent on the plane z = 1 of the first camera
         self.x_range = ((xs.min() - cx) / fx, (xs.max() - cx) / fx) if len(xs) else (-1, 1)
         self.y_range = ((ys.min() - cy) / fy, (ys.max() - cy) / fy) if len(ys) else (-1, 1)
+        # where the axis crosses the image, to start with: the mean of the masks' centroids
+        # (the subject turns about the axis, so its centroid swings about it; the middle of
+        # the masks' joint extent is pulled by whichever side reaches out furthest, an arm
+        # held forward: 24 px off at 1280x960 on a body figure, and no step fits from there)
+        cents = [
+            np.nonzero(m)[1].mean()
+            for i, m in enumerate(self.m)
+            if i not in self.ignore and m.any()
+        ]
+        self.x_centre = float((np.mean(cents) - cx) / fx) if cents else float(np.mean(self.x_range))
         self.hw = (h, w)
         # the voxels of a unit cylinder (the grid's cells within radius 1, heights 0..1)
         lin = (np.arange(grid) + 0.5) / grid

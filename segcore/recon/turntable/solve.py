@@ -241,7 +241,7 @@ def coarse_search(masks, K, ignore, report):
     for k, (deg, sign, e) in enumerate(
         (d, s, e) for d in steps for s in (1, -1) for e in COARSE_TILTS
     ):
-        p = (e, 0.0, float(np.mean(coarse.x_range)), 0.0, sign * deg)
+        p = (e, 0.0, coarse.x_centre, 0.0, sign * deg)
         cands.append((coarse.coherence(p), p))
         report("turntable step", k + 1, total)
     return max(cands, key=lambda c: c[0])
