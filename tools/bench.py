@@ -341,7 +341,10 @@ def main(argv=None) -> int:
         f"# Benchmarks\n\nMachine: {os.cpu_count()} CPU cores, "
         f"{platform_line()}; model `{seg.card.name}` (input "
         f"{seg.card.preprocess.input_size} px), refinement "
-        f"{'on' if post.refine else 'off'}. Command: `python build.py bench`.\n"
+        f"{'on' if post.refine else 'off'}, flip averaging {'on' if post.flip else 'off'}, "
+        f"edges {'learned' if getattr(seg, 'edges', None) is not None else 'guided'}; load "
+        f"average at the start {os.getloadavg()[0]:.2f} (1 min). Command: "
+        "`python build.py bench`.\n"
     ]
     print(lines[0])
     sizes = SIZES[:1] if args.quick else SIZES
