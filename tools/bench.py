@@ -342,7 +342,7 @@ def main(argv=None) -> int:
         f"{platform_line()}; model `{seg.card.name}` (input "
         f"{seg.card.preprocess.input_size} px), refinement "
         f"{'on' if post.refine else 'off'}, flip averaging {'on' if post.flip else 'off'}, "
-        f"edges {'learned' if getattr(seg, 'edges', None) is not None else 'guided'}; load "
+        f"edges {'learned' if seg.edges is not None else 'guided'}; load "
         f"average at the start {os.getloadavg()[0]:.2f} (1 min). Command: "
         "`python build.py bench`.\n"
     ]

@@ -343,27 +343,32 @@ def run_reconstruction(
             extra["hull"] = {"error": hull_error}
             for stale in (ws / "hull.ply", ws / HULL_CHECK):  # a rerun's: not this run's mesh
                 stale.unlink(missing_ok=True)
-    if mesh is not None:
-        write_ply(ws / "hull.ply", mesh)
-        extra["hull"] = {k: mesh.info[k] for k in ("vertices", "faces", "voxel_size", "views")}
-        extra["hull"]["masks"] = HULL_MASKS if (ws / HULL_MASKS).is_dir() else "masks"
-        # a picture of how the hull fits the masks (a person looks before trusting the mesh)
-        sheet, ious = silhouette_check(mesh, views)
-        write_png(ws / HULL_CHECK, sheet)
-        extra["hull"]["check"] = mesh.info["check"] = {
-            "image": HULL_CHECK,
-            "mean_iou": round(float(np.mean(list(ious.values()))), 4),
-            "iou": ious,
-        }
-        fit = silhouette_fit(mesh, views)  # every registered frame: the verdict's mesh fit
-        extra["hull"]["fit"] = fit
-    if hull and result.masks_dir is not None:
+        else:
+            extra["hull"], fit = _write_hull(ws, mesh, views)
         result.timings["hull"] = time.perf_counter() - t
         report("hull", 1, 1)
     result.verdict = result_verdict(result, fit, hull_error=hull_error)
     write_transforms(result, ws)
     write_result_json(result, ws / "recon.json", extra)
     return result, mesh
+
+
+def _write_hull(ws: Path, mesh, views) -> tuple[dict, dict]:
+    """``hull.ply`` and ``hull_check.png`` in ``ws``: (recon.json's ``hull`` entry, the mesh
+    fit per registered frame, the verdict's)."""
+    write_ply(ws / "hull.ply", mesh)
+    info = {k: mesh.info[k] for k in ("vertices", "faces", "voxel_size", "views")}
+    info["masks"] = HULL_MASKS if (ws / HULL_MASKS).is_dir() else "masks"
+    # a picture of how the hull fits the masks (a person looks before trusting the mesh)
+    sheet, ious = silhouette_check(mesh, views)
+    write_png(ws / HULL_CHECK, sheet)
+    info["check"] = mesh.info["check"] = {
+        "image": HULL_CHECK,
+        "mean_iou": round(float(np.mean(list(ious.values()))), 4),
+        "iou": ious,
+    }
+    info["fit"] = fit = silhouette_fit(mesh, views)  # every registered frame
+    return info, fit
 
 
 def result_verdict(

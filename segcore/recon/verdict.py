@@ -45,7 +45,7 @@ SUSPECT_FIT = 0.8  # ...and below this
 FAIL_STEP_SPREAD = 0.25  # turntable: steps' median relative deviation above this: failed
 DOUBT_STEP_SPREAD = 0.1
 # turntable: the solved axis this far (degrees) from the room's vertical edges: failed /
-# doubtful (right solves: 0.7-1 deg with a few clean edges, 7 deg with noisy ones; a solve
+# doubtful (right solves: 0.7-2.2 deg with clean edges, 7 deg with noisy ones; a solve
 # 180 deg off: 24 deg)
 FAIL_AXIS_DEG = 15.0
 DOUBT_AXIS_DEG = 8.0
