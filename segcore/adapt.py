@@ -23,7 +23,11 @@ and its card stay as they are, binary or multi-class.
 
 :class:`AdaptJob` is a :class:`segcore.pipeline.SequenceJob` that re-segments the sequence
 with the head and writes the corrected frames' outputs from the artist's masks (the mask file
-copied byte for byte when it is already a binary PNG). The head is saved in
+copied byte for byte when it is already a binary PNG). Where the background stands still (a
+turntable), the still-background pass that follows (:mod:`segcore.plate`) trusts what the
+corrected frames show clear: a part the network keeps in every frame, such as a stand's pole
+on the axis, is removed from every frame where it looks as in the corrected one, at the
+frame's own resolution (the head, at the network's, leaves such slivers alone). The head is saved in
 ``OUT/adapted.json`` (:data:`HEAD_FILE`, a card naming the base model and the corrections it
 was fitted on); a rerun with the same corrections and model reuses it.
 """
@@ -385,6 +389,9 @@ class AdaptJob(SequenceJob):
             res.status, res.error = "failed", f"cannot write an output ({exc.strerror or exc})"
         res.seconds = time.perf_counter() - t0
         return res
+
+    def artist_frames(self) -> set[int]:
+        return set(self.corrections)
 
     def _complete_frame(self, i: int, plate, old: np.ndarray) -> None:
         if i not in self.corrections:  # the still-background pass keeps the artist's masks

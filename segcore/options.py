@@ -67,8 +67,8 @@ def add_plate_argument(parser, what: str) -> None:
         choices=PLATE_MODES,
         default="auto",
         help=f"{what} from a turntable's still background: thin turning parts the network "
-        "missed (a stand's legs) added, leaks onto the backdrop removed; auto: only when the "
-        "frames show a still background (default: auto)",
+        "missed added (not a stand's legs: a support), leaks onto the backdrop removed; auto: "
+        "only when the frames show a still background (default: auto)",
     )
 
 

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # finishes with the same plate
 PLATE_RECORD = ".segment-plate.json"
 PLATE_SAVED = ".segment-plate.npz"
+# a part the plate adds is the network's kept or other classes' where the larger of the two
+# probabilities (mean over the part, network scale) reaches this; below, the class it hangs on
+PART_SURE = 0.02
 
 
 class PlatePass:
@@ -79,8 +82,14 @@ class PlatePass:
         names = [self.frames[i].name for i in done]
         why: list[str] = []
         try:
+            drawn = self.artist_frames()
             plate = self._saved_plate(names) or still_plate(
-                len(done), subject_of, force, progress, why
+                len(done),
+                subject_of,
+                force,
+                progress,
+                why,
+                artist=[k for k, i in enumerate(done) if i in drawn],
             )
             if plate is None:
                 self.plate_why = why[0] if why else "no still background"
@@ -126,6 +135,10 @@ class PlatePass:
         else:
             log.info("masks completed from the still background: %s", self.plate)
         return self.plate
+
+    def artist_frames(self) -> set[int]:
+        """Frames whose masks a person drew: the plate trusts what they show clear."""
+        return set()
 
     # --- the still-background pass across runs (PLATE_RECORD, PLATE_SAVED) ---
 
@@ -197,12 +210,11 @@ class PlatePass:
     def _complete_frame(self, i: int, plate, old: np.ndarray) -> None:
         bgr = read_image(self.frames[i])
         if self.rest:  # corrected as the whole subject; kept: what the kept classes hold
-            subject = old | self._rest_of(i, bgr)
-            corrected = plate.correct(bgr, subject)
-            added = corrected & ~subject
-            # an added part belongs to the class it hangs on to: kept (1) or not (2)
-            side = nearest_class(np.where(old, 1, np.where(subject, 2, 0)).astype(np.uint8), added)
-            new = (old & corrected) | (added & (side == 1))
+            maps = self._class_maps(i, bgr)
+            subject = old | self._rest_of(i, bgr, maps)
+            sides = np.where(old, 1, np.where(subject, 2, 0)).astype(np.uint8)
+            corrected = plate.correct(bgr, subject, lambda a: _kept_parts(a, sides, maps))
+            new = (old & corrected) | (corrected & ~subject)
         else:
             new = plate.correct(bgr, old)
         gain, loss = new & ~old, old & ~new
@@ -224,15 +236,28 @@ class PlatePass:
                 write_png(target, np.where(new, 255, 0).astype(np.uint8))
 
     def _rest_png(self, classes: np.ndarray) -> bytes:
-        """The not-kept foreground classes' mask at network scale, as PNG bytes."""
-        return encode_png(threshold(keep_probability(classes, self.rest), self.post.threshold))
+        """At network scale, as PNG bytes (blue, green): the probability of the foreground
+        classes that are not kept, and of the kept ones."""
+        rest = keep_probability(classes, self.rest)
+        kept = keep_probability(classes, self.segmenter.keep)
+        img = np.stack([rest, kept, np.zeros_like(rest)], axis=-1)
+        return encode_png(np.clip(np.rint(img * 255), 0, 255).astype(np.uint8))
 
-    def _rest_of(self, i: int, bgr: np.ndarray) -> np.ndarray:
-        """bool (H, W): where frame ``i`` shows foreground classes that are not kept."""
+    def _class_maps(self, i: int, bgr: np.ndarray) -> np.ndarray:
+        """float32 (2, h, w) at network scale: the not-kept and the kept classes'
+        probabilities of frame ``i`` (the kept ones NaN in an earlier version's record)."""
         png = self._rest_masks.get(i)
         if png is None:  # a frame kept from an earlier run (a resume): the network again
             png = self._rest_png(self.segmenter.predict(bgr, flip=self.post.flip)[1])
-        small = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+        img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+        if img.ndim == 2:  # the not-kept classes' mask alone
+            return np.stack([img / 255.0, np.full(img.shape, np.nan)]).astype(np.float32)
+        return img[..., :2].transpose(2, 0, 1).astype(np.float32) / 255.0
+
+    def _rest_of(self, i: int, bgr: np.ndarray, maps: np.ndarray | None = None) -> np.ndarray:
+        """bool (H, W): where frame ``i`` shows foreground classes that are not kept."""
+        rest = (self._class_maps(i, bgr) if maps is None else maps)[0]
+        small = threshold(rest, self.post.threshold)
         H, W = bgr.shape[:2]
         return cv2.resize(small, (W, H), interpolation=cv2.INTER_NEAREST) > 0
 
@@ -247,3 +272,33 @@ class PlatePass:
         if self.interrupted or self.fatal:
             return "not run: the run stopped before the last frame"
         return "not run"
+
+
+def _kept_parts(added, sides, maps) -> np.ndarray:
+    """bool (H, W): the parts of ``added`` (pixels the plate adds, at the plate's size) that
+    join the kept classes (``sides``: 1 kept, 2 the other foreground classes, 0 background,
+    at the frame's size; ``maps``: :meth:`PlatePass._class_maps`).
+
+    The plate finds what turns; the network says what it is: a part whose network-scale
+    probability is higher for the kept classes than for the others joins them (a sleeve's
+    tip); one the network sees as a support does not (a stand's pole or leg, background by
+    default, turns with the garment all the same). Where the network says nothing either
+    way (both below ``PART_SURE``), a part belongs to the class it hangs on to.
+    """
+    if not added.any():
+        return added
+    H, W = added.shape
+    n, comp = cv2.connectedComponents(added.astype(np.uint8), connectivity=8)
+    rest, kept = (cv2.resize(m, (W, H), interpolation=cv2.INTER_LINEAR) for m in maps)
+    size = np.maximum(np.bincount(comp.ravel(), minlength=n), 1)
+    sure = np.zeros(n, bool)
+    joins = np.zeros(n, bool)
+    if np.isfinite(kept).all():
+        r = np.bincount(comp.ravel(), rest.ravel(), minlength=n) / size
+        k = np.bincount(comp.ravel(), kept.ravel(), minlength=n) / size
+        sure = np.maximum(r, k) >= PART_SURE
+        joins = k > r
+    if sides.shape != added.shape:  # the plate works within LONG_SIDE pixels
+        sides = cv2.resize(sides, (W, H), interpolation=cv2.INTER_NEAREST)
+    side = nearest_class(sides, added)
+    return added & np.where(sure[comp], joins[comp], side == 1)

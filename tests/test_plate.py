@@ -110,6 +110,28 @@ def test_right_masks_are_left_alone_and_a_leak_is_removed():
         assert _iou(f, t) > 0.97, i
 
 
+def test_a_pole_kept_in_every_frame_goes_where_an_artist_removed_it_once():
+    """A still pole the network keeps in every frame is never seen clear, so the plate says
+    nothing there; once a person's mask (``artist``) shows it as background, it is removed
+    from every frame, and the turning subject is left as it is."""
+    frames, truth, _ = _turntable()
+    kept = []
+    for f, t in zip(frames, truth):
+        f[68:115, 78:82] = (200, 200, 200)  # a pale pole under the disc, still in every frame
+        k = t.copy()
+        k[68:115, 78:82] = True
+        kept.append(k)
+    plain = _plate(frames, kept)
+    assert all(np.array_equal(plain.correct(f, m), m) for f, m in zip(frames, kept))
+    drawn = [m.copy() for m in kept]
+    drawn[0] = truth[0]  # the artist's mask of frame 0: no pole
+    plate = still_plate(len(frames), lambda i: (frames[i], drawn[i]), artist=[0])
+    fixed = [plate.correct(f, m) for f, m in zip(frames, drawn)]
+    for i, (f, t) in enumerate(zip(fixed, truth)):
+        assert not (f & ~t)[75:112, 78:82].any(), i  # the pole, below the subject's edge
+        assert _iou(f, t) > 0.97, i
+
+
 def test_moving_background_is_not_a_plate():
     frames, _, body = _turntable(moving_background=True)
     assert _plate(frames, body) is None
@@ -211,9 +233,26 @@ def _finished_job(tmp_path, frames, masks, formats=("mask",)):
     return job, out
 
 
+def _network_classes(job, kept, support=None):
+    """What the network said of each frame (as the job keeps it between its passes): the
+    kept classes' probability 1 on ``kept``, the support's 0.6 on ``support``, at the
+    network's quarter scale."""
+    for i, k in enumerate(kept):
+        small = [
+            cv2.resize(m.astype(np.float32), (W // 4, H // 4), interpolation=cv2.INTER_AREA)
+            for m in (k, support[i] if support is not None else np.zeros_like(k))
+        ]
+        classes = np.zeros((4, H // 4, W // 4), np.float32)
+        classes[1] = small[0]
+        classes[3] = 0.6 * small[1] * (1 - small[0])
+        classes[0] = 1 - classes[1] - classes[3]
+        job._rest_masks[i] = job._rest_png(classes)
+
+
 def test_segment_job_completes_its_outputs_from_the_plate(tmp_path):
     frames, truth, body = _turntable()
     job, out = _finished_job(tmp_path, frames, body, ("mask", "rgba", "colmap"))
+    _network_classes(job, body)  # the network says nothing of the leg it missed
     rim = read_label(out / "rgba" / "f00.png")
     info = job.complete_from_plate()
     assert info is not None and info["frames_changed"] >= N - 1
@@ -228,6 +267,18 @@ def test_segment_job_completes_its_outputs_from_the_plate(tmp_path):
     assert ((soft > 0) & (soft < 255)).any() and rim.shape == soft.shape  # rim kept soft
     # inputs untouched
     assert all((cv2.imread(str(job.frames[i])) == frames[i]).all() for i in range(N))
+
+
+def test_a_turning_part_the_network_calls_a_support_is_not_added(tmp_path):
+    """The plate finds the turning leg; the network's classes say it is a support (a
+    stand's leg: background by default), so the kept masks stay without it."""
+    frames, truth, body = _turntable()
+    job, out = _finished_job(tmp_path, frames, body)
+    _network_classes(job, body, [t & ~b for t, b in zip(truth, body)])
+    info = job.complete_from_plate()
+    assert info is not None and info["added_share"] < 1e-4
+    for i in range(N):
+        assert _iou(read_label(out / "masks" / f"f{i:02d}.png"), body[i]) > 0.98
 
 
 def test_segment_job_leaves_a_moving_background_alone(tmp_path):
@@ -269,6 +320,7 @@ def test_segment_job_reports_the_plate_pass_and_can_stop_it(tmp_path):
 
     frames, truth, body = _turntable()
     job, out = _finished_job(tmp_path, frames, body)
+    _network_classes(job, body)
     seen = []
     job.complete_from_plate(
         progress=lambda *a: seen.append(a), should_stop=lambda: len(seen) >= N + 4
