@@ -76,6 +76,9 @@ from .workspace import ERODE_SHARE, prepare_workspace, settles
 log = logging.getLogger(__name__)
 
 CAPTURES = {True: "turntable", False: "moving camera", None: "not measured (no masks)"}
+# a moving camera (``--mapper auto``) that incremental SfM registers in fewer than this share
+# of the frames is solved as an even ring: circular motion from the masks (_circular_ring)
+RING_CIRCULAR_SHARE = 0.95
 
 # what each progress stage is called on screen (the CLI's bars, the add-on's status)
 STAGE_LABELS = {
@@ -175,6 +178,7 @@ def reconstruct(
         report("prepare", n, n)
         asked = mapper
         turntable_notes = None  # the turntable solver's log, for recon.json
+        ring_note = None  # a ring SfM could not register: what was done (recon.json)
         suspects: list[str] = []  # masks the turntable solver found the others disagree with
         axis_off = None  # degrees between the turntable's axis and the room's verticals
         still = still_background(frames, ws, masked, plate, plate_info)
@@ -194,7 +198,7 @@ def reconstruct(
 
             with run.timed("turntable"):
                 best, turntable_notes, suspects, axis_off = turntable_model(
-                    pycolmap, ws, names, focal_px, checked
+                    pycolmap, ws, names, focal_px, checked, still=still is not False
                 )
             models = {0: best}
         kind = matcher
@@ -214,6 +218,19 @@ def reconstruct(
                 models = map_frames(
                     pycolmap, run, report, ws, n, mapper, num_threads, seed, focal_px
                 )
+            if asked == "auto" and masked and still is False:
+                k = max((r.num_reg_images() for r in models.values()), default=0)
+                if k < RING_CIRCULAR_SHARE * n:
+                    circular = _circular_ring(pycolmap, run, report, ws, names, focal_px, k)
+                    if isinstance(circular, str):
+                        ring_note = circular
+                    else:
+                        best, turntable_notes, suspects, axis_off = circular
+                        models, mapper = {0: best}, "turntable"
+                        ring_note = (
+                            f"incremental SfM registered {k} of {n} frames: solved as an even "
+                            "ring (circular motion) from the masks' outlines and tracks"
+                        )
     best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
     if best is None:
         raise ReconstructionError(
@@ -250,6 +267,7 @@ def reconstruct(
         "plate": plate,
         "plate_changes": plate_info,
         "turntable": turntable_notes,
+        "ring_circular": ring_note,
         "turntable_suspects": suspects,
         "turntable_axis_to_verticals_deg": None if axis_off is None else round(axis_off, 2),
         "pycolmap": getattr(pycolmap, "__version__", "?"),
@@ -266,6 +284,27 @@ def reconstruct(
             result,
         )
     return result
+
+
+def _circular_ring(pycolmap, run, report, ws, names, focal_px, registered):
+    """A ring that incremental SfM could not register (a close-up garment filling the frame
+    before a plain room gives it too little to match): the camera went round the garment, so
+    its cameras are a circular motion, which the turntable solver finds from the masks'
+    outlines and the garment's tracks, with the room left out (``still=False``). Returns
+    :func:`turntable_model`'s tuple, or a note (str) saying why it was not used."""
+    from ..errors import InputError
+
+    def checked(stage, done, total):
+        run.check()
+        report(stage, done, total)
+
+    try:
+        with run.timed("circular"):
+            return turntable_model(pycolmap, ws, names, focal_px, checked, still=False)
+    except InputError as exc:  # no focal length known: the solver needs one
+        return f"incremental SfM registered {registered} of {len(names)} frames; {exc}"
+    except ReconstructionError as exc:
+        return f"incremental SfM registered {registered} of {len(names)} frames; {exc}"
 
 
 def _advice(masked: bool) -> str:
@@ -395,4 +434,5 @@ def result_verdict(
         axis_off=opts.get("turntable_axis_to_verticals_deg"),
         failure=failure,
         hull_error=hull_error,
+        circular_ring=bool(opts.get("ring_circular")) and opts.get("mapper") == "turntable",
     )

@@ -102,6 +102,7 @@ def judge(
     axis_off: float | None = None,
     failure: str | None = None,
     hull_error: str | None = None,
+    circular_ring: bool = False,
 ) -> dict:
     """The verdict of a run (see the module): ``{"status", "reasons", "checks"}``.
 
@@ -111,7 +112,8 @@ def judge(
     the fit); ``hull_error``: why no mesh could be carved (the cameras and the masks
     contradict each other: failed); ``axis_off``: degrees between a turntable's solved axis
     and the room's vertical edges (None: not measured); ``failure``: the run stopped short
-    (too few frames registered).
+    (too few frames registered); ``circular_ring``: a moving camera solved as an even ring
+    (circular motion), whose cameras are only as right as the ring was even: doubtful.
     """
     failed: list[str] = []
     doubts: list[str] = []
@@ -168,6 +170,12 @@ def judge(
             )
         elif axis_off > DOUBT_AXIS_DEG:
             doubts.append(f"the turntable's axis is {axis_off:.0f} deg off the room's verticals")
+    if circular_ring:
+        doubts.append(
+            "a ring solved as circular motion (SfM could not register it): each camera is off "
+            "by as much as it strayed from one height, distance and step (1-4.5 deg on "
+            "close-up rendered rings)"
+        )
     checks["suspect_masks"] = suspect
     if suspect and not failed:
         doubts.append(

@@ -17,12 +17,17 @@ from .tracks import reproject
 log = logging.getLogger(__name__)
 
 
-def turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report):
+def turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report, still: bool = True):
     """Circular-motion SfM (:mod:`segcore.recon.turntable`) on the workspace's frames (features in
     the eroded masks, outlines from the masks as they are), as a pycolmap reconstruction
     (written as a COLMAP text model and read back), the solver's notes and the frames whose
     masks it found suspect and left out of the fit, and the angle (degrees) between the solved
-    axis and the background's vertical edges (None: too few edges)."""
+    axis and the background's vertical edges (None: too few edges).
+
+    ``still``: the background stands still (a turntable). A camera carried round the garment
+    on an even ring at one height sees the same circular motion, with the room moving behind
+    the garment: then no outline is judged against a still background (no leaks, no still
+    outlines, no vertical edges of a plate)."""
     import cv2
 
     from ...io import read_image, read_label
@@ -38,7 +43,7 @@ def turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report):
     f, source = focal_for_solver(ws / "images" / names[0], focal_px)
     K = np.array([[f, 0, w / 2 - 0.5], [0, f, h / 2 - 0.5], [0, 0, 1.0]])
     try:
-        fit = solve_turntable(grays, masks, K, report, silhouettes=sils)
+        fit = solve_turntable(grays, masks, K, report, silhouettes=sils, still=still)
     except ValueError as exc:
         raise ReconstructionError(f"turntable solve failed: {exc}") from exc
     fit.log.insert(0, f"focal: {f:.1f} px ({source})")

@@ -41,15 +41,17 @@ def solve_turntable(
     K: np.ndarray,
     progress: Callable[[str, int, int], None] | None = None,
     silhouettes: list[np.ndarray] | None = None,
-    leaks: bool = True,
+    still: bool = True,
 ) -> TurntableFit:
     """Circular-motion calibration of a turntable sequence (frames in capture order).
 
     ``grays``: uint8 frames; ``masks``: bool (subject True), eroded as for SfM (features are
     taken inside them); ``silhouettes``: the masks as they are, for the outline term (default
-    ``masks``); ``K``: the intrinsics in OpenCV's pixel convention; ``leaks``: outline
-    points where a mask covers the still background are left out. Raises ValueError when the
-    silhouettes say nothing (empty masks).
+    ``masks``); ``K``: the intrinsics in OpenCV's pixel convention; ``still``: the background
+    stands still (a turntable): outline points where a mask covers it (a leak) or that are
+    the same in every frame are left out, and its vertical edges give the axis; False for a
+    camera carried round the garment on an even ring, where the room moves. Raises
+    ValueError when the silhouettes say nothing (empty masks).
     """
     report = progress or (lambda stage, done, total: None)
     n = len(grays)
@@ -81,12 +83,12 @@ def solve_turntable(
     )
     if suspects:
         notes.append(f"suspect masks left out of the fit: frames {suspects}")
-    rays = RayCoherence(sils, K, frames=grays if leaks else None, ignore=suspects)
+    rays = RayCoherence(sils, K, frames=grays if still else None, ignore=suspects)
     if rays.dropped:
         notes.append(f"{rays.dropped} outline points on the still background left out")
     if rays.still:
         notes.append(f"{rays.still} outline points on still parts (a stand) left out")
-    edges = vertical_edges(grays, sils)
+    edges = vertical_edges(grays, sils) if still else np.zeros((0, 4))
     vertical = None  # the axis the background's vertical edges give: (tilt, roll)
     starts = {"silhouettes": np.array(p0, float)}
     if len(edges) >= VERTICAL_MIN:
