@@ -244,9 +244,9 @@ def run_one(
     row["reproj_px"] = result.mean_reprojection_error if result is not None else float("nan")
     row["error"] = error
     row["mapper"] = (result.options or {}).get("mapper", mapper) if result is not None else mapper
-    if result is not None and (result.options or {}).get("ring_circular"):
-        if row["mapper"] == "turntable":  # the ring SfM could not register, solved as circular
-            row["mapper"] = "incremental, then circular"
+    circular = result is not None and (result.options or {}).get("ring_circular")
+    if circular and row["mapper"] == "turntable":  # SfM could not register: a circular solve
+        row["mapper"] = "incremental, then circular"
     if result is not None:
         row["verdict"] = (result.verdict or {}).get("status", "–")
     else:

@@ -58,4 +58,3 @@ def test_a_ring_sfm_cannot_register_is_solved_as_circular_motion(tmp_path, monke
     verdict = summary["verdict"]
     assert verdict["status"] == "doubtful", verdict  # only as right as the ring was even
     assert any("circular motion" in r for r in verdict["reasons"]), verdict
-
