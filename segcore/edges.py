@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .backend import OpenCVBackend
+from .backend import onnx_backend
 from .card import edge_refiner_fields
 from .errors import ModelError
 from .fields import FieldError
@@ -110,11 +110,11 @@ class RefinerSpec:
 
 
 class EdgeRefiner:
-    """The refiner's ONNX model in OpenCV's DNN (one network per thread)."""
+    """The refiner's ONNX model (:func:`segcore.backend.onnx_backend`)."""
 
     def __init__(self, spec: RefinerSpec):
         self.spec = spec
-        self.backend = OpenCVBackend(spec.onnx)
+        self.backend = onnx_backend(spec.onnx)
         S = spec.cell + 2 * spec.margin
         out = self.logits(np.zeros((1, 4, S, S), np.float32))  # fail now, not on a frame
         if out.shape != (1, 1, S, S):

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from .backend import OpenCVBackend
+from .backend import onnx_backend
 from .card import ModelCard, load_card
 from .config import CLASSES
 from .edges import load_refiner
@@ -92,7 +92,7 @@ class Segmenter:
             )
         #: indices of the kept classes (multi-class models; None for a binary one)
         self.keep = resolve_keep(card, keep)
-        self.backend = backend if backend is not None else OpenCVBackend(card.onnx_path)
+        self.backend = backend if backend is not None else onnx_backend(card.onnx_path)
         self._check()
 
     @classmethod

@@ -88,3 +88,39 @@ def test_card_that_does_not_match_onnx_is_refused(random_model, tmp_path):
     (tmp_path / "m.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="do not match|does not run"):
         Segmenter.load(tmp_path / "m.json")
+
+
+@pytest.mark.parametrize("shape", [(96, 128), (128, 96), (480, 640)])
+def test_onnxruntime_and_opencv_backends_agree(random_model, shape, monkeypatch):
+    """ONNX Runtime runs the exported input size, OpenCV any other (a portrait frame): the
+    two give the same probabilities either way."""
+    pytest.importorskip("onnxruntime")
+    from segcore.backend import OpenCVBackend, OrtBackend
+
+    card = load_card(random_model["card"])
+    cv = Segmenter(card, backend=OpenCVBackend(card.onnx_path))
+    ort = Segmenter(card, backend=OrtBackend(card.onnx_path))
+    img = np.random.default_rng(3).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    for flip in (False, True):
+        assert (
+            np.abs(cv.probability(img, flip=flip)[0] - ort.probability(img, flip=flip)[0]).max()
+            < 1e-4
+        )
+
+
+def test_the_backend_is_chosen_by_the_environment(random_model, monkeypatch):
+    from segcore.backend import OpenCVBackend, onnx_backend
+
+    path = load_card(random_model["card"]).onnx_path
+    monkeypatch.setenv("SEGCORE_BACKEND", "opencv")
+    assert isinstance(onnx_backend(path), OpenCVBackend)
+    monkeypatch.setenv("SEGCORE_BACKEND", "tensorrt")
+    with pytest.raises(ModelError, match="SEGCORE_BACKEND='tensorrt': choose one of"):
+        onnx_backend(path)
+    monkeypatch.delenv("SEGCORE_BACKEND")
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        assert isinstance(onnx_backend(path), OpenCVBackend)  # auto: what there is
+    else:
+        assert onnx_backend(path).name == "onnxruntime"
