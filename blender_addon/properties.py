@@ -164,7 +164,8 @@ class GarmentSegSettings(PropertyGroup):
     plate: _choice(
         "Still Background",
         "After the last frame, complete the masks from a turntable's still background: thin "
-        "turning parts (a stand's legs) added, leaks onto the backdrop removed",
+        "turning parts the network missed added (not a stand's legs or pole), leaks onto the "
+        "backdrop removed",
         (
             ("AUTO", "Auto", "When the frames show a still background (a turntable)"),
             ("ON", "On", "Always"),

@@ -43,7 +43,9 @@ def cmd_reconstruct(args) -> int:
         opts = result.options or {}
         if opts.get("mapper_asked") == "auto":
             why = (
-                "the background stands still: a turntable"
+                opts["ring_circular"]
+                if opts.get("ring_circular") and opts["mapper"] == "turntable"
+                else "the background stands still: a turntable"
                 if opts["mapper"] == "turntable"
                 else "no still background, or no masks"
             )

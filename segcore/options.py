@@ -200,7 +200,8 @@ def add_reconstruct_arguments(parser) -> None:
         help="incremental (COLMAP) or global (GLOMAP) mapping, or turntable: frames in capture "
         "order, one axis, the same step between frames, calibrated from the masks' silhouettes "
         "and feature tracks; auto: turntable when the masked frames show a still background, "
-        "else incremental (default: auto)",
+        "else incremental, and a ring incremental registers in under 95 %% of the frames is "
+        "solved as an even ring by the turntable solver (default: auto)",
     )
     parser.add_argument(
         "--features",

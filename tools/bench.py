@@ -342,7 +342,8 @@ def main(argv=None) -> int:
         f"{platform_line()}; model `{seg.card.name}` (input "
         f"{seg.card.preprocess.input_size} px), refinement "
         f"{'on' if post.refine else 'off'}, flip averaging {'on' if post.flip else 'off'}, "
-        f"edges {'learned' if seg.edges is not None else 'guided'}; load "
+        f"edges {'learned' if seg.edges is not None else 'guided'}, inference through "
+        f"{backend_line(seg)}; load "
         f"average at the start {os.getloadavg()[0]:.2f} (1 min). Command: "
         "`python build.py bench`.\n"
     ]
@@ -455,6 +456,15 @@ def main(argv=None) -> int:
 def _trim(folder: Path, k: int) -> None:
     for p in sorted(folder.glob("frame_*.jpg"))[k:]:
         p.unlink()
+
+
+def backend_line(seg) -> str:
+    """Which backend runs the network (``SEGCORE_BACKEND``, :mod:`segcore.backend`)."""
+    if seg.backend.name != "onnxruntime":
+        return "OpenCV's DNN"
+    import onnxruntime
+
+    return f"ONNX Runtime {onnxruntime.__version__} (OpenCV's DNN for other input sizes)"
 
 
 def platform_line() -> str:

@@ -115,6 +115,7 @@ def reconstruct(
     focal_px: float | None = None,
     plate: str = "auto",
     features: str = "auto",
+    circular_because: str | None = None,
 ) -> ReconResult:
     """SfM of the frames in ``frames_dir`` with the masks in ``masks_dir`` (None: no masks).
 
@@ -141,6 +142,8 @@ def reconstruct(
     background would register a camera that never moves), the whole frame when the camera
     moves (the still room is the best thing to register it against; the masks carve the
     mesh and go to the workspace for the dense / NeRF tools all the same).
+    ``circular_because``: with ``mapper="turntable"`` on a moving camera, why the ring is
+    solved as circular motion (:func:`run_reconstruction`'s second try; ``recon.json``).
     """
     if features not in FEATURE_AREAS:
         raise InputError(f"features {features!r}: choose one of {', '.join(FEATURE_AREAS)}")
@@ -176,9 +179,10 @@ def reconstruct(
         if n < 3:
             raise InputError(f"{frames_dir}: {n} frames; structure from motion needs 3 or more")
         report("prepare", n, n)
-        asked = mapper
+        asked = "auto" if circular_because else mapper
         turntable_notes = None  # the turntable solver's log, for recon.json
-        ring_note = None  # a ring SfM could not register: what was done (recon.json)
+        # a ring SfM could not register, solved as circular motion: why (recon.json)
+        ring_note = circular_because if mapper == "turntable" else None
         suspects: list[str] = []  # masks the turntable solver found the others disagree with
         axis_off = None  # degrees between the turntable's axis and the room's verticals
         still = still_background(frames, ws, masked, plate, plate_info)
@@ -346,8 +350,9 @@ def run_reconstruction(
         )
     ws = Path(workspace)
     report = progress or (lambda stage, done, total: None)
-    try:
-        result = reconstruct(
+
+    def solve(mapper, because=None):
+        return reconstruct(
             frames_dir,
             masks_dir,
             ws,
@@ -359,12 +364,48 @@ def run_reconstruction(
             focal_px=focal_px,
             plate=plate,
             features=features,
+            circular_because=because,
         )
+
+    try:
+        result = solve(mapper)
     except ReconstructionError as exc:
         if exc.result is not None:
             exc.result.verdict = result_verdict(exc.result, failure=str(exc).split(";")[0])
             write_result_json(exc.result, ws / "recon.json")
         raise
+    carved = _carve_and_judge(result, ws, hull, voxels, report, should_stop)
+    opts = result.options or {}
+    if (
+        result.verdict["status"] == "failed"
+        and opts.get("mapper_asked") == "auto"
+        and opts.get("capture") == CAPTURES[False]
+        and not opts.get("ring_circular")
+        and result.masks_dir is not None
+    ):
+        # SfM registered the ring but its cameras contradict the masks (a close-up garment
+        # before plain walls): solved again as an even ring, which replaces it
+        because = (
+            f"incremental SfM's cameras failed the verdict ({result.verdict['reasons'][0]}): "
+            "solved as an even ring (circular motion) from the masks' outlines and tracks"
+        )
+        try:
+            second = solve("turntable", because)
+        except (ReconstructionError, InputError) as exc:
+            log.info("no circular solve of the ring: %s", exc)
+        else:  # the time the first solve took counts
+            for k, v in result.timings.items():
+                second.timings[k] = second.timings.get(k, 0.0) + v
+            result, carved = second, _carve_and_judge(second, ws, hull, voxels, report, should_stop)
+    mesh, extra = carved
+    write_transforms(result, ws)
+    write_result_json(result, ws / "recon.json", extra)
+    return result, mesh
+
+
+def _carve_and_judge(result, ws: Path, hull: bool, voxels: int, report, should_stop):
+    """The visual hull of ``result`` (``hull.ply``, ``hull_check.png``) and its verdict
+    (``result.verdict``): ``(mesh or None, recon.json's extra entries)``."""
     mesh = None
     fit = None
     hull_error = None
@@ -387,9 +428,7 @@ def run_reconstruction(
         result.timings["hull"] = time.perf_counter() - t
         report("hull", 1, 1)
     result.verdict = result_verdict(result, fit, hull_error=hull_error)
-    write_transforms(result, ws)
-    write_result_json(result, ws / "recon.json", extra)
-    return result, mesh
+    return mesh, extra
 
 
 def _write_hull(ws: Path, mesh, views) -> tuple[dict, dict]:

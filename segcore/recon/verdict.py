@@ -172,7 +172,7 @@ def judge(
             doubts.append(f"the turntable's axis is {axis_off:.0f} deg off the room's verticals")
     if circular_ring:
         doubts.append(
-            "a ring solved as circular motion (SfM could not register it): each camera is off "
+            "a ring solved as circular motion (SfM could not solve it): each camera is off "
             "by as much as it strayed from one height, distance and step (1-4.5 deg on "
             "close-up rendered rings)"
         )

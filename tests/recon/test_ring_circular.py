@@ -58,3 +58,50 @@ def test_a_ring_sfm_cannot_register_is_solved_as_circular_motion(tmp_path, monke
     verdict = summary["verdict"]
     assert verdict["status"] == "doubtful", verdict  # only as right as the ring was even
     assert any("circular motion" in r for r in verdict["reasons"]), verdict
+
+
+def test_a_ring_whose_sfm_cameras_fail_the_verdict_is_solved_again_as_circular(
+    tmp_path, monkeypatch
+):
+    """SfM can register every frame of a close-up ring and still be wrong (the mesh carves
+    to nothing): with ``--mapper auto`` the ring is then solved as circular motion, which
+    replaces the failed solve, and the first solve's time is counted."""
+    from types import SimpleNamespace
+
+    from segcore.recon import run
+
+    calls = []
+
+    def fake_reconstruct(frames, masks, ws, mapper="auto", circular_because=None, **kw):
+        calls.append((mapper, circular_because))
+        circular = mapper == "turntable"
+        opts = {
+            "mapper": mapper if circular else "incremental",
+            "mapper_asked": "auto",
+            "capture": "moving camera",
+            "ring_circular": circular_because,
+        }
+        return SimpleNamespace(
+            options=opts,
+            masks_dir=tmp_path,
+            timings={"features": 20.0, "total": 30.0},
+            verdict=None,
+            circular=circular,
+        )
+
+    def fake_carve(result, ws, hull, voxels, report, should_stop):
+        result.verdict = (
+            {"status": "doubtful", "reasons": ["a ring solved as circular motion"]}
+            if result.circular
+            else {"status": "failed", "reasons": ["no garment mesh: carved to nothing"]}
+        )
+        return None, {}
+
+    monkeypatch.setattr(run, "reconstruct", fake_reconstruct)
+    monkeypatch.setattr(run, "_carve_and_judge", fake_carve)
+    monkeypatch.setattr(run, "write_transforms", lambda *a: None)
+    monkeypatch.setattr(run, "write_result_json", lambda *a: None)
+    result, _ = run.run_reconstruction(tmp_path, tmp_path, tmp_path / "ws")
+    assert [m for m, _ in calls] == ["auto", "turntable"]
+    assert "no garment mesh" in calls[1][1] and result.circular
+    assert result.timings["features"] == 40.0  # both solves' time
