@@ -70,7 +70,7 @@ def test_frames_without_exif_need_the_focal_length_and_it_reaches_the_solver(
 
     seen = []
 
-    def fake(grays, masks, K, report, silhouettes=None):
+    def fake(grays, masks, K, report, silhouettes=None, still=True):
         seen.append(K[0, 0])
         raise Solved
 

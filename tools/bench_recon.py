@@ -273,10 +273,11 @@ def run_one(
     return row
 
 
-def segment_with_model(seq: Path, out: Path) -> Path | None:
-    """Our masks for ``seq`` with the bundled model (None when there is no model); the
-    network's own, without the plate: the reconstruction applies that, so the table shows
-    the masks' IoU before and after."""
+def segment_with_model(seq: Path, out: Path, plate: str = "off") -> Path | None:
+    """Our masks for ``seq`` with the bundled model (None when there is no model); by
+    default the network's own, without the plate: the reconstruction applies that, so the
+    table shows the masks' IoU before and after. ``plate="auto"``: as ``segment``'s defaults
+    give them (completed from a still background with the network's classes)."""
     if not MODEL.exists():
         return None
     from segcore.pipeline import SegmentOptions, SequenceJob
@@ -285,7 +286,7 @@ def segment_with_model(seq: Path, out: Path) -> Path | None:
     job = SequenceJob(
         seq / "images",
         out,
-        SegmentOptions(model=str(MODEL), formats=("mask",), workers=2, plate="off"),
+        SegmentOptions(model=str(MODEL), formats=("mask",), workers=2, plate=plate),
     )
     for _ in job.run():
         pass
@@ -414,6 +415,13 @@ def main(argv=None) -> int:
         default="auto",
         help="masks completed from a still background (segcore.plate; default: auto)",
     )
+    p.add_argument(
+        "--segment-plate",
+        choices=("off", "auto"),
+        default="off",
+        help="our masks with segment's own still-background pass (auto: as segment's defaults "
+        "give them) or without it (off, default: the reconstruction's plate completes them)",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the report here")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segcore-recon")
     args = p.parse_args(argv)
@@ -450,7 +458,8 @@ def main(argv=None) -> int:
             elif run == "gt":
                 masks, label = seq / "masks", "ground truth"
             else:
-                masks, label = segment_with_model(seq, args.workdir / name / "seg"), "ours"
+                seg = args.workdir / name / "seg"
+                masks, label = segment_with_model(seq, seg, args.segment_plate), "ours"
             mapper = args.mapper
             if mapper == "turntable" and masks is None:
                 mapper = "incremental"  # the circular solver needs silhouettes
@@ -517,6 +526,7 @@ def _write_doc(args, data, seqs, md, summary, notes, rows) -> None:
         f"Reproduce: `python build.py bench recon --data {data} --only "
         f"{','.join(s.name for s in seqs)} --voxels {args.voxels} --masks {args.masks} "
         f"--quality {args.quality} --mapper {args.mapper} --plate {args.plate}"
+        f"{f' --segment-plate {args.segment_plate}' if args.segment_plate != 'off' else ''}"
         f"{'' if args.focal_prior else ' --no-focal-prior'}`",
         "",
         md,

@@ -43,7 +43,7 @@ def solver_focal(monkeypatch):
 
     seen = []
 
-    def fake(grays, masks, K, report, silhouettes=None):
+    def fake(grays, masks, K, report, silhouettes=None, still=True):
         seen.append(K[0, 0])
         raise Solved
 
