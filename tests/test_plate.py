@@ -350,3 +350,30 @@ def test_auto_mapper_follows_the_background(tmp_path, moving):
     assert not still_background(paths, tmp_path, True, "auto", None)  # measured: moving
     assert still_background(paths, tmp_path, True, "on", {"still_share": 0.95})
     assert auto_mapper(True) == "turntable"
+
+
+def test_masks_segment_completed_are_not_completed_again_by_a_workspace(tmp_path):
+    """``segcore segment``'s still-background pass chose what to add with the network's
+    classes; its report says so, and a reconstruction reads that instead of completing the
+    binary masks again (which would add a stand's legs back)."""
+    import json
+    import shutil
+
+    from segcore.recon.workspace import segment_plate
+
+    frames, truth, body = _turntable()
+    job, out = _finished_job(tmp_path, frames, body)
+    _network_classes(job, body)
+    info = job.complete_from_plate()
+    report = {"output": str(out), "plate": info}
+    (out / "report.json").write_text(json.dumps(report))
+    assert segment_plate(out / "masks") == info
+    assert segment_plate(out) == info  # the output folder itself names its masks/
+    (out / "report.json").write_text(json.dumps({**report, "plate": {**info, "stopped": True}}))
+    assert segment_plate(out / "masks") is None  # a pass that stopped completed only some
+    (out / "report.json").write_text(json.dumps({**report, "plate": None}))
+    assert segment_plate(out / "masks") is None  # no still background: nothing was done
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "report.json").write_text(json.dumps(report))
+    assert segment_plate(copy / "masks") is None  # a report that names another folder

@@ -273,11 +273,12 @@ def run_one(
     return row
 
 
-def segment_with_model(seq: Path, out: Path, plate: str = "off") -> Path | None:
-    """Our masks for ``seq`` with the bundled model (None when there is no model); by
-    default the network's own, without the plate: the reconstruction applies that, so the
-    table shows the masks' IoU before and after. ``plate="auto"``: as ``segment``'s defaults
-    give them (completed from a still background with the network's classes)."""
+def segment_with_model(seq: Path, out: Path, plate: str = "auto") -> Path | None:
+    """Our masks for ``seq`` with the bundled model (None when there is no model), as
+    ``segment``'s defaults give them (completed from a still background with the network's
+    classes; the reconstruction then leaves them as they are), or with ``plate="off"`` the
+    network's own, which the reconstruction's plate completes (the table shows the masks'
+    IoU before and after)."""
     if not MODEL.exists():
         return None
     from segcore.pipeline import SegmentOptions, SequenceJob
@@ -290,6 +291,7 @@ def segment_with_model(seq: Path, out: Path, plate: str = "off") -> Path | None:
     )
     for _ in job.run():
         pass
+    job.write_report(sheet=False)  # as `segcore segment` leaves it: the reconstruction reads it
     return out / "masks"
 
 
@@ -418,9 +420,10 @@ def main(argv=None) -> int:
     p.add_argument(
         "--segment-plate",
         choices=("off", "auto"),
-        default="off",
-        help="our masks with segment's own still-background pass (auto: as segment's defaults "
-        "give them) or without it (off, default: the reconstruction's plate completes them)",
+        default="auto",
+        help="our masks with segment's own still-background pass (auto, default: as "
+        "segment's defaults give them) or without it (off: the reconstruction's plate "
+        "completes them)",
     )
     p.add_argument("--out", type=Path, default=None, help="also write the report here")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segcore-recon")
@@ -526,7 +529,7 @@ def _write_doc(args, data, seqs, md, summary, notes, rows) -> None:
         f"Reproduce: `python build.py bench recon --data {data} --only "
         f"{','.join(s.name for s in seqs)} --voxels {args.voxels} --masks {args.masks} "
         f"--quality {args.quality} --mapper {args.mapper} --plate {args.plate}"
-        f"{f' --segment-plate {args.segment_plate}' if args.segment_plate != 'off' else ''}"
+        f"{f' --segment-plate {args.segment_plate}' if args.segment_plate != 'auto' else ''}"
         f"{'' if args.focal_prior else ' --no-focal-prior'}`",
         "",
         md,

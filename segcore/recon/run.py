@@ -42,6 +42,7 @@ from ..errors import InputError
 from ..io import write_png
 from ..options import DEFAULT_VOXELS, FEATURE_AREAS, MAPPERS, MATCHERS, QUALITIES, VOXELS
 from ..plate import STAGES as plate_stages
+from ..plate import STILL_SHARE
 from ..plate import check_mode as check_plate_mode
 from .camera import views_from_result
 from .carve import hull_from_views
@@ -71,7 +72,7 @@ from .sfm import (
 )
 from .turntable.colmap import turntable_model
 from .verdict import judge, rotation_steps
-from .workspace import ERODE_SHARE, prepare_workspace, settles
+from .workspace import ERODE_SHARE, prepare_workspace, segment_plate, settles
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +168,18 @@ def reconstruct(
 
         first = discover_frames(frames_dir)[0]
         mask_erode_px = max(1, round(ERODE_SHARE * max(read_image(first).shape[:2])))
+    # masks `segment` already completed from the still background, with the network's
+    # classes (a stand's legs left out), are not completed again here, without them
+    by_segment = segment_plate(masks_dir) if plate == "auto" and masks_dir is not None else None
     with run.watch():
         with run.timed("prepare"):
             frames, masked, plate_info = prepare_workspace(
-                frames_dir, masks_dir, ws, mask_erode_px or 0, plate, report
+                frames_dir,
+                masks_dir,
+                ws,
+                mask_erode_px or 0,
+                "off" if by_segment else plate,
+                report,
             )
         if plate_info is not None:
             log.info("masks completed from the still background: %s", plate_info)
@@ -185,7 +194,11 @@ def reconstruct(
         ring_note = circular_because if mapper == "turntable" else None
         suspects: list[str] = []  # masks the turntable solver found the others disagree with
         axis_off = None  # degrees between the turntable's axis and the room's verticals
-        still = still_background(frames, ws, masked, plate, plate_info)
+        still = (
+            by_segment["still_share"] >= STILL_SHARE
+            if by_segment
+            else still_background(frames, ws, masked, plate, plate_info)
+        )
         if mapper == "auto":
             mapper = auto_mapper(still)
             log.info("mapper auto: %s", mapper)
@@ -270,6 +283,7 @@ def reconstruct(
         "seed": seed,
         "plate": plate,
         "plate_changes": plate_info,
+        "plate_by_segment": by_segment,
         "turntable": turntable_notes,
         "ring_circular": ring_note,
         "turntable_suspects": suspects,

@@ -240,6 +240,24 @@ def image_size(path: Path) -> tuple[int, int]:
     return read_image(path).shape[:2]
 
 
+def segment_plate(masks_dir) -> dict | None:
+    """What ``segcore segment``'s still-background pass did to the masks in ``masks_dir``
+    (its ``report.json`` beside them: the plate's summary), when it completed every frame it
+    wrote; else None. Such masks are complete: the network's classes chose the parts added
+    (not a stand's legs), which a workspace's plate, reading binary masks, cannot."""
+    try:
+        mdir = find_masks_dir(masks_dir)
+        report = json.loads((mdir.parent / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, InputError):
+        return None
+    plate = report.get("plate") if isinstance(report, dict) else None
+    if not isinstance(plate, dict) or plate.get("stopped") or "still_share" not in plate:
+        return None
+    if Path(str(report.get("output", ""))).resolve() != mdir.parent.resolve():
+        return None  # a report copied with the masks from elsewhere
+    return plate
+
+
 def inputs_from_segmentation(out_dir) -> tuple[Path, Path]:
     """(frames folder, masks folder) of a ``segcore segment`` output folder (its report)."""
     out = Path(out_dir)
