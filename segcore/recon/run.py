@@ -310,7 +310,6 @@ def _circular_ring(pycolmap, run, report, ws, names, focal_px, registered):
     its cameras are a circular motion, which the turntable solver finds from the masks'
     outlines and the garment's tracks, with the room left out (``still=False``). Returns
     :func:`turntable_model`'s tuple, or a note (str) saying why it was not used."""
-    from ..errors import InputError
 
     def checked(stage, done, total):
         run.check()
@@ -319,9 +318,7 @@ def _circular_ring(pycolmap, run, report, ws, names, focal_px, registered):
     try:
         with run.timed("circular"):
             return turntable_model(pycolmap, ws, names, focal_px, checked, still=False)
-    except InputError as exc:  # no focal length known: the solver needs one
-        return f"incremental SfM registered {registered} of {len(names)} frames; {exc}"
-    except ReconstructionError as exc:
+    except (InputError, ReconstructionError) as exc:  # no focal length known, or no solve
         return f"incremental SfM registered {registered} of {len(names)} frames; {exc}"
 
 
