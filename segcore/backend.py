@@ -18,15 +18,30 @@ import numpy as np
 from .errors import ModelError
 
 
+def _existing(onnx_path) -> str:
+    """``onnx_path`` as a string, or a one-line :class:`ModelError` when it is missing."""
+    path = str(onnx_path)
+    if not os.path.exists(path):
+        raise ModelError(f"{path}: ONNX model file not found; re-export or reinstall it")
+    return path
+
+
+def _unloadable(path: str, exc: Exception) -> ModelError:
+    """The one-line error for an ONNX file a backend cannot load."""
+    msg = str(exc).strip().splitlines()[-1][:200]
+    return ModelError(
+        f"{path}: cannot load the ONNX model (corrupt or unsupported: {msg}); "
+        "re-export it with `python -m training export`"
+    )
+
+
 class OpenCVBackend:
     """ONNX through ``cv2.dnn``; one network per thread (a ``cv2.dnn.Net`` is not shareable)."""
 
     name = "opencv"
 
     def __init__(self, onnx_path: str | os.PathLike):
-        self.path = str(onnx_path)
-        if not os.path.exists(self.path):
-            raise ModelError(f"{self.path}: ONNX model file not found; re-export or reinstall it")
+        self.path = _existing(onnx_path)
         self._local = threading.local()
         self._net()  # fail now, before any frame is touched
 
@@ -36,11 +51,7 @@ class OpenCVBackend:
             try:
                 net = cv2.dnn.readNetFromONNX(self.path)
             except cv2.error as exc:
-                msg = str(exc).strip().splitlines()[-1][:200]
-                raise ModelError(
-                    f"{self.path}: cannot load the ONNX model (corrupt or unsupported: {msg}); "
-                    "re-export it with `python -m training export`"
-                ) from exc
+                raise _unloadable(self.path, exc) from exc
             net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
             net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
             self._local.net = net
@@ -61,9 +72,7 @@ class OrtBackend:
     name = "onnxruntime"
 
     def __init__(self, onnx_path: str | os.PathLike):
-        self.path = str(onnx_path)
-        if not os.path.exists(self.path):
-            raise ModelError(f"{self.path}: ONNX model file not found; re-export or reinstall it")
+        self.path = _existing(onnx_path)
         self._sessions: dict[int, object] = {}
         self._lock = threading.Lock()
         first = self._session(1).get_inputs()[0]  # fail now, before any frame
@@ -74,6 +83,9 @@ class OrtBackend:
         self._other: OpenCVBackend | None = None
 
     def _session(self, threads: int):
+        sess = self._sessions.get(threads)  # made once per thread count, then only read
+        if sess is not None:
+            return sess
         with self._lock:
             sess = self._sessions.get(threads)
             if sess is None:
@@ -86,19 +98,16 @@ class OrtBackend:
                 try:
                     sess = ort.InferenceSession(self.path, opts, providers=["CPUExecutionProvider"])
                 except Exception as exc:  # onnxruntime's own error types
-                    msg = str(exc).strip().splitlines()[-1][:200]
-                    raise ModelError(
-                        f"{self.path}: cannot load the ONNX model (corrupt or unsupported: "
-                        f"{msg}); re-export it with `python -m training export`"
-                    ) from exc
+                    raise _unloadable(self.path, exc) from exc
                 self._sessions[threads] = sess
             return sess
 
     def logits(self, blob: np.ndarray) -> np.ndarray:
         if any(f is not None and f != d for f, d in zip(self._fixed, blob.shape[1:])):
-            with self._lock:
-                if self._other is None:
-                    self._other = OpenCVBackend(self.path)
+            if self._other is None:
+                with self._lock:
+                    if self._other is None:
+                        self._other = OpenCVBackend(self.path)
             return self._other.logits(blob)
         sess = self._session(max(1, cv2.getNumThreads()))
         return sess.run(None, {self._input: np.ascontiguousarray(blob, np.float32)})[0]

@@ -14,6 +14,7 @@ def cmd_reconstruct(args) -> int:
     from pathlib import Path
 
     from .recon import run_reconstruction
+    from .recon.run import even_ring
 
     bars = StageBar(not args.quiet)
     signal.signal(signal.SIGTERM, raise_interrupt)
@@ -42,13 +43,12 @@ def cmd_reconstruct(args) -> int:
             )
         opts = result.options or {}
         if opts.get("mapper_asked") == "auto":
-            why = (
-                opts["ring_circular"]
-                if opts.get("ring_circular") and opts["mapper"] == "turntable"
-                else "the background stands still: a turntable"
-                if opts["mapper"] == "turntable"
-                else "no still background, or no masks"
-            )
+            if even_ring(opts):
+                why = opts["ring_circular"]
+            elif opts["mapper"] == "turntable":
+                why = "the background stands still: a turntable"
+            else:
+                why = "no still background, or no masks"
             print(f"mapper: {opts['mapper']} ({why})", file=sys.stderr)
         if opts.get("features") and opts["mapper"] != "turntable":
             print(f"features: {opts['features']}", file=sys.stderr)

@@ -298,7 +298,9 @@ def _kept_parts(added, sides, maps) -> np.ndarray:
         k = np.bincount(comp.ravel(), kept.ravel(), minlength=n) / size
         sure = np.maximum(r, k) >= PART_SURE
         joins = k > r
-    if sides.shape != added.shape:  # the plate works within LONG_SIDE pixels
-        sides = cv2.resize(sides, (W, H), interpolation=cv2.INTER_NEAREST)
-    side = nearest_class(sides, added)
-    return added & np.where(sure[comp], joins[comp], side == 1)
+    decided = np.where(sure, joins, False)
+    if not sure[1:].all():  # parts the network says nothing of: the class they hang on to
+        if sides.shape != added.shape:  # the plate works within LONG_SIDE pixels
+            sides = cv2.resize(sides, (W, H), interpolation=cv2.INTER_NEAREST)
+        return added & (decided[comp] | (~sure[comp] & (nearest_class(sides, added) == 1)))
+    return added & decided[comp]

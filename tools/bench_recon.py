@@ -37,6 +37,7 @@ import numpy as np
 
 from segcore.plate import MODES as PLATE_MODES
 from segcore.recon import DEFAULT_VOXELS
+from segcore.recon.run import even_ring
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path("data") / "recon"  # relative to the repository
@@ -244,8 +245,7 @@ def run_one(
     row["reproj_px"] = result.mean_reprojection_error if result is not None else float("nan")
     row["error"] = error
     row["mapper"] = (result.options or {}).get("mapper", mapper) if result is not None else mapper
-    circular = result is not None and (result.options or {}).get("ring_circular")
-    if circular and row["mapper"] == "turntable":  # SfM could not register: a circular solve
+    if result is not None and even_ring(result.options):  # SfM first, then circular
         row["mapper"] = "incremental, then circular"
     if result is not None:
         row["verdict"] = (result.verdict or {}).get("status", "–")

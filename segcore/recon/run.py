@@ -203,16 +203,16 @@ def reconstruct(
             mapper = auto_mapper(still)
             log.info("mapper auto: %s", mapper)
         feature_masks = masked and (features == "masked" or (features == "auto" and still))
+
+        def checked(stage, done, total):  # a stop request ends the solver between steps
+            run.check()
+            report(stage, done, total)
+
         if mapper == "turntable":
             if not masked:
                 raise InputError(
                     "the turntable solver needs masks (it calibrates from the silhouettes)"
                 )
-
-            def checked(stage, done, total):  # a stop request ends the solve between steps
-                run.check()
-                report(stage, done, total)
-
             with run.timed("turntable"):
                 best, turntable_notes, suspects, axis_off = turntable_model(
                     pycolmap, ws, names, focal_px, checked, still=still is not False
@@ -238,7 +238,7 @@ def reconstruct(
             if asked == "auto" and masked and still is False:
                 k = max((r.num_reg_images() for r in models.values()), default=0)
                 if k < RING_CIRCULAR_SHARE * n:
-                    circular = _circular_ring(pycolmap, run, report, ws, names, focal_px, k)
+                    circular = _circular_ring(pycolmap, run, checked, ws, names, focal_px, k)
                     if isinstance(circular, str):
                         ring_note = circular
                     else:
@@ -304,17 +304,18 @@ def reconstruct(
     return result
 
 
-def _circular_ring(pycolmap, run, report, ws, names, focal_px, registered):
+def even_ring(options: dict | None) -> bool:
+    """Whether a result (its ``options``) is a moving camera solved as an even ring."""
+    opts = options or {}
+    return bool(opts.get("ring_circular")) and opts.get("mapper") == "turntable"
+
+
+def _circular_ring(pycolmap, run, checked, ws, names, focal_px, registered):
     """A ring that incremental SfM could not register (a close-up garment filling the frame
     before a plain room gives it too little to match): the camera went round the garment, so
     its cameras are a circular motion, which the turntable solver finds from the masks'
     outlines and the garment's tracks, with the room left out (``still=False``). Returns
     :func:`turntable_model`'s tuple, or a note (str) saying why it was not used."""
-
-    def checked(stage, done, total):
-        run.check()
-        report(stage, done, total)
-
     try:
         with run.timed("circular"):
             return turntable_model(pycolmap, ws, names, focal_px, checked, still=False)
@@ -484,5 +485,5 @@ def result_verdict(
         axis_off=opts.get("turntable_axis_to_verticals_deg"),
         failure=failure,
         hull_error=hull_error,
-        circular_ring=bool(opts.get("ring_circular")) and opts.get("mapper") == "turntable",
+        circular_ring=even_ring(opts),
     )
