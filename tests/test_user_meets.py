@@ -213,6 +213,26 @@ def test_export_never_overwrites_and_defaults_to_the_user_folder(
     assert not list((tmp_path / "mine").glob(".segcore-*"))
 
 
+def test_export_runs_the_network_at_another_size_on_request(shapes_model, tmp_path):
+    import onnxruntime as ort
+
+    from segcore.card import load_card
+    from training.cli import main as training
+
+    best = str(shapes_model["run"] / "best.pt")
+    assert (
+        training(
+            ["export", best, "--name", "big", "--out-dir", str(tmp_path), "--input-size", "160"]
+        )
+        == 0
+    )
+    card = load_card(str(tmp_path / "big.json"))
+    assert card.preprocess.input_size == 160
+    assert card.extra["training"]["config"]["input_size"] == 128  # as trained
+    shape = ort.InferenceSession(str(tmp_path / "big.onnx")).get_inputs()[0].shape
+    assert list(shape) == [1, 3, 128, 160]  # a 4:3 landscape frame at 160, padded to 32
+
+
 def test_finetune_refuses_before_any_work(tmp_path, monkeypatch, capsys):
     from training.cli import main as training
 

@@ -80,6 +80,13 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
         f"(0: unweighted; default {d.class_balance})",
     )
     t.add_argument(
+        "--class-split",
+        choices=("joint", "within"),
+        help="the class cross-entropy over all four classes (joint) or of each class given its "
+        "side of the subject's outline (within: the classes never move the subject's outline; "
+        f"default {d.class_split})",
+    )
+    t.add_argument(
         "--exclude-sequences",
         nargs="+",
         metavar="NAME",
@@ -120,6 +127,7 @@ def config_from_args(args):
         "exclude_sequences": args.exclude_sequences,
         "class_weight": args.class_weight,
         "class_balance": args.class_balance,
+        "class_split": args.class_split,
     }
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     arch = cfg.arch
@@ -269,7 +277,13 @@ def cmd_export(args) -> int:
     check_target(args.name, args.out_dir, args.overwrite)  # before reading anything
     extra = json.loads(Path(args.card_extra).read_text()) if args.card_extra else None
     path = export_checkpoint(
-        args.checkpoint, args.name, args.out_dir, args.threshold, extra, overwrite=args.overwrite
+        args.checkpoint,
+        args.name,
+        args.out_dir,
+        args.threshold,
+        extra,
+        overwrite=args.overwrite,
+        input_size=args.input_size,
     )
     print(f"wrote {path} and {path.with_suffix('.onnx')}")
     _how_to_use(path, args.name)
@@ -567,6 +581,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the card's subject probability threshold (0.5)",
     )
     x.add_argument("--card-extra", help="JSON file merged into the card (metrics, commands)")
+    x.add_argument(
+        "--input-size",
+        type=int,
+        help="the long side the network runs at (default: the size it was trained for); the "
+        "ONNX is fixed to a 4:3 landscape frame at that size, other shapes run through "
+        "OpenCV's DNN",
+    )
 
     t1 = sub.add_parser(
         "table1",

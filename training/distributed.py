@@ -113,20 +113,37 @@ def mean(x: torch.Tensor, ranks: Ranks) -> float:
     return float(all_sum(x.detach(), ranks)) / ranks.world
 
 
+def within_side_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """(B, 4, H, W) log-probabilities of each class given its side of the subject's outline:
+    garment and figure share the subject's probability, background and support the rest.
+    A cross-entropy on these does not depend on the subject logit
+    (:func:`training.train.subject_logit`): the classes divide each side, the subject's own
+    loss draws the outline."""
+    fg, bg = logits[:, 1:3], logits[:, [0, 3]]
+    fg = fg - torch.logsumexp(fg, dim=1, keepdim=True)
+    bg = bg - torch.logsumexp(bg, dim=1, keepdim=True)
+    return torch.cat([bg[:, :1], fg, bg[:, 1:]], dim=1)  # CLASSES' order
+
+
 def class_loss(
-    logits: torch.Tensor, classes: torch.Tensor, weight: torch.Tensor | None, ranks: Ranks
+    logits: torch.Tensor,
+    classes: torch.Tensor,
+    weight: torch.Tensor | None,
+    ranks: Ranks,
+    within_side: bool = False,
 ) -> torch.Tensor | None:
     """The class cross-entropy of the global batch (weighted mean over its labelled pixels;
     255: unknown) as this rank's term: its weighted sum over the global weight sum, times the
     world size (DDP averages the ranks' gradients). One process: PyTorch's weighted mean.
-    None when no pixel of the global batch is labelled."""
+    ``within_side``: the cross-entropy of each class given its side of the subject's outline
+    (:func:`within_side_log_probs`) instead of over all four. None when no pixel of the global
+    batch is labelled."""
     w = torch.ones(logits.shape[1]) if weight is None else weight
     known = classes != 255
     local = (w[classes.clamp(max=len(w) - 1)] * known).sum()
     total = all_sum(local, ranks)
     if float(total) <= 0:
         return None
-    ce = nn.functional.cross_entropy(
-        logits, classes, weight=weight, ignore_index=255, reduction="sum"
-    )
+    logp = within_side_log_probs(logits) if within_side else nn.functional.log_softmax(logits, 1)
+    ce = nn.functional.nll_loss(logp, classes, weight=weight, ignore_index=255, reduction="sum")
     return ce * ranks.world / total

@@ -66,21 +66,29 @@ def export_checkpoint(
     threshold: float = 0.5,
     extra: dict | None = None,
     overwrite: bool = False,
+    input_size: int | None = None,
 ) -> Path:
     """Export a training checkpoint into ``out_dir`` (default: the user's model folder);
     returns the card's path. Refuses (:class:`ModelExists`) to replace a model there unless
     ``overwrite``. The card is checked by loading the ONNX through segcore (OpenCV) before
-    it is written."""
+    it is written. ``input_size``: the long side the network runs at (default: the one it
+    was trained for); the ONNX's fixed input is a 4:3 landscape frame's at that size."""
     import torch
 
     from segcore.export import export_onnx
+    from segcore.preprocess import fit_size
 
-    from .train import TrainConfig, make_model
+    from .train import TrainConfig, card_for, make_model
 
     out_dir = user_models_dir() if out_dir is None else Path(out_dir)
     check_target(name, out_dir, overwrite)
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict(ck["config"])
+    trained = cfg  # the card records the training as it was
+    if input_size is not None:
+        cfg = replace(cfg, input_size=int(input_size))
+    pre = card_for(cfg, name=name).preprocess
+    sample_hw = fit_size((3, 4), pre.input_size, pre.pad_multiple).padded_hw
     model = make_model(cfg)
     model.load_state_dict(ck["model"])
     model.eval()
@@ -92,12 +100,12 @@ def export_checkpoint(
     onnx_tmp = out_dir / temporary_name("-" + onnx_path.name)
     pt_tmp = out_dir / temporary_name("-" + pt.name)
     try:
-        export_onnx(model, onnx_tmp)
+        export_onnx(model, onnx_tmp, sample_hw)
         buf = io.BytesIO()
-        torch.save({"model": model.state_dict(), "config": portable(cfg.to_dict())}, buf)
+        torch.save({"model": model.state_dict(), "config": portable(trained.to_dict())}, buf)
         atomic_write_bytes(pt_tmp, buf.getvalue())
         card_path = _write_card(
-            ck, cfg, model, checkpoint, name, threshold, extra, onnx_tmp, onnx_path
+            ck, cfg, trained, model, checkpoint, name, threshold, extra, onnx_tmp, onnx_path
         )
         os.replace(pt_tmp, pt)
     finally:
@@ -107,9 +115,12 @@ def export_checkpoint(
     return card_path
 
 
-def _write_card(ck, cfg, model, checkpoint, name, threshold, extra, onnx_tmp, onnx_path) -> Path:
+def _write_card(
+    ck, cfg, trained, model, checkpoint, name, threshold, extra, onnx_tmp, onnx_path
+) -> Path:
     """Check the card against the ONNX (still under its temporary name), move the ONNX into
-    place and write the card."""
+    place and write the card. ``cfg``: the training's configuration with the input size the
+    model runs at; ``trained``: as trained."""
     import torch
 
     from .train import card_for
@@ -117,9 +128,9 @@ def _write_card(ck, cfg, model, checkpoint, name, threshold, extra, onnx_tmp, on
     base = card_for(cfg, name=name, threshold=threshold)
     info = {
         "training": {
-            "data": portable(cfg.data),
+            "data": portable(trained.data),
             "steps": int(ck.get("step", 0)),
-            "config": portable(cfg.to_dict()),
+            "config": portable(trained.to_dict()),
             "checkpoint": portable(str(Path(checkpoint).absolute())),
             "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": f"{platform.machine()} {torch.get_num_threads()} threads",

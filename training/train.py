@@ -53,6 +53,9 @@ class TrainConfig:
     # the cross-entropy weighs class c by (1 / its pixel share in the training labels) ** this
     # (0: unweighted; 0.5: the small classes, figure and support, count several times more)
     class_balance: float = 0.5
+    # "joint": cross-entropy over all four classes; "within": each class given its side of the
+    # subject's outline, so the classes never move the outline the subject loss draws
+    class_split: str = "joint"
     edge_weight: float = 2.0  # extra BCE weight on pixels within 2 px of the label's boundary
     bg_swap: float = 0.35  # share of crops whose background is swapped
     val_share: float = 0.15  # share of sequences held out (split by sequence name)
@@ -457,7 +460,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         logits = subject_logit(raw)
         bce = nn.functional.binary_cross_entropy_with_logits(logits, y, weight=wts)
         loss = bce + cfg.dice_weight * dice_loss(logits, y)
-        ce = distributed.class_loss(raw, cls, cls_w, ranks) if classes else None
+        ce = (
+            distributed.class_loss(raw, cls, cls_w, ranks, cfg.class_split == "within")
+            if classes
+            else None
+        )
         if ce is not None:  # the global batch's weighted mean, this rank's share of it
             loss = loss + cfg.class_weight * ce
         opt.zero_grad(set_to_none=True)

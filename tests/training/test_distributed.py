@@ -35,6 +35,34 @@ def test_global_batch_is_split_evenly_and_the_class_loss_is_the_weighted_mean():
     assert class_loss(logits, torch.full_like(cls, 255), w, Ranks()) is None
 
 
+def test_the_class_loss_within_sides_divides_each_side_and_leaves_the_outline_alone():
+    from training.train import subject_logit
+
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 4, 5, 5, generator=g)
+    cls = torch.randint(0, 4, (2, 5, 5), generator=g)
+    w = torch.tensor([0.5, 2.0, 1.0, 3.0])
+    within = class_loss(logits, cls, w, Ranks(), within_side=True)
+    # garment against figure on the subject's side, background against support off it
+    fg, bg = logits[:, 1:3].movedim(1, -1), logits[:, [0, 3]].movedim(1, -1)
+    side = (cls == 1) | (cls == 2)
+    pick = torch.where(side, cls - 1, (cls == 3).long())
+    ce = torch.where(
+        side,
+        torch.nn.functional.cross_entropy(fg.movedim(-1, 1), pick.clamp(max=1), reduction="none"),
+        torch.nn.functional.cross_entropy(bg.movedim(-1, 1), pick.clamp(max=1), reduction="none"),
+    )
+    ref = (w[cls] * ce).sum() / w[cls].sum()
+    assert torch.allclose(within, ref, atol=1e-6)
+    # moving the subject's outline (its logit) does not change the loss
+    shifted = logits.clone()
+    shifted[:, 1:3] += 3.0
+    assert not torch.allclose(subject_logit(shifted), subject_logit(logits))
+    assert torch.allclose(class_loss(shifted, cls, w, Ranks(), within_side=True), within)
+    joint = class_loss(logits, cls, w, Ranks())
+    assert not torch.allclose(class_loss(shifted, cls, w, Ranks()), joint)
+
+
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(monkeypatch):
     from training.distributed import setup
 
