@@ -48,6 +48,16 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr})")
     t.add_argument("--widths", help="branch widths, e.g. 8,16,24")
     t.add_argument("--depths", help="branch depths, e.g. 1,3,3")
+    t.add_argument(
+        "--fuse-channels",
+        type=int,
+        help=f"channels of the branches' fused features (default {d.arch.fuse_channels})",
+    )
+    t.add_argument(
+        "--max-width",
+        type=int,
+        help=f"cap on a branch's channels as they double (default {d.arch.max_width})",
+    )
     t.add_argument("--no-multiscale", action="store_true", help="single-scale network")
     t.add_argument("--no-residual", action="store_true", help="no residual shortcuts")
     t.add_argument(
@@ -135,6 +145,10 @@ def config_from_args(args):
         arch = replace(arch, widths=tuple(int(v) for v in args.widths.split(",")))
     if args.depths:
         arch = replace(arch, depths=tuple(int(v) for v in args.depths.split(",")))
+    if args.fuse_channels:
+        arch = replace(arch, fuse_channels=args.fuse_channels)
+    if args.max_width:
+        arch = replace(arch, max_width=args.max_width)
     if args.no_multiscale or args.baseline:
         arch = replace(arch, multiscale=False)
     if args.no_residual or args.baseline:

@@ -271,7 +271,9 @@ def save_checkpoint(path: Path, model, opt, step: int, cfg: TrainConfig, best: f
 
 def load_weights(model: nn.Module, path: str) -> None:
     """Load a checkpoint; a one-channel head initialises a class head so that the classes'
-    subject logit equals the old logit (garment and figure get it, the others 0)."""
+    subject logit equals the old logit (garment and figure get it, the others 0). A narrower
+    network of the same layout (fewer channels in any layer) is embedded in this one
+    (:func:`widen_state`): it starts out computing what the checkpoint computed."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
     state = dict(ck.get("model", ck))
     own = model.state_dict()
@@ -280,7 +282,47 @@ def load_weights(model: nn.Module, path: str) -> None:
             w = torch.zeros_like(own[key])
             w[1:3] = state[key]
             state[key] = w
+    if set(state) == set(own) and any(state[k].shape != own[k].shape for k in own):
+        state = widen_state(model, state, path)
     model.load_state_dict(state)
+
+
+def widen_state(model: nn.Module, narrow: dict, source: str = "the checkpoint") -> dict:
+    """The state of ``model`` with a narrower network of the same layout embedded in it.
+
+    Every layer's first channels are the narrow network's; the weights from a layer's new
+    input channels to its old output channels are zero, so the old channels compute exactly
+    what they did (batch norm is per channel, the branches' features are summed channel by
+    channel). The new channels keep their fresh initialisation and feed the old ones through
+    those zero weights, which training then grows: the wider network starts where the
+    narrow one ended instead of from nothing."""
+    own = model.state_dict()
+    transposed = {
+        f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.ConvTranspose2d)
+    }
+    out: dict = {}
+    for key, new in own.items():
+        old = narrow[key]
+        if old.dim() != new.dim() or any(a > b for a, b in zip(old.shape, new.shape)):
+            raise ValueError(
+                f"{source}: layer {key} has shape {tuple(old.shape)}, wider than this "
+                f"network's {tuple(new.shape)}; it can only start a network at least as wide"
+            )
+        w = new.clone()
+        if old.dim() == 0:
+            w = old.clone()
+        elif old.dim() == 1:
+            w[: old.shape[0]] = old
+        else:
+            o, i = (1, 0) if key in transposed else (0, 1)  # ConvTranspose2d: (in, out, k, k)
+            old_out = [slice(None)] * new.dim()
+            old_out[o] = slice(0, old.shape[o])
+            from_new = list(old_out)
+            from_new[i] = slice(old.shape[i], None)
+            w[tuple(from_new)] = 0  # new inputs do not reach the old outputs
+            w[tuple(slice(0, n) for n in old.shape)] = old
+        out[key] = w
+    return out
 
 
 def plot_curves(csv_path: Path, png_path: Path) -> None:
