@@ -524,8 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--families",
         metavar="ROOT",
+        nargs="+",
         help="ROOT/<family>/<sequence>: a table per family (means over frames), the mean "
-        "and the worst family, a worst-frames sheet per family with --out",
+        "and the worst family, a worst-frames sheet per family with --out; several ROOTs "
+        "(the same families rendered with other seeds) pool each family's frames",
     )
     e.add_argument(
         "--edges", choices=("learned", "guided"), default=None, help="edge refinement (segcore)"

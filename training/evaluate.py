@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -251,12 +252,21 @@ def family_row(name: str, m: dict) -> str:
 
 def evaluate_families(predict: Predictor, root, out: Path | None = None) -> dict:
     """Per-family means over frames, the mean over families and the worst family (by IoU).
+    ``root``: one ``ROOT/<family>/<sequence>`` folder or a list of them (renders of the same
+    families with other seeds: a family's frames are pooled over the roots).
 
     With ``out``: ``out/<family>_worst.png`` contact sheets and ``out/families.json``."""
     result: dict = {"families": {}}
     all_rows = []
-    for name, froot in family_roots(root).items():
-        samples = samples_of(froot)
+    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    pooled: dict[str, list[Sample]] = {}
+    for r in roots:
+        for name, froot in family_roots(r).items():
+            samples = samples_of(froot)
+            if len(roots) > 1:  # a sequence is named by its root too: two seeds share names
+                samples = [replace(s, sequence=f"{r.name}/{s.sequence}") for s in samples]
+            pooled.setdefault(name, []).extend(samples)
+    for name, samples in pooled.items():
         rows, _ = evaluate(predict, samples)
         for r in rows:
             r["family"] = name

@@ -1,0 +1,36 @@
+"""``python -m training eval --families ROOT [ROOT ...]``: a table per family, the mean over
+frames and the worst family; renders of the same families with other seeds pool."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from segcore.io import read_label
+from training.evaluate import evaluate_families
+from training.shapes import make_shapes_dataset
+
+
+def test_families_pool_over_roots_and_the_worst_family_is_named(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    make_shapes_dataset(a / "plaid", sequences=1, frames=2, size=(48, 64), seed=1)
+    make_shapes_dataset(b / "plaid", sequences=1, frames=2, size=(48, 64), seed=2)
+    make_shapes_dataset(a / "coat", sequences=1, frames=3, size=(48, 64), seed=3)
+    masks = {}  # every frame's truth, by its pixels: the predictor looks it up
+    for m in sorted(tmp_path.rglob("masks/*.png")):
+        img = sorted((m.parent.parent / "images").glob(m.stem + ".*"))[0]
+        masks[cv2.imread(str(img)).tobytes()] = (read_label(m), "coat" in str(m))
+
+    def predict(bgr):
+        truth, coat = masks[bgr.tobytes()]
+        return np.zeros_like(truth) if coat else truth  # every coat frame missed
+
+    result = evaluate_families(predict, [a, b])
+    fams = result["families"]
+    assert fams["plaid"]["frames"] == 4 and fams["coat"]["frames"] == 3  # pooled over a and b
+    assert fams["plaid"]["iou"] == 1.0 and fams["coat"]["iou"] == 0.0
+    assert result["worst"]["family"] == "coat" and result["all"]["frames"] == 7
+    sequences = {r["sequence"] for r in result["frames"] if r["family"] == "plaid"}
+    assert len(sequences) == 2 and all(s.split("/")[0] in ("a", "b") for s in sequences)
+    one = evaluate_families(predict, a)  # one root as before
+    assert one["families"]["plaid"]["frames"] == 2
