@@ -7,10 +7,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ...geometry import sample_bilinear, silhouette_sdf
+from ...geometry import silhouette_sdf
 from ...plate import clear_of, plate_of
 from .circular import axis_direction
-from .silhouettes import resized_masks
+from .silhouettes import resized_masks, shared_pool
 
 RAY_LONG_SIDE = (512, 1024)  # outline rays on masks of this size (smaller ones upsampled)
 STILL_OUTLINE_PX = 8  # an outline is still where, this far in/out, every frame agrees...
@@ -56,10 +56,16 @@ def _sdf_atlas(sdfs) -> tuple[np.ndarray, np.ndarray]:
     return atlas, origin
 
 
-def _remap_grid(coord: np.ndarray) -> np.ndarray:
+def _remap_grid(coord: np.ndarray, out: np.ndarray | None = None, where=True) -> np.ndarray:
     """Pixel coordinates as ``cv2.remap`` uses them (float32, on a 1/32-pixel grid), so that
-    a tile's integer offset in the atlas samples exactly what the tile alone would give."""
-    return np.rint(coord.astype(np.float32) * np.float32(32)) / np.float32(32)
+    a tile's integer offset in the atlas samples exactly what the tile alone would give.
+    ``out``: a float32 array to fill (where ``where``; elsewhere it keeps its values)."""
+    if out is None:
+        out = np.zeros(np.shape(coord), np.float32)
+    np.multiply(coord, 32.0, out=out, where=where, casting="same_kind")
+    np.rint(out, out=out)
+    out /= np.float32(32)
+    return out
 
 
 def pixel_at(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -195,13 +201,26 @@ class RayCoherence:
         P = np.stack([self.K @ rot[j - i] for j in others])  # (n - 1, 3, 3)
         px = Y @ P.transpose(2, 1, 0).reshape(3, -1) + np.repeat(self.K @ c, len(others))
         x, y, z = np.split(px, 3, axis=1)  # (len(Y), n - 1) each
-        uvx = x / np.maximum(z, 1e-9)
-        uvy = y / np.maximum(z, 1e-9)
+        zc = np.maximum(z, 1e-9)
+        uvx = x / zc
+        uvy = y / zc
         ok = (z > 1e-6) & (uvx >= -0.5) & (uvx <= w - 0.5) & (uvy >= -0.5) & (uvy <= h - 0.5)
         origin = self.tile_origin[others].astype(np.float32)
-        mx = _remap_grid(np.where(ok, uvx, 0.0)) + origin[:, 0]
-        my = _remap_grid(np.where(ok, uvy, 0.0)) + origin[:, 1]
-        vals = sample_bilinear(self.atlas, np.stack([mx.ravel(), my.ravel()], axis=1))
+        # the remap's own map arrays, filled in place (float32, on its 1/32-pixel grid)
+        m = ok.size
+        cols = 1024
+        rows = -(-m // cols)
+        mx = np.zeros(rows * cols, np.float32)
+        my = np.zeros(rows * cols, np.float32)
+        for uv, o, dst in ((uvx, origin[:, 0], mx), (uvy, origin[:, 1], my)):
+            _remap_grid(uv, dst[:m].reshape(ok.shape), ok)[...] += o  # 0 + origin if unseen
+        vals = cv2.remap(
+            self.atlas,
+            mx.reshape(rows, cols),
+            my.reshape(rows, cols),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        ).reshape(-1)[:m]
         vals = vals.reshape(ok.shape)
         vals[~ok] = np.inf
         k = min(self.robust, n - 2)
@@ -216,35 +235,37 @@ class RayCoherence:
         n = len(self.sdf)
         rad = 1.3 * max(abs(self.x_range[0] - u), abs(self.x_range[1] - u))
         rot = {d: cv2.Rodrigues((a * (d * th)).reshape(3, 1))[0] for d in range(-(n - 1), n)}
-        D, F = self.depth_samples, self.fine_samples
-        out = []
-        for i in range(n):
-            pts = self.outline[i]
-            if len(pts) == 0:
-                continue
-            ray = np.hstack([pts, np.ones((len(pts), 1))]) @ self.Kinv.T
-            ray /= np.linalg.norm(ray, axis=1, keepdims=True)
-            # the ray (from the camera centre, the origin here) through the cylinder about
-            # the axis: |(t ray - c) - ((t ray - c).a) a| <= rad
-            p = ray - (ray @ a)[:, None] * a
-            q = -c + (c @ a) * a
-            A = (p * p).sum(1)
-            B = 2 * (p @ q)
-            C = q @ q - rad**2
-            disc = np.maximum(B * B - 4 * A * C, 0.0)
-            t0 = (-B - np.sqrt(disc)) / (2 * A)
-            t1 = (-B + np.sqrt(disc)) / (2 * A)
-            dt = (t1 - t0) / D
-            ts = t0[:, None] + dt[:, None] * (np.arange(D) + 0.5)[None]
-            Y = (ray[:, None, :] * ts[:, :, None]).reshape(-1, 3) - c
-            best = self._hull_depth(i, Y, rot, c).reshape(len(pts), D)
-            # then finely around each ray's deepest sample: the ray's value is a maximum,
-            # which coarse samples underestimate (and with it, bias the fit)
-            k = best.argmax(axis=1)
-            tc = ts[np.arange(len(pts)), k]
-            tf = tc[:, None] + dt[:, None] * np.linspace(-1.0, 1.0, F)[None]
-            Y = (ray[:, None, :] * tf[:, :, None]).reshape(-1, 3) - c
-            fine = self._hull_depth(i, Y, rot, c).reshape(len(pts), F)
-            out.append(np.maximum(best.max(axis=1), fine.max(axis=1)))
+        views = [i for i in range(n) if len(self.outline[i])]
+        # the views are independent: numpy and OpenCV release the GIL, so the cores share them
+        out = list(shared_pool().map(lambda i: self._view_residuals(i, a, c, rad, rot), views))
         res = np.concatenate(out) if out else np.zeros(0)
         return np.where(np.isfinite(res), res, -20.0)
+
+    def _view_residuals(self, i, a, c, rad, rot) -> np.ndarray:
+        """View ``i``'s outline rays: each one's largest hull depth (:meth:`_hull_depth`)."""
+        D, F = self.depth_samples, self.fine_samples
+        pts = self.outline[i]
+        ray = np.hstack([pts, np.ones((len(pts), 1))]) @ self.Kinv.T
+        ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+        # the ray (from the camera centre, the origin here) through the cylinder about
+        # the axis: |(t ray - c) - ((t ray - c).a) a| <= rad
+        p = ray - (ray @ a)[:, None] * a
+        q = -c + (c @ a) * a
+        A = (p * p).sum(1)
+        B = 2 * (p @ q)
+        C = q @ q - rad**2
+        disc = np.maximum(B * B - 4 * A * C, 0.0)
+        t0 = (-B - np.sqrt(disc)) / (2 * A)
+        t1 = (-B + np.sqrt(disc)) / (2 * A)
+        dt = (t1 - t0) / D
+        ts = t0[:, None] + dt[:, None] * (np.arange(D) + 0.5)[None]
+        Y = (ray[:, None, :] * ts[:, :, None]).reshape(-1, 3) - c
+        best = self._hull_depth(i, Y, rot, c).reshape(len(pts), D)
+        # then finely around each ray's deepest sample: the ray's value is a maximum,
+        # which coarse samples underestimate (and with it, bias the fit)
+        k = best.argmax(axis=1)
+        tc = ts[np.arange(len(pts)), k]
+        tf = tc[:, None] + dt[:, None] * np.linspace(-1.0, 1.0, F)[None]
+        Y = (ray[:, None, :] * tf[:, :, None]).reshape(-1, 3) - c
+        fine = self._hull_depth(i, Y, rot, c).reshape(len(pts), F)
+        return np.maximum(best.max(axis=1), fine.max(axis=1))

@@ -3,6 +3,10 @@ carved by a circular-motion hypothesis reprojects onto them (the solver's coarse
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 
@@ -114,3 +118,19 @@ class Silhouettes:
             union = (sil | self.m[i]).sum()
             ious.append((sil & self.m[i]).sum() / union if union else 1.0)
         return np.array(ious, float)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def shared_pool() -> ThreadPoolExecutor:
+    """Threads for the solver's independent pieces of work (views, hypotheses): one per core
+    (at most four), made once. numpy and OpenCV release the GIL, so the cores share them."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(
+                max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="rays"
+            )
+        return _POOL

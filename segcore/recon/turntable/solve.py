@@ -11,7 +11,7 @@ import numpy as np
 from .circular import TurntableFit, axis_direction, circular_poses, mirrored
 from .coherence import RayCoherence
 from .fit import POLISH_EVALS, CircularFit
-from .silhouettes import Silhouettes
+from .silhouettes import Silhouettes, shared_pool
 from .tracks import (
     adjust_axis,
     feature_tracks,
@@ -237,13 +237,15 @@ def coarse_search(masks, K, ignore, report):
     """The coarse step and tilt (silhouette coherence over a grid of hypotheses, the
     ``ignore`` views left out): ``(best coherence, best params)``."""
     coarse = Silhouettes(masks, K, long_side=160, grid=48, ignore=ignore)
-    cands = []
     steps = np.radians(np.arange(2.0, 20.5, 1.0))
-    total = len(steps) * 2 * len(COARSE_TILTS)
-    for k, (deg, sign, e) in enumerate(
-        (d, s, e) for d in steps for s in (1, -1) for e in COARSE_TILTS
-    ):
-        p = (e, 0.0, coarse.x_centre, 0.0, sign * deg)
-        cands.append((coarse.coherence(p), p))
-        report("turntable step", k + 1, total)
+    hyps = [
+        (e, 0.0, coarse.x_centre, 0.0, sign * deg)
+        for deg in steps
+        for sign in (1, -1)
+        for e in COARSE_TILTS
+    ]
+    cands = []
+    for k, score in enumerate(shared_pool().map(coarse.coherence, hyps)):  # in order
+        cands.append((score, hyps[k]))
+        report("turntable step", k + 1, len(hyps))
     return max(cands, key=lambda c: c[0])
