@@ -104,9 +104,28 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     t.add_argument("--threads", type=int, help=f"torch threads (default {d.threads})")
-    t.add_argument("--init", metavar="PT", help="start from these weights (fine-tuning)")
+    t.add_argument(
+        "--init",
+        metavar="PT",
+        help="start from these weights (fine-tuning) and their network; --widths, --depths, "
+        "--fuse-channels or --max-width change it (a wider network embeds them)",
+    )
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def init_arch(path: str, default):
+    """The architecture of the checkpoint ``--init`` names (its ``config``), or ``default``
+    when it has none (a bare state dict) or cannot be read (the training reports that)."""
+    try:
+        import torch
+
+        from .train import TrainConfig
+
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        return TrainConfig.from_dict(ck["config"]).arch
+    except Exception:  # noqa: BLE001 - a bare state dict, or a file train will refuse
+        return default
 
 
 def config_from_args(args):
@@ -141,6 +160,8 @@ def config_from_args(args):
     }
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     arch = cfg.arch
+    if args.init and not args.config and not args.resume:
+        arch = init_arch(args.init, arch)  # the network it starts from, changed by the flags
     if args.widths:
         arch = replace(arch, widths=tuple(int(v) for v in args.widths.split(",")))
     if args.depths:

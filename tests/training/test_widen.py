@@ -48,3 +48,20 @@ def test_a_wider_checkpoint_cannot_start_a_narrower_network(tmp_path):
     )
     with pytest.raises(ValueError, match="narrow.pt: layer .* wider than this network's"):
         load_weights(smaller, str(path))
+
+
+def test_fine_tuning_keeps_the_network_of_its_init_unless_told_otherwise(tmp_path):
+    from training.cli import build_parser, config_from_args
+    from training.train import TrainConfig
+
+    arch = NetConfig(widths=(8, 16, 36), max_width=192, out_channels=4)
+    path = tmp_path / "shipped.pt"
+    torch.save({"model": {}, "config": TrainConfig(arch=arch).to_dict()}, path)
+    args = build_parser().parse_args(["train", "--data", "d", "--init", str(path)])
+    assert config_from_args(args).arch == arch
+    args = build_parser().parse_args(
+        ["train", "--data", "d", "--init", str(path), "--widths", "8,16,48"]
+    )
+    assert config_from_args(args).arch == NetConfig(
+        widths=(8, 16, 48), max_width=192, out_channels=4
+    )
