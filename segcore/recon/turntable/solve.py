@@ -139,19 +139,27 @@ def solve_turntable(
     # (exactly so in orthographic projection: Necker reversal); the best start of the other
     # turn direction, or the mirror of the best, is refined too and the lower cost kept
     # (a few iterations first: it goes on only while it is not far worse)
+    # (both when they differ: a start of the other turn can lie in a worse basin than the
+    # mirror, which on a held-out coat led from a wrong coarse tilt to the true cameras)
     other = {k: p for k, p in starts.items() if np.sign(p[4]) != np.sign(starts[best][4])}
+    alts = {f"{best} mirrored": mirrored(starts[best])}
     if other:
-        alt_name = min(other, key=costs.get)
-        alt = other[alt_name]
-    else:
-        alt_name, alt = f"{best} mirrored", mirrored(starts[best])
-    alt, res = fit.refine(
-        alt, max_nfev=10, progress=lambda d, t: report("turntable refine", 30 + d, 40)
+        name = min(other, key=costs.get)
+        alts = {name: other[name], **alts}
+    done = {}
+    for alt_name, alt in alts.items():
+        alt, res = fit.refine(
+            alt, max_nfev=10, progress=lambda d, t: report("turntable refine", 30 + d, 40)
+        )
+        if res.cost < ALT_MARGIN * c1:
+            alt, res = fit.refine(alt, max_nfev=20)
+        done[alt_name] = (alt, res.cost)
+    alt_name = min(done, key=lambda k: done[k][1])
+    alt, c2 = done[alt_name]
+    notes.append(
+        f"refined costs: {best} {c1:.0f}, "
+        + ", ".join(f"{k} {c:.0f}" for k, (_, c) in done.items())
     )
-    if res.cost < ALT_MARGIN * c1:
-        alt, res = fit.refine(alt, max_nfev=20)
-    c2 = res.cost
-    notes.append(f"refined costs: {best} {c1:.0f}, {alt_name} {c2:.0f}")
     if c2 < c1:
         params = alt
     report("turntable refine", 40, 40)
