@@ -27,6 +27,20 @@ def overlay(
     return out
 
 
+def tint_classes(bgr: np.ndarray, labels: np.ndarray, strength: float = 0.4) -> np.ndarray:
+    """The frame with each class of ``labels`` (uint8 class indices; 0 untouched) blended
+    towards its viewing colour (:data:`segcore.labels.PALETTE`)."""
+    from .labels import PALETTE
+
+    out = bgr.copy()
+    for k, (r, g, b) in enumerate(PALETTE):
+        sel = labels == k
+        if k and sel.any():
+            mixed = (1 - strength) * out[sel] + strength * np.array((b, g, r), np.float32)
+            out[sel] = mixed.astype(np.uint8)
+    return out
+
+
 def grid(
     tiles: list[np.ndarray],
     cols: int,

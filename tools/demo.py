@@ -14,9 +14,10 @@ from segcore.card import load_card
 from segcore.errors import SegcoreError
 from segcore.evaluate import evaluate_folders, format_table
 from segcore.io import read_image, read_label, write_png
+from segcore.labels import read_labels
 from segcore.pipeline import SegmentOptions, SequenceJob
 from segcore.progress import Progress
-from segcore.sheet import grid, overlay
+from segcore.sheet import grid, overlay, tint_classes
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "garment_ring"
@@ -46,8 +47,12 @@ def main(argv=None) -> int:
         + ")"
     )
     try:
+        # a multi-class model also writes its classes, which the contact sheet shows in colour
+        formats = ("rgba", "mask", "labels") if card.classes else ("rgba", "mask")
         job = SequenceJob(
-            args.input / "images", args.out, SegmentOptions(model=args.model, overwrite=True)
+            args.input / "images",
+            args.out,
+            SegmentOptions(model=args.model, overwrite=True, formats=formats),
         )
     except SegcoreError as exc:  # e.g. an OUT left by a demo from before output manifests
         print(f"error: {exc}", file=sys.stderr)
@@ -67,7 +72,11 @@ def main(argv=None) -> int:
         gt_path = args.input / "masks" / f"{f.stem}.png"
         pred = read_label(args.out / "masks" / f"{f.stem}.png").astype("uint8") * 255
         gt = read_label(gt_path).astype("uint8") * 255 if gt_path.exists() else None
-        tiles.append(overlay(read_image(f), pred, gt))
+        img = read_image(f)
+        labels = args.out / "labels" / f"{f.stem}.png"
+        if card.classes and labels.exists():
+            img = tint_classes(img, read_labels(labels))
+        tiles.append(overlay(img, pred, gt))
     sheet_path = args.out / "contact_sheet.png"
     write_png(sheet_path, grid(tiles, cols=4, tile_w=320, labels=[f.name for f in job.frames]))
     per = s["seconds_per_frame"] or 0.0
@@ -81,7 +90,9 @@ def main(argv=None) -> int:
     )
     print(
         f"wrote {args.out}/masks, rgba, report.json and {sheet_path} "
-        "(green: our mask edge, magenta: ground truth)"
+        "(green: our mask edge, magenta: ground truth"
+        + ("; tinted red: garment, blue: figure" if card.classes else "")
+        + ")"
     )
     return 1 if s["failed"] else 0
 
