@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .labels import PALETTE
+
 
 def overlay(
     bgr: np.ndarray, mask: np.ndarray | None, gt: np.ndarray | None = None, tint: float = 0.0
@@ -30,8 +32,6 @@ def overlay(
 def tint_classes(bgr: np.ndarray, labels: np.ndarray, strength: float = 0.4) -> np.ndarray:
     """The frame with each class of ``labels`` (uint8 class indices; 0 untouched) blended
     towards its viewing colour (:data:`segcore.labels.PALETTE`)."""
-    from .labels import PALETTE
-
     out = bgr.copy()
     for k, (r, g, b) in enumerate(PALETTE):
         sel = labels == k

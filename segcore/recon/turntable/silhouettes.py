@@ -131,6 +131,6 @@ def shared_pool() -> ThreadPoolExecutor:
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(
-                max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="rays"
+                max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="turntable"
             )
         return _POOL

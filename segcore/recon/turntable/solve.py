@@ -147,10 +147,13 @@ def solve_turntable(
         name = min(other, key=costs.get)
         alts = {name: other[name], **alts}
     done = {}
-    for alt_name, alt in alts.items():
-        alt, res = fit.refine(
-            alt, max_nfev=10, progress=lambda d, t: report("turntable refine", 30 + d, 40)
-        )
+    span = 10 / len(alts)  # the progress bar's last 10 steps, shared by the alternatives
+    for j, (alt_name, alt) in enumerate(alts.items()):
+
+        def show(d, t, j=j):
+            report("turntable refine", 30 + round((j + d / t) * span), 40)
+
+        alt, res = fit.refine(alt, max_nfev=10, progress=show)
         if res.cost < ALT_MARGIN * c1:
             alt, res = fit.refine(alt, max_nfev=20)
         done[alt_name] = (alt, res.cost)
