@@ -251,9 +251,7 @@ def addon_files(legacy: bool = False) -> list[tuple[Path, str]]:
     """(source, path in the zip) for everything but wheels, the manifest and vendor/__init__.py:
     the allow-list. ``installer.py`` only for the legacy zip."""
     files = [
-        (p, p.name)
-        for p in sorted(ADDON_DIR.glob("*.py"))
-        if legacy or p.name != ADDON_INSTALLER
+        (p, p.name) for p in sorted(ADDON_DIR.glob("*.py")) if legacy or p.name != ADDON_INSTALLER
     ]
     files.append((ADDON_DIR / ADDON_README, ADDON_README))
     for lic in (ADDON_DIR / "LICENSE", ROOT / "LICENSE", ROOT / "COPYING"):
@@ -266,7 +264,8 @@ def addon_files(legacy: bool = False) -> list[tuple[Path, str]]:
             files.append((p, f"vendor/segcore/{p.relative_to(seg).as_posix()}"))
     for pattern in ("*.onnx", "*.json"):
         for p in sorted((seg / "models").glob(pattern)):
-            files.append((p, f"vendor/segcore/models/{p.name}"))
+            if not p.name.endswith("_ort.onnx"):  # ONNX Runtime's graph: Blender has none
+                files.append((p, f"vendor/segcore/models/{p.name}"))
     missing = [str(src) for src, _ in files if not src.is_file()]
     if missing:
         raise AddonBuildError(f"missing add-on file(s): {', '.join(missing)}")

@@ -1,7 +1,10 @@
 """Where the network runs: ONNX through ONNX Runtime where it is installed (the command line;
 1.5 times OpenCV's speed on these networks), else through OpenCV's DNN (Blender, which has no
 ONNX Runtime), or the torch model itself (training and checks). All take a preprocessed blob
-(N, C, H, W) and return logits; the two ONNX ones agree to 1e-4.
+(N, C, H, W) and return logits. On the same graph the two ONNX ones agree to 1e-4; where the
+card names a graph of its own for ONNX Runtime (``ModelCard.runtime_onnx``: most layers in
+int8, ``training.runtime_graph``), that one runs there and its masks agree with the
+reference graph's to an IoU above 0.99.
 
 ``SEGCORE_BACKEND=opencv`` (or ``onnxruntime``) in the environment chooses one; by default
 (``auto``) ONNX Runtime when it can be imported, else OpenCV.
@@ -67,12 +70,17 @@ class OrtBackend:
     """ONNX through ONNX Runtime on the CPU, for the input size the network was exported at
     (OpenCV's DNN for any other). One session per thread count: a run uses as many threads
     as OpenCV is set to (one per worker when a sequence runs on several, the cores
-    otherwise), so workers do not oversubscribe the cores."""
+    otherwise), so workers do not oversubscribe the cores.
+
+    ``runtime``: the card's graph for ONNX Runtime (``ModelCard.runtime_onnx``), run in place
+    of ``onnx_path`` at its input size; ``onnx_path`` stays the graph OpenCV runs for any
+    other size."""
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: str | os.PathLike):
-        self.path = _existing(onnx_path)
+    def __init__(self, onnx_path: str | os.PathLike, runtime: str | os.PathLike | None = None):
+        self.reference = _existing(onnx_path)
+        self.path = _existing(runtime) if runtime is not None else self.reference
         self._sessions: dict[int, object] = {}
         self._lock = threading.Lock()
         first = self._session(1).get_inputs()[0]  # fail now, before any frame
@@ -107,7 +115,7 @@ class OrtBackend:
             if self._other is None:
                 with self._lock:
                     if self._other is None:
-                        self._other = OpenCVBackend(self.path)
+                        self._other = OpenCVBackend(self.reference)
             return self._other.logits(blob)
         sess = self._session(max(1, cv2.getNumThreads()))
         return sess.run(None, {self._input: np.ascontiguousarray(blob, np.float32)})[0]
@@ -116,8 +124,9 @@ class OrtBackend:
 BACKENDS = ("auto", "onnxruntime", "opencv")
 
 
-def onnx_backend(onnx_path: str | os.PathLike):
-    """The backend for an ONNX file: ``SEGCORE_BACKEND`` (module docstring) or ``auto``."""
+def onnx_backend(onnx_path: str | os.PathLike, runtime: str | os.PathLike | None = None):
+    """The backend for an ONNX file: ``SEGCORE_BACKEND`` (module docstring) or ``auto``;
+    ``runtime``: the same network as ONNX Runtime's own graph (:class:`OrtBackend`)."""
     choice = os.environ.get("SEGCORE_BACKEND", "auto").strip().lower() or "auto"
     if choice not in BACKENDS:
         raise ModelError(
@@ -133,7 +142,9 @@ def onnx_backend(onnx_path: str | os.PathLike):
                     "pip install onnxruntime, or unset SEGCORE_BACKEND"
                 ) from None
         else:
-            return OrtBackend(onnx_path)
+            if runtime is not None and not os.path.exists(runtime):
+                runtime = None  # a copy without it (the Blender add-on's): the reference
+            return OrtBackend(onnx_path, runtime)
     return OpenCVBackend(onnx_path)
 
 

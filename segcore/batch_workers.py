@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from .errors import InputError
+from .io import keep_freed_memory
 from .pipeline import SegmentOptions, SequenceJob, load_segmenter
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class FrameWorker:
         import cv2
 
         self.options = options
+        keep_freed_memory()  # a process that segments frame after frame
         self.loaded = load_segmenter(options)
         cv2.setNumThreads(1)  # one frame at a time per worker, one worker per core
         self.jobs: dict[str, SequenceJob] = {}

@@ -113,6 +113,17 @@ class ModelCard:
         names = self.extra.get("classes")
         return None if names is None else tuple(str(n) for n in names)
 
+    @property
+    def runtime_onnx(self) -> Path | None:
+        """The card's ``"onnx_runtime"`` graph: the same network made faster for ONNX Runtime
+        (exact sub-pixel convolutions for the deconvolutions, most layers in int8;
+        ``training.runtime_graph``), which runs it in place of :attr:`onnx_path`; None when
+        the card names none. OpenCV's DNN always runs :attr:`onnx_path`."""
+        entry = self.extra.get("onnx_runtime")
+        if entry is None or self.onnx_path is None:
+            return None
+        return runtime_onnx_path(self.onnx_path.parent, entry)
+
     def save(self, path: str | os.PathLike) -> None:
         from .io import atomic_write_bytes
 
@@ -206,8 +217,19 @@ def check_card(d: dict, path: Path) -> dict:
     }
     if "edge_refiner" in d:
         edge_refiner_fields(folder, d["edge_refiner"])
+    if "onnx_runtime" in d:
+        runtime_onnx_path(folder, d["onnx_runtime"])
     f.names(d, "classes", default=None)  # a multi-class model's class names
     return out
+
+
+def runtime_onnx_path(folder: Path, d) -> Path:
+    """The card's ``onnx_runtime`` entry, checked: ``onnx``, a file inside the card's folder
+    (the same network as a graph only ONNX Runtime runs; ``training.runtime_graph``); its
+    other fields say how it was made."""
+    return f.file_inside(
+        folder, f.section({"onnx_runtime": d}, "onnx_runtime"), "onnx", where="onnx_runtime"
+    )
 
 
 def edge_refiner_fields(folder: Path, d) -> dict:

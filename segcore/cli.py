@@ -12,6 +12,7 @@ from . import __version__
 from .cli_eval import cmd_eval
 from .cli_recon import cmd_reconstruct
 from .errors import RECON_INSTALL, InputError, SegcoreError
+from .io import keep_freed_memory
 from .options import add_plate_argument, add_reconstruct_arguments, add_segment_arguments
 from .progress import Progress, StageBar, raise_interrupt
 
@@ -516,6 +517,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    keep_freed_memory()
     try:
         return COMMANDS[args.command](args)
     except SegcoreError as exc:

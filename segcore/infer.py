@@ -92,7 +92,9 @@ class Segmenter:
             )
         #: indices of the kept classes (multi-class models; None for a binary one)
         self.keep = resolve_keep(card, keep)
-        self.backend = backend if backend is not None else onnx_backend(card.onnx_path)
+        self.backend = (
+            backend if backend is not None else onnx_backend(card.onnx_path, card.runtime_onnx)
+        )
         self._check()
 
     @classmethod

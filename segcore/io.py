@@ -83,6 +83,32 @@ def available_memory() -> int | None:
     return avail
 
 
+# glibc's allocator returns a freed buffer of a few megabytes to the system and faults fresh
+# pages in for the next frame's (a 1280x960 cut-out took 2 to 20 ms for that alone): a
+# frame's buffers up to this size are kept for the next one, and up to this much freed
+# memory stays with the process (1280x960, masks and RGBA: 10.1 -> 11 frames/s, the same
+# peak memory; 4000x3000: +14 % speed, +140 MB)
+KEEP_BUFFERS_UP_TO = 32 << 20
+KEEP_FREED_UP_TO = 128 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's allocator keep freed frame buffers for reuse (constants above); a no-op
+    (False) elsewhere. For processes that segment frame after frame: the command line and
+    segment-many's workers, not a host application such as Blender."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
+        return False
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, KEEP_BUFFERS_UP_TO)
+        and mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_UP_TO)
+    )
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is an allocation failure (numpy's MemoryError or OpenCV's)."""
     return isinstance(exc, MemoryError) or (

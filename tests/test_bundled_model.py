@@ -57,7 +57,7 @@ def test_refinement_sharpens_the_example_edges():
 
 def test_onnx_matches_torch_weights_on_a_real_frame():
     torch = pytest.importorskip("torch")
-    from segcore.backend import TorchBackend
+    from segcore.backend import TorchBackend, onnx_backend
     from training.train import TrainConfig, make_model
 
     ck = torch.load(MODELS_DIR / "garment.pt", map_location="cpu", weights_only=False)
@@ -65,7 +65,7 @@ def test_onnx_matches_torch_weights_on_a_real_frame():
     model.load_state_dict(ck["model"])
     card = load_card()
     img = read_image(discover_frames(EXAMPLE / "images")[0])
-    p1, _ = Segmenter(card).probability(img)
+    p1, _ = Segmenter(card, backend=onnx_backend(card.onnx_path)).probability(img)  # reference
     p2, _ = Segmenter(card, backend=TorchBackend(model)).probability(img)
     assert np.abs(p1 - p2).max() < 1e-4
 

@@ -145,3 +145,12 @@ def test_large_png_is_no_bigger_than_opencvs(deflater):
         # on the flat image both are tiny (14 KB for 4 MB of pixels); ISA-L's level 1 adds
         # a few KB there that do not matter, and is the smaller one on photos
         assert len(ours) <= 1.05 * len(theirs) + 16_384, (len(ours), len(theirs))
+
+
+def test_freed_frame_buffers_are_kept_where_glibc_allocates():
+    import platform
+
+    from segcore.io import keep_freed_memory
+
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is glibc

@@ -319,9 +319,24 @@ def cmd_export(args) -> int:
         extra,
         overwrite=args.overwrite,
         input_size=args.input_size,
+        runtime_graph=args.runtime_graph,
     )
     print(f"wrote {path} and {path.with_suffix('.onnx')}")
     _how_to_use(path, args.name)
+    return 0
+
+
+def cmd_runtime_graph(args) -> int:
+    from segcore.errors import SegcoreError
+
+    from .runtime_graph import add_runtime_graph
+
+    try:
+        out = add_runtime_graph(args.card, quantize=not args.float)
+    except SegcoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} and the onnx_runtime entry of {args.card}")
     return 0
 
 
@@ -625,6 +640,30 @@ def build_parser() -> argparse.ArgumentParser:
         "ONNX is fixed to a 4:3 landscape frame at that size, other shapes run through "
         "OpenCV's DNN",
     )
+    x.add_argument(
+        "--no-runtime-graph",
+        dest="runtime_graph",
+        action="store_false",
+        help="do not write <name>_ort.onnx, the faster graph ONNX Runtime runs in place of "
+        "<name>.onnx (`training runtime-graph` writes it later)",
+    )
+
+    rg = sub.add_parser(
+        "runtime-graph",
+        help="(re)write a model's faster graph for ONNX Runtime, <name>_ort.onnx",
+        description="Write CARD's network as the graph ONNX Runtime runs in place of its "
+        "<name>.onnx: deconvolutions as the equivalent sub-pixel convolutions (exact) and, "
+        "unless --float, the layers below full resolution in int8, calibrated on the bundled "
+        'example captures. The card gains an "onnx_runtime" entry naming it; OpenCV\'s DNN '
+        "(Blender) keeps running <name>.onnx. `training export` does this by itself.",
+        epilog="example:\n  python -m training runtime-graph ~/.local/share/segcore/models/"
+        "my-garment.json",
+        formatter_class=HelpFormatter,
+    )
+    rg.add_argument("card", help="the model's card (.json)")
+    rg.add_argument(
+        "--float", action="store_true", help="sub-pixel convolutions only, every layer in float"
+    )
 
     t1 = sub.add_parser(
         "table1",
@@ -770,6 +809,7 @@ def main(argv=None) -> int:
         "train": cmd_train,
         "eval": cmd_eval,
         "export": cmd_export,
+        "runtime-graph": cmd_runtime_graph,
         "prepare": cmd_prepare,
         "finetune": cmd_finetune,
         "table1": cmd_table1,

@@ -20,7 +20,7 @@ from segcore.config import CLASSES
 from segcore.infer import Segmenter
 from segcore.io import atomic_write_bytes, temporary_name
 
-MODEL_FILES = ("{}.json", "{}.onnx", "{}.pt")  # what an export writes
+MODEL_FILES = ("{}.json", "{}.onnx", "{}.pt", "{}_ort.onnx")  # what an export writes
 
 
 class ModelExists(FileExistsError):
@@ -67,12 +67,15 @@ def export_checkpoint(
     extra: dict | None = None,
     overwrite: bool = False,
     input_size: int | None = None,
+    runtime_graph: bool = True,
 ) -> Path:
     """Export a training checkpoint into ``out_dir`` (default: the user's model folder);
     returns the card's path. Refuses (:class:`ModelExists`) to replace a model there unless
     ``overwrite``. The card is checked by loading the ONNX through segcore (OpenCV) before
     it is written. ``input_size``: the long side the network runs at (default: the one it
-    was trained for); the ONNX's fixed input is a 4:3 landscape frame's at that size."""
+    was trained for); the ONNX's fixed input is a 4:3 landscape frame's at that size.
+    ``runtime_graph``: also write ``<name>_ort.onnx``, the faster graph ONNX Runtime runs
+    (:mod:`training.runtime_graph`), and name it in the card."""
     import torch
 
     from segcore.export import export_onnx
@@ -112,6 +115,10 @@ def export_checkpoint(
         for t in (onnx_tmp, pt_tmp):
             with contextlib.suppress(OSError):
                 t.unlink()
+    if runtime_graph:
+        from .runtime_graph import add_runtime_graph
+
+        add_runtime_graph(card_path)
     return card_path
 
 
