@@ -437,7 +437,7 @@ def cmd_table1(args) -> int:
     from .table1 import run_table1
 
     cfg = config_from_args(args)
-    print(run_table1(cfg, Path(args.out or "runs/table1")))
+    print(run_table1(cfg, Path(args.out or "runs/table1"), families=args.families))
     return 0
 
 
@@ -676,6 +676,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     _add_train_args(t1)
+    t1.add_argument(
+        "--families",
+        nargs="+",
+        metavar="ROOT",
+        help="score on these roots of held-out families (ROOT/<family>/<sequence>: means over "
+        "frames at full resolution and the worst family) instead of the runs' own validation "
+        "split",
+    )
 
     rp = sub.add_parser(
         "realphotos",
