@@ -67,20 +67,13 @@ def random_model(tmp_path_factory):
     return {"model": model, "card": d / "rand.json", "onnx": onnx, "dir": d}
 
 
-@pytest.fixture(scope="session")
-def shapes_model(tmp_path_factory):
-    """A tiny network trained for a few seconds on blob shapes, exported like a real model."""
-    pytest.importorskip("torch")
+def tiny_train_config(data, **changes):
+    """A training configuration for seconds-long runs on blob shapes (``changes`` override)."""
     from segcore.config import NetConfig
-    from training.export import export_checkpoint
-    from training.shapes import make_shapes_dataset
-    from training.train import TrainConfig, train
+    from training.train import TrainConfig
 
-    d = tmp_path_factory.mktemp("shapes_model")
-    data = make_shapes_dataset(d / "data", sequences=5, frames=6, size=(96, 128), seed=1)
-    cfg = TrainConfig(
+    base = dict(
         data=[str(data)],
-        out=str(d / "run"),
         steps=150,
         epoch_steps=75,
         batch=6,
@@ -95,6 +88,20 @@ def shapes_model(tmp_path_factory):
         seed=0,
         bg_swap=0.0,
     )
+    return TrainConfig(**{**base, **changes})
+
+
+@pytest.fixture(scope="session")
+def shapes_model(tmp_path_factory):
+    """A tiny network trained for a few seconds on blob shapes, exported like a real model."""
+    pytest.importorskip("torch")
+    from training.export import export_checkpoint
+    from training.shapes import make_shapes_dataset
+    from training.train import train
+
+    d = tmp_path_factory.mktemp("shapes_model")
+    data = make_shapes_dataset(d / "data", sequences=5, frames=6, size=(96, 128), seed=1)
+    cfg = tiny_train_config(data, out=str(d / "run"))
     scores = train(cfg, progress=False)
     card = export_checkpoint(d / "run" / "best.pt", "shapes", d / "models")
     return {"card": card, "data": data, "scores": scores, "run": d / "run"}
