@@ -18,8 +18,10 @@ def test_a_ring_sfm_cannot_register_is_solved_as_circular_motion(tmp_path, monke
     """Incremental SfM made to register nothing (as on a close-up garment before a plain
     room): ``--mapper auto`` solves the ring from the masks instead, says so in recon.json,
     and the cameras turn as the true ones do. Accuracy here is poor and recorded as such:
-    3.8 degrees median on these 400x300 frames over a quarter turn, where the outlines say
-    little about the step; the 24-frame rings of the benchmark are measured in
+    2.2 degrees median on these 400x300 frames over a quarter turn, where the outlines say
+    little about the step (3.8 before the room's vertical edges of every frame fixed the
+    tilt; with them, a mirrored start once slid to a camera that barely turns, 179 degrees
+    off, which now ranks last); the 24-frame rings of the benchmark are measured in
     docs/recon.md. The bound guards against a regression."""
     pytest.importorskip("pycolmap")
     if not (RING / "cameras.json").exists():
@@ -53,7 +55,7 @@ def test_a_ring_sfm_cannot_register_is_solved_as_circular_motion(tmp_path, monke
     assert not any("still background" in n for n in opts["turntable"])
     e = pose_errors(res, cams)
     assert e["registered"] == len(cams["frames"])
-    assert e["rot_median_deg"] < 6.0, e
+    assert e["rot_median_deg"] < 6.0, (e, opts["turntable"])
     summary = json.loads((ws / "recon.json").read_text())["summary"]
     verdict = summary["verdict"]
     assert verdict["status"] == "doubtful", verdict  # only as right as the ring was even

@@ -22,9 +22,11 @@ own model, with five unknowns in all:
   a fundamental-matrix check) fix the axis direction well, the step poorly (their
   adjustment's cost is flat in it);
 - the **vertical edges of the still background** (a room's corners, a table's legs) meet at
-  the vanishing point of the axis, which stands upright on a level floor; and outlines that
-  are the same in every frame (a stand's base) are left out of the outline term: they say
-  nothing about the turn, and a mask's error there, the same in every frame, reads as a tilt.
+  the vanishing point of the axis, which stands upright on a level floor (on an even ring
+  of a moving camera, every frame's edges, pooled: the axis stays put in each camera); and
+  outlines that are the same in every frame (a stand's base) are left out of the outline
+  term: they say nothing about the turn, and a mask's error there, the same in every frame,
+  reads as a tilt.
 
 Masks the other frames disagree with (an area far from the median mask's, or a poor fit to
 the hull carved from the others: silhouette coherence per view, :func:`.solve.suspect_views`)
@@ -53,7 +55,7 @@ from .fit import CircularFit
 from .silhouettes import Silhouettes
 from .solve import solve_turntable
 from .tracks import adjust_axis, feature_tracks, triangulate, triangulate_batched
-from .verticals import vertical_axis, vertical_edges, vertical_residuals
+from .verticals import ring_vertical_edges, vertical_axis, vertical_edges, vertical_residuals
 
 __all__ = [
     "CircularFit",
@@ -72,6 +74,7 @@ __all__ = [
     "turntable_model",
     "vertical_axis",
     "vertical_edges",
+    "ring_vertical_edges",
     "vertical_residuals",
     "write_colmap_text",
 ]

@@ -21,7 +21,7 @@ from .tracks import (
     track_motion,
     triangulate_batched,
 )
-from .verticals import VERTICAL_MIN, vertical_axis, vertical_edges
+from .verticals import VERTICAL_MIN, ring_vertical_edges, vertical_axis, vertical_edges
 
 MIN_TRACKS = 30  # fewer: the axis comes from the silhouettes alone
 # suspect masks: a mask whose area is this far (a factor) from the median mask's, or that the
@@ -33,6 +33,7 @@ SUSPECT_IOU = 0.75
 STILL_PX = 1.0  # a track moving less than this per frame is dropped
 COARSE_TILTS = (0.0, 0.15, -0.15, 0.3, -0.3)  # axis tilts (radians) of the coarse step search
 ALT_MARGIN = 1.3  # the other turn direction is refined on while its cost is below this x
+MIN_STEP_DEG = 1.0  # a solution turning less a frame ranks after every one that turns
 
 
 def solve_turntable(
@@ -50,8 +51,9 @@ def solve_turntable(
     ``masks``); ``K``: the intrinsics in OpenCV's pixel convention; ``still``: the background
     stands still (a turntable): outline points where a mask covers it (a leak) or that are
     the same in every frame are left out, and its vertical edges give the axis; False for a
-    camera carried round the garment on an even ring, where the room moves. Raises
-    ValueError when the silhouettes say nothing (empty masks).
+    camera carried round the garment on an even ring, where the room moves behind it (every
+    frame's vertical edges give the axis then). Raises ValueError when the silhouettes say
+    nothing (empty masks).
     """
     report = progress or (lambda stage, done, total: None)
     n = len(grays)
@@ -88,13 +90,16 @@ def solve_turntable(
         notes.append(f"{rays.dropped} outline points on the still background left out")
     if rays.still:
         notes.append(f"{rays.still} outline points on still parts (a stand) left out")
-    edges = vertical_edges(grays, sils) if still else np.zeros((0, 4))
-    vertical = None  # the axis the background's vertical edges give: (tilt, roll)
+    # the room's vertical edges: a turntable's still background's, or on an even ring every
+    # frame's (the axis stays put in every camera of a circular motion)
+    edges = vertical_edges(grays, sils) if still else ring_vertical_edges(grays, sils)
+    vertical = None  # the axis the room's vertical edges give: (tilt, roll)
     starts = {"silhouettes": np.array(p0, float)}
     if len(edges) >= VERTICAL_MIN:
         ve, vr, vres = vertical_axis(K, edges)
         notes.append(
-            f"{len(edges)} vertical background edges: tilt {np.degrees(ve):.2f} deg, "
+            f"{len(edges)} vertical {'background' if still else 'room'} edges: tilt "
+            f"{np.degrees(ve):.2f} deg, "
             f"roll {np.degrees(vr):.2f} deg (median {vres:.2f} px)"
         )
         vertical = (ve, vr)
@@ -131,7 +136,7 @@ def solve_turntable(
         show = (lambda d, t: report("turntable refine", d, 40)) if name == best else None
         q, res = fit.refine(starts[name], progress=show)
         refined[name] = (q, res.cost)
-    best = min(refined, key=lambda k: refined[k][1])
+    best = min(refined, key=lambda k: _ranked(*refined[k]))
     params, c1 = refined[best]
     if len(refined) > 1:
         notes.append("refined: " + ", ".join(f"{k} {c:.0f}" for k, (_, c) in refined.items()))
@@ -157,13 +162,13 @@ def solve_turntable(
         if res.cost < ALT_MARGIN * c1:
             alt, res = fit.refine(alt, max_nfev=20)
         done[alt_name] = (alt, res.cost)
-    alt_name = min(done, key=lambda k: done[k][1])
+    alt_name = min(done, key=lambda k: _ranked(*done[k]))
     alt, c2 = done[alt_name]
     notes.append(
         f"refined costs: {best} {c1:.0f}, "
         + ", ".join(f"{k} {c:.0f}" for k, (_, c) in done.items())
     )
-    if c2 < c1:
+    if _ranked(alt, c2) < _ranked(params, c1):
         params = alt
     report("turntable refine", 40, 40)
     # 4. a derivative-free polish over the pits least squares stops in
@@ -210,6 +215,14 @@ def solve_turntable(
         suspects=sorted(set(suspects) | set(final)),
         axis_to_verticals_deg=off,
     )
+
+
+def _ranked(params, cost) -> tuple[bool, float]:
+    """How a refined solution ranks: by cost, after every one that turns. A step below
+    ``MIN_STEP_DEG`` (below the coarse search's range) is the degenerate "the camera barely
+    moves" answer, whose outlines all agree because they are nearly one view (a ring's room
+    edges, which fix the tilt, once let a mirrored start slide into it: 0.14 deg a frame)."""
+    return bool(abs(params[4]) < np.radians(MIN_STEP_DEG)), float(cost)
 
 
 def axis_angle(a, b) -> float:

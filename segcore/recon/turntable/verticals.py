@@ -1,5 +1,6 @@
-"""The still background's vertical edges: they meet at the vanishing point of the turntable's
-axis, which stands upright on a level floor."""
+"""The room's vertical edges: they meet at the vanishing point of the turntable's axis, which
+stands upright on a level floor (the still background's, :func:`vertical_edges`), or of the
+axis an even ring of cameras turns about (every frame's, :func:`ring_vertical_edges`)."""
 
 from __future__ import annotations
 
@@ -28,13 +29,40 @@ def vertical_edges(grays, masks) -> np.ndarray:
     line segment detector, away from every frame's mask; at most ``VERTICAL_MAX``, the longest.
     Empty when OpenCV has no line segment detector.
     """
+    plate, seen = plate_of(np.array(grays, np.float32), clear_of(masks, 3), 3)
+    return _upright_segments(plate, (_off_subject(np.any(masks, axis=0))) & (seen >= 3))
+
+
+def ring_vertical_edges(grays, masks) -> np.ndarray:
+    """The room's near-vertical edges in every frame of a camera carried round the garment
+    on an even ring, pooled: (N, 4), at most ``VERTICAL_MAX`` a frame, away from its mask.
+
+    The room stands still and its vertical edges are vertical in the world. A camera that
+    keeps one height and turns about the garment's vertical axis sees that axis at the same
+    place in every frame (circular motion leaves its own axis where it is), so every frame's
+    edges meet at the same vanishing point: the axis' tilt and roll, the one thing the
+    garment's outlines and tracks leave nearly free on such a ring (``docs/recon.md``)."""
+    out = [_upright_segments(g, _off_subject(m)) for g, m in zip(grays, masks)]
+    return np.concatenate(out) if out else np.zeros((0, 4))
+
+
+def _off_subject(mask) -> np.ndarray:
+    """Where the image is clear of ``mask`` by 2 % of its long side (bool)."""
+    h, w = mask.shape
+    pad = max(3, round(0.02 * max(h, w)))
+    return cv2.dilate(np.asarray(mask, np.uint8), np.ones((2 * pad + 1,) * 2, np.uint8)) == 0
+
+
+def _upright_segments(img, away) -> np.ndarray:
+    """The ``VERTICAL_MAX`` longest line segments of ``img`` within ``VERTICAL_DEG`` of the
+    image's vertical and ``VERTICAL_LEN`` of its long side or longer that lie where ``away``
+    (bool): (N, 4) (x1, y1, x2, y2); empty without OpenCV's line segment detector."""
     if not hasattr(cv2, "createLineSegmentDetector"):
         return np.zeros((0, 4))
-    h, w = masks[0].shape
-    plate, seen = plate_of(np.array(grays, np.float32), clear_of(masks, 3), 3)
+    h, w = away.shape
     try:
         segs = cv2.createLineSegmentDetector(cv2.LSD_REFINE_STD).detect(
-            np.clip(plate, 0, 255).astype(np.uint8)
+            np.clip(img, 0, 255).astype(np.uint8)
         )[0]
     except cv2.error:  # builds without the detector raise on use
         return np.zeros((0, 4))
@@ -44,15 +72,10 @@ def vertical_edges(grays, masks) -> np.ndarray:
     d = segs[:, 2:] - segs[:, :2]
     length = np.linalg.norm(d, axis=1)
     upright = np.degrees(np.arctan2(np.abs(d[:, 0]), np.abs(d[:, 1]))) <= VERTICAL_DEG
-    pad = max(3, round(0.02 * max(h, w)))
-    subject = cv2.dilate(
-        np.any(masks, axis=0).astype(np.uint8), np.ones((2 * pad + 1,) * 2, np.uint8)
-    )
-    away = (subject == 0) & (seen >= 3)
-    clear = np.ones(len(segs), bool)
+    ok = np.ones(len(segs), bool)
     for t in np.linspace(0.0, 1.0, 5):  # the ends, the middle and between
-        clear &= pixel_at(away, segs[:, :2] + t * d)
-    keep = upright & clear & (length >= VERTICAL_LEN * max(h, w))
+        ok &= pixel_at(away, segs[:, :2] + t * d)
+    keep = upright & ok & (length >= VERTICAL_LEN * max(h, w))
     segs, length = segs[keep], length[keep]
     return segs[np.argsort(-length)[:VERTICAL_MAX]]
 
