@@ -122,8 +122,12 @@ def test_an_axis_far_from_the_rooms_verticals_fails_a_turntable():
         "doubtful"
     )
     assert judge(24, 24, 0.7, good, turntable=True, steps=steps, axis_off=0.8)["status"] == "ok"
-    # a moving camera's axis is not judged
+    # a moving camera's axis is not judged, but an even ring's is: it turns about the
+    # upright (a ring of two heights solved as one, 112 deg off, had it 39 deg off)
     assert judge(24, 24, 0.7, good, axis_off=40)["status"] == "ok"
+    ring = judge(24, 24, 0.7, good, axis_off=38.9, circular_ring=True)
+    assert ring["status"] == "failed" and "ring's axis is 39 deg off" in ring["reasons"][0]
+    assert judge(24, 24, 0.7, good, axis_off=0.1, circular_ring=True)["status"] == "doubtful"
 
 
 def test_a_hull_carved_to_nothing_is_a_failed_verdict_with_the_cameras_kept(
