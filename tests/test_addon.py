@@ -444,7 +444,11 @@ def expected_entries() -> set[str]:
         for p in seg.rglob("*.py")
         if "__pycache__" not in p.parts
     }
-    names |= {f"vendor/segcore/models/{p.name}" for p in (seg / "models").glob("*.onnx")}
+    names |= {  # not ONNX Runtime's own graphs: Blender has no ONNX Runtime
+        f"vendor/segcore/models/{p.name}"
+        for p in (seg / "models").glob("*.onnx")
+        if not p.name.endswith("_ort.onnx")
+    }
     names |= {f"vendor/segcore/models/{p.name}" for p in (seg / "models").glob("*.json")}
     if (ROOT / "LICENSE").exists() or (ROOT / "blender_addon" / "LICENSE").exists():
         names.add("LICENSE")
