@@ -67,14 +67,15 @@ class OpenCVBackend:
 
 
 class OrtBackend:
-    """ONNX through ONNX Runtime on the CPU, for the input size the network was exported at
-    (OpenCV's DNN for any other). One session per thread count: a run uses as many threads
-    as OpenCV is set to (one per worker when a sequence runs on several, the cores
-    otherwise), so workers do not oversubscribe the cores.
+    """ONNX through ONNX Runtime on the CPU, for the input sizes its graph takes (OpenCV's
+    DNN for any other). One session per thread count: a run uses as many threads as OpenCV
+    is set to (one per worker when a sequence runs on several, the cores otherwise), so
+    workers do not oversubscribe the cores.
 
     ``runtime``: the card's graph for ONNX Runtime (``ModelCard.runtime_onnx``), run in place
-    of ``onnx_path`` at its input size; ``onnx_path`` stays the graph OpenCV runs for any
-    other size."""
+    of ``onnx_path``; it takes any input size (portrait and 3:2 frames too). A reference
+    graph alone (``onnx_path``) has the size it was exported at, and OpenCV runs it at any
+    other."""
 
     name = "onnxruntime"
 
@@ -86,7 +87,8 @@ class OrtBackend:
         first = self._session(1).get_inputs()[0]  # fail now, before any frame
         self._input = first.name
         # an exported network has a fixed input size (OpenCV's DNN reshapes it to any other,
-        # ONNX Runtime does not): other sizes (a portrait frame) run through OpenCV
+        # ONNX Runtime does not): other sizes run through OpenCV. A runtime graph names its
+        # batch, height and width, so every size runs here
         self._fixed = tuple(d if isinstance(d, int) else None for d in first.shape[1:])
         self._other: OpenCVBackend | None = None
 

@@ -223,7 +223,7 @@ def cmd_eval(args) -> int:
         print("error: eval needs --data or --families", file=sys.stderr)
         return 2
     samples = samples_of(args.data, args.sequences)
-    rows, pooled = evaluate(predict, samples)
+    rows, pooled = evaluate(predict, samples, args.aspect)
     table = MARKDOWN_HEAD + "\n" + markdown_row(args.name or str(args.model), pooled)
     print(table)
     print(f"flicker (mean |IoU step - true IoU step|): {pooled['flicker']:.4f}")
@@ -234,7 +234,7 @@ def cmd_eval(args) -> int:
         atomic_write_bytes(
             out / "frames.json", json.dumps({"pooled": pooled, "frames": rows}, indent=1).encode()
         )
-        worst_sheet(predict, rows, samples, out / "worst.png")
+        worst_sheet(predict, rows, samples, out / "worst.png", aspect=args.aspect)
         print(f"wrote {out}/results.md, frames.json, worst.png", file=sys.stderr)
     return 0
 
@@ -286,7 +286,7 @@ def _eval_families(args, predict) -> int:
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    result = evaluate_families(predict, args.families, out)
+    result = evaluate_families(predict, args.families, out, args.aspect)
     table = families_markdown(result)
     print(f"{args.name or args.model or 'garment'} (means over frames, full resolution)")
     print(table)
@@ -295,6 +295,17 @@ def _eval_families(args, predict) -> int:
         atomic_write_bytes(out / "families.json", json.dumps(result, indent=1).encode())
         print(f"wrote {out}/results.md, families.json, <family>_worst.png", file=sys.stderr)
     return 0
+
+
+def _aspect(text: str) -> tuple[int, int]:
+    """``W:H`` (positive integers) for ``eval --aspect``."""
+    try:
+        w, h = (int(v) for v in text.split(":"))
+    except ValueError:
+        w = h = 0
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give width:height, e.g. 3:4 or 3:2")
+    return w, h
 
 
 def _export_temp(pt: str) -> str:
@@ -575,6 +586,13 @@ def build_parser() -> argparse.ArgumentParser:
         "figure); the truth is the same classes of the data's label maps",
     )
     e.add_argument("--sequences", nargs="+", help="only these sequences")
+    e.add_argument(
+        "--aspect",
+        type=_aspect,
+        default=None,
+        metavar="W:H",
+        help="score the middle of every frame cut to this shape, e.g. 3:4 (portrait) or 3:2",
+    )
     e.add_argument(
         "--refine",
         dest="refine",

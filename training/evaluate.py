@@ -120,6 +120,25 @@ def ground_truth(s: Sample, keep_ids: tuple[int, ...] | None):
     return np.isin(labels, keep_ids), labels
 
 
+def centre_crop(img: np.ndarray, aspect: tuple[int, int] | None) -> np.ndarray:
+    """The middle of ``img`` with width : height = ``aspect`` (the whole image when None or
+    when it already has that shape): a landscape render scored as a portrait or 3:2 frame."""
+    if aspect is None:
+        return img
+    H, W = img.shape[:2]
+    w, h = min(W, round(H * aspect[0] / aspect[1])), min(H, round(W * aspect[1] / aspect[0]))
+    y, x = (H - h) // 2, (W - w) // 2
+    return img[y : y + h, x : x + w]
+
+
+def load_sample(s: Sample, keep_ids, aspect: tuple[int, int] | None = None):
+    """(frame, truth mask, class map or None) of a sample, cropped by :func:`centre_crop`."""
+    gt, gt_labels = ground_truth(s, keep_ids)
+    bgr = centre_crop(read_image(s.image), aspect)
+    gt = centre_crop(gt, aspect)
+    return bgr, gt, None if gt_labels is None else centre_crop(gt_labels, aspect)
+
+
 def class_figures(pred: np.ndarray, pred_labels, gt_labels: np.ndarray, keep_ids=()) -> dict:
     """Per-frame class figures: ``support_share`` (share of the predicted subject that is
     support in truth) and, given a predicted label map, IoU and BF@2px of each kept class."""
@@ -132,8 +151,11 @@ def class_figures(pred: np.ndarray, pred_labels, gt_labels: np.ndarray, keep_ids
     return out
 
 
-def evaluate(predict: Predictor, samples: list[Sample]) -> tuple[list[dict], dict]:
-    """Per-frame rows (with seconds per frame) and pooled scores.
+def evaluate(
+    predict: Predictor, samples: list[Sample], aspect: tuple[int, int] | None = None
+) -> tuple[list[dict], dict]:
+    """Per-frame rows (with seconds per frame) and pooled scores; with ``aspect`` (W, H)
+    every frame and its truth are cropped to that shape first (:func:`centre_crop`).
 
     Samples come in sequence order; ``pooled["flicker"]`` is the mean over consecutive frame
     pairs of a sequence of ``|IoU(pred, pred') - IoU(gt, gt')|`` (:func:`segcore.metrics.flicker`).
@@ -145,8 +167,7 @@ def evaluate(predict: Predictor, samples: list[Sample]) -> tuple[list[dict], dic
     last = None  # (sequence, pred, gt) of the previous frame
     keep_ids = getattr(predict, "keep_ids", None)
     for s in samples:
-        bgr = read_image(s.image)
-        gt, gt_labels = ground_truth(s, keep_ids)
+        bgr, gt, gt_labels = load_sample(s, keep_ids, aspect)
         if (last is None or last[0] != s.sequence) and hasattr(predict, "new_sequence"):
             predict.new_sequence()
         t0 = time.perf_counter()
@@ -190,7 +211,12 @@ MARKDOWN_HEAD = (
 
 
 def worst_sheet(
-    predict: Predictor, rows: list[dict], samples: list[Sample], path: Path, n: int = 12
+    predict: Predictor,
+    rows: list[dict],
+    samples: list[Sample],
+    path: Path,
+    n: int = 12,
+    aspect: tuple[int, int] | None = None,
 ) -> None:
     """Contact sheet of the ``n`` frames with the lowest F1 (prediction green, truth magenta)."""
     by = {(s.sequence, s.image.name): s for s in samples}
@@ -200,8 +226,7 @@ def worst_sheet(
         s = by[(r["sequence"], r["frame"])]
         if hasattr(predict, "new_sequence"):  # re-predicted alone, without its predecessors
             predict.new_sequence()
-        bgr = read_image(s.image)
-        gt = ground_truth(s, getattr(predict, "keep_ids", None))[0]
+        bgr, gt, _ = load_sample(s, getattr(predict, "keep_ids", None), aspect)
         tiles.append(overlay(bgr, predict(bgr), gt.astype(np.uint8) * 255))
         labels.append(f"{r['sequence'][:18]}/{r['frame']} F1 {r['f1']:.3f}")
     if tiles:
@@ -250,12 +275,15 @@ def family_row(name: str, m: dict) -> str:
     )
 
 
-def evaluate_families(predict: Predictor, root, out: Path | None = None) -> dict:
+def evaluate_families(
+    predict: Predictor, root, out: Path | None = None, aspect: tuple[int, int] | None = None
+) -> dict:
     """Per-family means over frames, the mean over families and the worst family (by IoU).
     ``root``: one ``ROOT/<family>/<sequence>`` folder or a list of them (renders of the same
     families with other seeds: a family's frames are pooled over the roots).
 
-    With ``out``: ``out/<family>_worst.png`` contact sheets and ``out/families.json``."""
+    With ``out``: ``out/<family>_worst.png`` contact sheets and ``out/families.json``;
+    ``aspect``: as :func:`evaluate`'s."""
     result: dict = {"families": {}}
     all_rows = []
     roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
@@ -267,13 +295,13 @@ def evaluate_families(predict: Predictor, root, out: Path | None = None) -> dict
                 samples = [replace(s, sequence=f"{r.name}/{s.sequence}") for s in samples]
             pooled.setdefault(name, []).extend(samples)
     for name, samples in pooled.items():
-        rows, _ = evaluate(predict, samples)
+        rows, _ = evaluate(predict, samples, aspect)
         for r in rows:
             r["family"] = name
         all_rows += rows
         result["families"][name] = frame_means(rows)
         if out is not None:
-            worst_sheet(predict, rows, samples, out / f"{name}_worst.png", n=8)
+            worst_sheet(predict, rows, samples, out / f"{name}_worst.png", n=8, aspect=aspect)
     fams = result["families"]
     result["all"] = frame_means(all_rows)
     worst = min(fams, key=lambda f: fams[f]["iou"])

@@ -16,6 +16,11 @@ runs the derived graph, which computes the same network faster on a CPU in two w
    branch, the fusion deconvolutions and the head, where the outline is drawn and where int8
    was both slower (narrow layers) and coarser. A pass: 34 ms on one core.
 
+The derived graph takes any input size (its batch, height and width are named, not fixed):
+the network is convolutions, pooling and additions only, so the same weights and int8
+scales serve a portrait frame, a 3:2 one and the flip pair alike. The reference graph keeps
+the size it was exported at (OpenCV's DNN reshapes it to any other).
+
 Needs ``onnx`` and ``onnxruntime`` (the training install); segcore only reads the result.
 """
 
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 
 SUFFIX = "_ort.onnx"  # <name>_ort.onnx beside <name>.onnx
 # layers kept in float: GarmentNet's full-resolution branch, its fusion and its head
+REDUCE_RANGE = True
 FLOAT_LAYERS = ("/branches.0/", "/fuse_up", "/head/")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -102,6 +108,24 @@ def subpixel_deconvolutions(model):
     return model
 
 
+def any_input_size(model):
+    """``model`` (an ``onnx.ModelProto``, changed in place and returned) with the batch,
+    height and width of its inputs and outputs named instead of fixed, and the fixed-size
+    shapes that shape inference recorded for its intermediate tensors dropped. Only for a
+    fully convolutional graph (no op whose output size is written into the graph)."""
+    for value, names in (
+        *((v, ("batch", None, "height", "width")) for v in model.graph.input),
+        *((v, ("batch", None, "height", "width")) for v in model.graph.output),
+    ):
+        dims = value.type.tensor_type.shape.dim
+        for d, name in zip(dims, names):
+            if name is not None:
+                d.Clear()
+                d.dim_param = name
+    del model.graph.value_info[:]
+    return model
+
+
 def calibration_blobs(preprocess, hw: tuple[int, int], frames: list[Path] | None = None):
     """Network inputs for calibrating int8: each frame (default: the bundled example
     captures') and its mirror image, turned to the graph's orientation, preprocessed as
@@ -157,10 +181,13 @@ def write_runtime_graph(
             entry.update(
                 int8=True,
                 float_layers=list(FLOAT_LAYERS),
+                weight_bits=7 if REDUCE_RANGE else 8,
                 calibration=f"{len(blobs) // 2} frames and their mirror images"
                 + (" (the bundled example captures)" if frames is None else ""),
             )
-        atomic_write_bytes(out_path, src.read_bytes())
+        final = any_input_size(onnx.load(str(src)))
+        entry["input"] = "any size"
+        atomic_write_bytes(out_path, final.SerializeToString())
     return entry
 
 
@@ -198,6 +225,7 @@ def _quantize(src: Path, dst: Path, model, blobs: list, tmp: Path) -> None:
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
+        reduce_range=REDUCE_RANGE,
         nodes_to_exclude=kept,
     )
 

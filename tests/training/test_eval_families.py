@@ -34,3 +34,29 @@ def test_families_pool_over_roots_and_the_worst_family_is_named(tmp_path):
     assert len(sequences) == 2 and all(s.split("/")[0] in ("a", "b") for s in sequences)
     one = evaluate_families(predict, a)  # one root as before
     assert one["families"]["plaid"]["frames"] == 2
+
+
+def test_aspect_scores_the_middle_of_every_frame_with_its_truth(tmp_path):
+    """``eval --aspect 3:4``: frame and truth are cut alike, so a perfect predictor stays
+    perfect, and the predictor sees the portrait crop."""
+    from training.evaluate import centre_crop
+
+    img = np.arange(48 * 64).reshape(48, 64)
+    assert centre_crop(img, (3, 4)).shape == (48, 36)
+    assert centre_crop(img, (3, 2)).shape == (43, 64)
+    assert centre_crop(img, None) is img
+    assert (centre_crop(img, (3, 4)) == img[:, 14:50]).all()
+    make_shapes_dataset(tmp_path / "fam" / "plaid", sequences=1, frames=2, size=(48, 64), seed=1)
+    truths = {}
+    for m in sorted(tmp_path.rglob("masks/*.png")):
+        img = sorted((m.parent.parent / "images").glob(m.stem + ".*"))[0]
+        frame = centre_crop(cv2.imread(str(img)), (3, 4))
+        truths[frame.tobytes()] = centre_crop(read_label(m), (3, 4))
+    shapes = []
+
+    def predict(bgr):
+        shapes.append(bgr.shape[:2])
+        return truths[bgr.tobytes()]
+
+    result = evaluate_families(predict, tmp_path / "fam", aspect=(3, 4))
+    assert shapes == [(48, 36)] * 2 and result["all"]["iou"] == 1.0
