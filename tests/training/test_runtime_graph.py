@@ -94,7 +94,7 @@ def test_the_card_names_the_graph_and_segcore_runs_it(random_model, tmp_path):
     # 7-bit weights: an x86 CPU without VNNI multiplies u8 x s8 pairs into int16, which two
     # full-range products overflow (masks far off on such CPUs)
     lo, hi = _int8_weight_range(out)
-    assert -64 <= lo and hi <= 64, (lo, hi)
+    assert lo >= -64 and hi <= 64, (lo, hi)
     card = load_card(card_path)
     assert card.runtime_onnx == out
     seg = Segmenter(card)
@@ -120,7 +120,7 @@ def test_the_bundled_int8_graph_draws_the_reference_masks():
     card = load_card()
     assert card.runtime_onnx is not None and card.runtime_onnx.exists()
     lo, hi = _int8_weight_range(card.runtime_onnx)
-    assert -64 <= lo and hi <= 64, f"8-bit weights ({lo}..{hi}) saturate on CPUs without VNNI"
+    assert lo >= -64 and hi <= 64, f"8-bit weights ({lo}..{hi}) saturate on CPUs without VNNI"
     from segcore.backend import OpenCVBackend, OrtBackend
 
     fast = Segmenter(card, backend=OrtBackend(card.onnx_path, card.runtime_onnx))
