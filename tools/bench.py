@@ -483,9 +483,25 @@ def backend_line(seg) -> str:
 
 
 def platform_line() -> str:
+    """The CPU (model and whether it has VNNI, which int8 inference needs to be fast and
+    exact: ``docs/results.md``) and the OpenCV version."""
     import platform
 
-    return f"{platform.processor() or platform.machine()}, OpenCV {cv2.__version__}"
+    arch = platform.processor() or platform.machine()
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux
+        pass
+    cpu = f"{model} ({arch})" if model else arch
+    if flags:
+        cpu += ", VNNI" if flags & {"avx512_vnni", "avx_vnni"} else ", no VNNI"
+    return f"{cpu}, OpenCV {cv2.__version__}"
 
 
 if __name__ == "__main__":
