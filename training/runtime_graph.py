@@ -12,9 +12,13 @@ runs the derived graph, which computes the same network faster on a CPU in two w
    garment network this alone takes a pass from 54 to 49 ms on one core, to 1e-5.
 2. **Int8 weights and activations where it costs nothing measurable** (static quantization,
    per-channel weights, calibrated on the bundled example captures and their mirror
-   images). The layers at the network's input resolution stay in float: the full-resolution
-   branch, the fusion deconvolutions and the head, where the outline is drawn and where int8
-   was both slower (narrow layers) and coarser. A pass: 34 ms on one core.
+   images). The weights use 7 bits: x86 CPUs without VNNI multiply uint8 activations by
+   int8 weights with an instruction that adds each pair of products in 16 bits, which two
+   full-range products overflow (on such a CPU 8-bit weights cost the test families 0.026
+   IoU and 7 % more failed frames; ``docs/results.md``). The layers at the network's input
+   resolution stay in float: the full-resolution branch, the fusion deconvolutions and the
+   head, where the outline is drawn and where int8 was both slower (narrow layers) and
+   coarser. A pass: 34 ms on one core with VNNI; without VNNI int8 is no faster than float.
 
 The derived graph takes any input size (its batch, height and width are named, not fixed):
 the network is convolutions, pooling and additions only, so the same weights and int8
