@@ -392,9 +392,10 @@ def main(argv=None) -> int:
         d = args.workdir / f"{w}x{h}"
         make_frames(d, (w, h), k)
         _trim(d, k)
-        runs = [("mask", False), ("mask,rgba", False)]
         if (w, h) == PORTRAIT:
             runs = [("mask,rgba", False)]
+        else:
+            runs = [("mask", False), ("mask,rgba", False)]
         if (w, h) == (1280, 960):
             runs.append(("mask,rgba", True))
         # every run three times (median seconds): one run moves by a tenth with what else

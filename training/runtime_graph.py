@@ -44,9 +44,9 @@ log = logging.getLogger(__name__)
 
 SUFFIX = "_ort.onnx"  # <name>_ort.onnx beside <name>.onnx
 # layers kept in float: GarmentNet's full-resolution branch, its fusion and its head
-REDUCE_RANGE = True
 FLOAT_LAYERS = ("/branches.0/", "/fuse_up", "/head/")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+WEIGHT_BITS = 7  # int8 weights within +-64: no 16-bit overflow on CPUs without VNNI
 
 
 def subpixel_deconvolutions(model):
@@ -117,12 +117,9 @@ def any_input_size(model):
     height and width of its inputs and outputs named instead of fixed, and the fixed-size
     shapes that shape inference recorded for its intermediate tensors dropped. Only for a
     fully convolutional graph (no op whose output size is written into the graph)."""
-    for value, names in (
-        *((v, ("batch", None, "height", "width")) for v in model.graph.input),
-        *((v, ("batch", None, "height", "width")) for v in model.graph.output),
-    ):
+    for value in (*model.graph.input, *model.graph.output):
         dims = value.type.tensor_type.shape.dim
-        for d, name in zip(dims, names):
+        for d, name in zip(dims, ("batch", None, "height", "width")):
             if name is not None:
                 d.Clear()
                 d.dim_param = name
@@ -185,7 +182,7 @@ def write_runtime_graph(
             entry.update(
                 int8=True,
                 float_layers=list(FLOAT_LAYERS),
-                weight_bits=7 if REDUCE_RANGE else 8,
+                weight_bits=WEIGHT_BITS,
                 calibration=f"{len(blobs) // 2} frames and their mirror images"
                 + (" (the bundled example captures)" if frames is None else ""),
             )
@@ -229,7 +226,7 @@ def _quantize(src: Path, dst: Path, model, blobs: list, tmp: Path) -> None:
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
-        reduce_range=REDUCE_RANGE,
+        reduce_range=WEIGHT_BITS < 8,
         nodes_to_exclude=kept,
     )
 

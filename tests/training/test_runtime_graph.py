@@ -65,7 +65,9 @@ def test_the_runtime_graph_takes_any_input_size(random_model, tmp_path):
     assert _run(out, pair).shape[0] == 2
 
 
-def _int8_weight_range(path):
+def _assert_seven_bit_weights(path):
+    """Every int8 weight of the graph within +-64: an x86 CPU without VNNI multiplies u8 x s8
+    pairs into int16, which two full-range products overflow (masks far off there)."""
     from onnx import numpy_helper
 
     ws = [
@@ -74,7 +76,8 @@ def _int8_weight_range(path):
         if i.data_type == onnx.TensorProto.INT8
     ]
     assert ws, f"{path}: no int8 weights"
-    return min(int(w.min()) for w in ws), max(int(w.max()) for w in ws)
+    lo, hi = min(int(w.min()) for w in ws), max(int(w.max()) for w in ws)
+    assert lo >= -64 and hi <= 64, f"{path}: weights {lo}..{hi} overflow without VNNI"
 
 
 def _copy_model(src_card, dst):
@@ -91,10 +94,7 @@ def test_the_card_names_the_graph_and_segcore_runs_it(random_model, tmp_path):
     out = add_runtime_graph(card_path)
     entry = json.loads(card_path.read_text())["onnx_runtime"]
     assert entry["onnx"] == out.name and entry["int8"] is True
-    # 7-bit weights: an x86 CPU without VNNI multiplies u8 x s8 pairs into int16, which two
-    # full-range products overflow (masks far off on such CPUs)
-    lo, hi = _int8_weight_range(out)
-    assert lo >= -64 and hi <= 64, (lo, hi)
+    _assert_seven_bit_weights(out)
     card = load_card(card_path)
     assert card.runtime_onnx == out
     seg = Segmenter(card)
@@ -119,8 +119,7 @@ def test_the_bundled_int8_graph_draws_the_reference_masks():
     tight IoU, and ONNX Runtime runs both orientations itself."""
     card = load_card()
     assert card.runtime_onnx is not None and card.runtime_onnx.exists()
-    lo, hi = _int8_weight_range(card.runtime_onnx)
-    assert lo >= -64 and hi <= 64, f"8-bit weights ({lo}..{hi}) saturate on CPUs without VNNI"
+    _assert_seven_bit_weights(card.runtime_onnx)
     from segcore.backend import OpenCVBackend, OrtBackend
 
     fast = Segmenter(card, backend=OrtBackend(card.onnx_path, card.runtime_onnx))
