@@ -215,7 +215,14 @@ def cmd_eval(args) -> int:
             model = _export_temp(model)
         keep = tuple(k.strip() for k in args.keep.split(",") if k.strip()) if args.keep else None
         predict = segcore_predictor(
-            model, args.refine, args.temporal, args.flip, args.edges, keep=keep
+            model,
+            args.refine,
+            args.temporal,
+            args.flip,
+            args.edges,
+            keep=keep,
+            size=args.size,
+            threshold=args.threshold,
         )
     if args.families:
         return _eval_families(args, predict)
@@ -587,6 +594,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--sequences", nargs="+", help="only these sequences")
     e.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="network input long side (segcore segment --size; default: the card's)",
+    )
+    e.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="mask threshold on the probability (segcore segment --threshold; default: the card's)",
+    )
+    e.add_argument(
         "--aspect",
         type=_aspect,
         default=None,
@@ -844,11 +863,13 @@ def main(argv=None) -> int:
         "confidence": cmd_confidence,
         "adapt-eval": cmd_adapt_eval,
     }[args.command]
+    from segcore.errors import SegcoreError
+
     from .export import ModelExists
 
     try:
         return cmd(args)
-    except ModelExists as exc:
+    except (ModelExists, SegcoreError) as exc:  # a bad option or model: one line, no trace
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:

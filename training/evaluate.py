@@ -28,8 +28,11 @@ def segcore_predictor(
     flip: bool | None = None,
     edges: str | None = None,
     keep: tuple[str, ...] | None = None,
+    size: int | None = None,
+    threshold: float | None = None,
 ) -> Predictor:
-    """The segcore pipeline as a predictor. ``temporal``: frames are fed in sequence order and
+    """The segcore pipeline as a predictor (``size``, ``threshold``: `segcore segment`'s
+    --size and --threshold). ``temporal``: frames are fed in sequence order and
     smoothed along it (:mod:`segcore.temporal`); :func:`evaluate` calls ``new_sequence()`` at
     each sequence's first frame. A multi-class model's predictor keeps the classes ``keep``
     (names; default the card's) and exposes them (``keep_ids``) and the last frame's label map
@@ -39,7 +42,15 @@ def segcore_predictor(
 
     # the card's post-processing with the caller's overrides, as `segcore segment` applies them
     seg, post = load_segmenter(
-        SegmentOptions(model=model, refine=refine, flip=flip, edges=edges, keep=keep)
+        SegmentOptions(
+            model=model,
+            refine=refine,
+            flip=flip,
+            edges=edges,
+            keep=keep,
+            size=size,
+            threshold=threshold,
+        )
     )
 
     class SegcorePredictor:

@@ -217,3 +217,33 @@ def test_camera_keeps_size_and_type_and_changes_the_picture():
     bg = matched_background(img, mask, rng)
     assert bg.shape == img.shape
     assert np.abs(bg.reshape(-1, 3).mean(0) - (200, 210, 220)).max() < 40
+
+
+def test_eval_takes_segments_size_and_threshold(shapes_model, capsys, monkeypatch):
+    """``training eval --size/--threshold`` run the pipeline as ``segcore segment`` would with
+    them; an out-of-range value is one error line, exit code 2."""
+    import segcore.pipeline as pipeline
+    from segcore.io import read_image
+    from training.cli import main
+    from training.evaluate import samples_of, segcore_predictor
+
+    card = str(shapes_model["card"])
+    bgr = read_image(samples_of(shapes_model["data"])[0].image)
+    plain = segcore_predictor(card)(bgr)
+    strict = segcore_predictor(card, threshold=0.999)(bgr)
+    assert (strict > 0).sum() < (plain > 0).sum()  # a higher threshold keeps fewer pixels
+
+    sizes = []
+    segment_frame = pipeline.segment_frame
+
+    def spy(bgr, seg, post, **kw):
+        sizes.append(seg.card.preprocess.input_size)
+        return segment_frame(bgr, seg, post, **kw)
+
+    monkeypatch.setattr(pipeline, "segment_frame", spy)
+    segcore_predictor(card, size=96)(bgr)
+    assert sizes == [96]
+
+    rc = main(["eval", "--model", card, "--data", str(shapes_model["data"]), "--size", "8"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: --size 8 is out of range")
