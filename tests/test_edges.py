@@ -147,10 +147,20 @@ def test_training_cli_learns_and_exports_a_refiner(tmp_path):
     last = torch.load(run / "last.pt", weights_only=False)
     assert last["step"] == 30 and last["history"][-1]["step"] == 30
     assert np.isfinite(last["history"][-1]["val_loss"]) and (run / "best.pt").exists()
+    assert [p.name for p in (run / "steps").iterdir()] == ["step_000030.pt"]  # the last is kept
     d = tmp_path / "model"
     d.mkdir()
     shutil.copy(MODELS_DIR / "garment.onnx", d / "garment.onnx")
     shutil.copy(MODELS_DIR / "garment.json", d / "garment.json")
+    shutil.copy(MODELS_DIR / "garment_edges.onnx", d / "garment_edges.onnx")
+    # --choose: the kept checkpoints and the card's own refiner, scored on whole frames
+    choose = ["edges", "--choose", "--val", str(tmp_path / "val"), "--out", str(run)]
+    assert main([*choose, "--model", str(d / "garment.json")]) == 0
+    choice = json.loads((run / "choice.json").read_text())
+    assert [r["candidate"] for r in choice["rows"]] == ["the card's refiner", "step_000030.pt"]
+    assert choice["chosen"] == "step_000030.pt" and (run / "chosen.pt").exists()
+    assert all(0.0 <= r["bf2"] <= 1.0 and r["frames"] == 1 for r in choice["rows"])
+    (run / "best.pt").unlink()  # --export takes the chosen checkpoint
     assert main(["edges", "--out", str(run), "--export", str(d / "garment.json")]) == 0
     card = json.loads((d / "garment.json").read_text())
     assert card["edge_refiner"]["onnx"] == "garment_edges.onnx"

@@ -247,7 +247,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_edges(args) -> int:
-    from .edges import EdgeConfig, export_edges, train_edges
+    from .edges import EdgeConfig, choose_checkpoint, export_edges, train_edges
 
     if args.export:
         from segcore.card import load_card
@@ -255,13 +255,27 @@ def cmd_edges(args) -> int:
         card_path = Path(args.export)
         card = load_card(card_path)
         onnx = card_path.parent / f"{card.name}_edges.onnx"
-        entry = export_edges(str(Path(args.out) / "best.pt"), str(onnx))
+        chosen = Path(args.out) / "chosen.pt"  # `--choose`'s pick, else the lowest window loss
+        checkpoint = chosen if chosen.exists() else Path(args.out) / "best.pt"
+        entry = export_edges(str(checkpoint), str(onnx))
         d = json.loads(card_path.read_text())
         d["edge_refiner"] = entry
         from segcore.io import atomic_write_bytes
 
         atomic_write_bytes(card_path, (json.dumps(d, indent=2) + "\n").encode())
         print(f"wrote {onnx} and the edge_refiner entry of {card_path}", file=sys.stderr)
+        return 0
+    if args.choose:
+        if not args.val:
+            print("error: --choose needs --val (validation families)", file=sys.stderr)
+            return 2
+        choice = choose_checkpoint(args.out, args.model, args.val)
+        for r in choice["rows"]:
+            print(
+                f"{r['candidate']:>20}  BF@2px {r['bf2']:.4f}  IoU {r['iou']:.4f}  "
+                f"F1 {r['f1']:.4f}  worst {r['worst_family']}"
+            )
+        print(f"chose {choice['chosen']} -> {Path(args.out) / 'chosen.pt'}", file=sys.stderr)
         return 0
     if not args.data or not args.val:
         print("error: training the refiner needs --data and --val", file=sys.stderr)
@@ -739,8 +753,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the learned full-resolution edge refiner",
         description="Train the edge refiner (segcore.edges) on full-resolution frames of the "
         "data sets, refining the edges of --model; the checkpoint with the lowest loss on the "
-        "--val windows is kept as OUT/best.pt. With --export CARD, write OUT/best.pt as "
-        "<card's name>_edges.onnx beside CARD and name it in the card instead.",
+        "--val windows is kept as OUT/best.pt, and every 1000th step in OUT/steps/. --choose "
+        "scores those in the pipeline on the --val families' whole frames (boundary F at 2 "
+        "px) and keeps the best as OUT/chosen.pt. With --export CARD, write OUT/chosen.pt "
+        "(else OUT/best.pt) as <card's name>_edges.onnx beside CARD and name it in the card "
+        "instead.",
+        epilog="example:\n"
+        "  python -m training edges --data data/train_hr --val data/fam_val --model garment "
+        "--out runs/edges --steps 5000 --guide guided\n"
+        "  python -m training edges --choose --val data/fam_val data/fam_val3 --model garment "
+        "--out runs/edges\n"
+        "  python -m training edges --out runs/edges --export segcore/models/garment.json",
+        formatter_class=HelpFormatter,
     )
     ed.add_argument("--data", nargs="+", metavar="DIR", help="training data set root(s)")
     ed.add_argument("--val", nargs="+", metavar="DIR", help="validation data set root(s)")
@@ -769,7 +793,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ed.add_argument("--threads", type=int, default=2, help="torch threads (2)")
     ed.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    ed.add_argument("--export", metavar="CARD", help="export OUT/best.pt into this model card")
+    ed.add_argument(
+        "--choose",
+        action="store_true",
+        help="score OUT/steps/*.pt in the pipeline on the --val families; keep the best as "
+        "OUT/chosen.pt",
+    )
+    ed.add_argument(
+        "--export", metavar="CARD", help="export OUT/chosen.pt (else best.pt) into this card"
+    )
 
     from .confidence import add_arguments as add_confidence
 

@@ -58,6 +58,7 @@ class EdgeConfig:
     boundary_weight: float = 4.0
     val_windows: int = 768
     eval_every: int = 250
+    keep_every: int = 1000  # OUT/steps/step_N.pt, the candidates `edges --choose` scores
     seed: int = 0
     threads: int = 2
     history: list = field(default_factory=list)
@@ -310,6 +311,9 @@ def train_edges(cfg: EdgeConfig, resume: bool = False) -> dict:
             if vb < best:
                 best = vb
                 torch.save(state, out / "best.pt")
+            if step % cfg.keep_every == 0 or step == cfg.steps:  # for `edges --choose`
+                (out / "steps").mkdir(exist_ok=True)
+                torch.save(state, out / "steps" / f"step_{step:06d}.pt")
             torch.save(
                 {
                     **state,
@@ -356,3 +360,86 @@ def export_edges(checkpoint: str, onnx_path: str) -> dict:
         "margin": cfg["margin"],
         "guide": cfg.get("guide", "spline"),
     }
+
+
+def candidate_card(card_path: Path, onnx: Path, entry: dict, folder: Path) -> Path:
+    """A copy of the model card in ``folder`` whose edge refiner is ``onnx`` (the card's
+    networks linked beside it, so the pipeline runs exactly as with the card)."""
+    d = json.loads(card_path.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [d.get("onnx"), (d.get("onnx_runtime") or {}).get("onnx")]
+    for name in filter(None, names):
+        link = folder / name
+        if (card_path.parent / name).exists() and not link.exists():
+            try:
+                link.symlink_to((card_path.parent / name).resolve())
+            except OSError:  # no symlinks (Windows without the right): a copy
+                import shutil
+
+                shutil.copyfile(card_path.parent / name, link)
+    target = folder / onnx.name
+    if target.resolve() != onnx.resolve():
+        import shutil
+
+        shutil.copyfile(onnx, target)
+    d["edge_refiner"] = {**entry, "onnx": onnx.name}
+    out = folder / card_path.name
+    out.write_text(json.dumps(d, indent=2) + "\n")
+    return out
+
+
+def choose_checkpoint(out: str, model: str | None, val: list[str]) -> dict:
+    """Score every kept checkpoint (``OUT/steps/step_N.pt``) and the card's own refiner in
+    the pipeline (``segcore segment``'s defaults) on the validation families' whole frames;
+    the one with the highest boundary F at 2 px (mean over frames; IoU breaks ties) is
+    copied to ``OUT/chosen.pt``, which ``--export`` then prefers to ``OUT/best.pt``. The
+    window loss that picks ``best.pt`` does not follow the frame's boundary F closely enough
+    to ship on; this does. Writes ``OUT/choice.json``."""
+    import shutil
+
+    from segcore.card import load_card, resolve_model_path
+
+    from .evaluate import evaluate_families, segcore_predictor
+
+    run = Path(out)
+    card = load_card(model)
+    card_path = resolve_model_path(model)
+    steps = sorted((run / "steps").glob("step_*.pt"))
+    if not steps:
+        raise FileNotFoundError(f"{run / 'steps'}: no checkpoints to choose from; train first")
+    rows = []
+
+    def score(name: str, card_json: Path | str | None) -> dict:
+        result = evaluate_families(segcore_predictor(str(card_json) if card_json else model), val)
+        m = result["all"]
+        row = {
+            "candidate": name,
+            "bf2": m["bf2"],
+            "iou": m["iou"],
+            "f1": m["f1"],
+            "worst_family": result["worst"]["family"],
+            "frames": m["frames"],
+        }
+        log.info(json.dumps(row))
+        rows.append(row)
+        return row
+
+    if card.extra.get("edge_refiner"):
+        from segcore.errors import SegcoreError
+
+        try:
+            score("the card's refiner", None)
+        except SegcoreError as exc:  # e.g. its ONNX is missing: the candidates still compare
+            log.warning("the card's own refiner was not scored: %s", exc)
+    work = run / "candidates"
+    work.mkdir(exist_ok=True)
+    for ck in steps:
+        onnx = work / f"{ck.stem}_edges.onnx"
+        entry = export_edges(str(ck), str(onnx))
+        score(ck.name, candidate_card(card_path, onnx, entry, work / ck.stem))
+    ours = [r for r in rows if r["candidate"] != "the card's refiner"]
+    best = max(ours, key=lambda r: (round(r["bf2"], 4), r["iou"]))
+    shutil.copyfile(run / "steps" / best["candidate"], run / "chosen.pt")
+    choice = {"chosen": best["candidate"], "val": list(map(str, val)), "rows": rows}
+    (run / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
+    return choice
