@@ -52,7 +52,10 @@ def active_cells(band: np.ndarray, rows: np.ndarray, cols: np.ndarray, cell: int
     # network rows / columns each cell spans: [first, last]
     r0, r1 = rows[ys], rows[np.minimum(ys + cell, H) - 1]
     c0, c1 = cols[xs], cols[np.minimum(xs + cell, W) - 1]
-    ii = np.pad(np.cumsum(np.cumsum(band.astype(np.int32), 0), 1), ((1, 0), (1, 0)))
+    # the band's integral image, (h + 1, w + 1) with a zero first row and column; OpenCV's is
+    # some 60 times faster than two numpy cumsums (the band is the frame's own size on a
+    # 24 MP frame's second stage: 1.3 s a frame the other way)
+    ii = cv2.integral(np.ascontiguousarray(band, dtype=bool).view(np.uint8))
     s = (
         ii[r1[:, None] + 1, c1[None, :] + 1]
         - ii[r0[:, None], c1[None, :] + 1]
