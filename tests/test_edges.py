@@ -28,6 +28,19 @@ def test_active_cells_cover_every_band_pixel_and_nothing_else():
             assert ((y, x) in corners) == bool(full[y : y + cell, x : x + cell].any())
 
 
+def test_active_cells_of_a_full_resolution_band():
+    """A large frame's second stage passes a band of the frame's own size (rows and columns
+    map to themselves), here a strided view, not a contiguous array."""
+    rng = np.random.default_rng(1)
+    band = (rng.uniform(size=(260, 330)) < 0.002)[::2, ::3]  # 130 x 110, not contiguous
+    H, W, cell = band.shape[0], band.shape[1], 16
+    corners = {tuple(c) for c in active_cells(band, np.arange(H), np.arange(W), cell)}
+    for y in range(0, H, cell):
+        for x in range(0, W, cell):
+            assert ((y, x) in corners) == bool(band[y : y + cell, x : x + cell].any())
+    assert corners  # the band has pixels
+
+
 def test_window_reflects_outside_the_frame():
     img = np.arange(100, dtype=np.uint8).reshape(10, 10)
     w = window(img, -2, 7, 5)
