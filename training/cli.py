@@ -230,7 +230,7 @@ def cmd_eval(args) -> int:
         print("error: eval needs --data or --families", file=sys.stderr)
         return 2
     samples = samples_of(args.data, args.sequences)
-    rows, pooled = evaluate(predict, samples, args.aspect)
+    rows, pooled = evaluate(predict, samples, args.aspect, args.oracle_band)
     table = MARKDOWN_HEAD + "\n" + markdown_row(args.name or str(args.model), pooled)
     print(table)
     print(f"flicker (mean |IoU step - true IoU step|): {pooled['flicker']:.4f}")
@@ -307,7 +307,7 @@ def _eval_families(args, predict) -> int:
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    result = evaluate_families(predict, args.families, out, args.aspect)
+    result = evaluate_families(predict, args.families, out, args.aspect, args.oracle_band)
     table = families_markdown(result)
     print(f"{args.name or args.model or 'garment'} (means over frames, full resolution)")
     print(table)
@@ -612,6 +612,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="network input long side (segcore segment --size; default: the card's)",
+    )
+    e.add_argument(
+        "--oracle-band",
+        type=float,
+        default=None,
+        metavar="PX",
+        help="score each mask with the truth in place within PX pixels of its outline: what "
+        "a perfect edge refiner working that close to the outline would give (a diagnostic)",
     )
     e.add_argument(
         "--threshold",

@@ -162,11 +162,25 @@ def class_figures(pred: np.ndarray, pred_labels, gt_labels: np.ndarray, keep_ids
     return out
 
 
+def truth_near_outline(pred: np.ndarray, gt: np.ndarray, px: float) -> np.ndarray:
+    """``pred`` with the truth in place within ``px`` pixels of its outline: what a perfect
+    edge refiner working in a band that wide would give (``eval --oracle-band``)."""
+    p = np.asarray(pred) > 0
+    outline = cv2.morphologyEx(p.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    near = cv2.distanceTransform((outline == 0).astype(np.uint8), cv2.DIST_L2, 3) <= px
+    return np.where(near, np.asarray(gt) > 0, p).astype(np.uint8) * 255
+
+
 def evaluate(
-    predict: Predictor, samples: list[Sample], aspect: tuple[int, int] | None = None
+    predict: Predictor,
+    samples: list[Sample],
+    aspect: tuple[int, int] | None = None,
+    oracle_px: float | None = None,
 ) -> tuple[list[dict], dict]:
     """Per-frame rows (with seconds per frame) and pooled scores; with ``aspect`` (W, H)
-    every frame and its truth are cropped to that shape first (:func:`centre_crop`).
+    every frame and its truth are cropped to that shape first (:func:`centre_crop`); with
+    ``oracle_px`` each mask is scored with the truth in place near its outline
+    (:func:`truth_near_outline`).
 
     Samples come in sequence order; ``pooled["flicker"]`` is the mean over consecutive frame
     pairs of a sequence of ``|IoU(pred, pred') - IoU(gt, gt')|`` (:func:`segcore.metrics.flicker`).
@@ -184,6 +198,8 @@ def evaluate(
         t0 = time.perf_counter()
         pred = predict(bgr)
         dt = time.perf_counter() - t0
+        if oracle_px:
+            pred = truth_near_outline(pred, gt, oracle_px)
         r = scores.add(pred, gt)
         row = {"sequence": s.sequence, "frame": s.image.name, "seconds": dt, **r}
         if gt_labels is not None:
@@ -287,14 +303,18 @@ def family_row(name: str, m: dict) -> str:
 
 
 def evaluate_families(
-    predict: Predictor, root, out: Path | None = None, aspect: tuple[int, int] | None = None
+    predict: Predictor,
+    root,
+    out: Path | None = None,
+    aspect: tuple[int, int] | None = None,
+    oracle_px: float | None = None,
 ) -> dict:
     """Per-family means over frames, the mean over families and the worst family (by IoU).
     ``root``: one ``ROOT/<family>/<sequence>`` folder or a list of them (renders of the same
     families with other seeds: a family's frames are pooled over the roots).
 
     With ``out``: ``out/<family>_worst.png`` contact sheets and ``out/families.json``;
-    ``aspect``: as :func:`evaluate`'s."""
+    ``aspect``, ``oracle_px``: as :func:`evaluate`'s (the sheets show the masks as predicted)."""
     result: dict = {"families": {}}
     all_rows = []
     roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
@@ -306,7 +326,7 @@ def evaluate_families(
                 samples = [replace(s, sequence=f"{r.name}/{s.sequence}") for s in samples]
             pooled.setdefault(name, []).extend(samples)
     for name, samples in pooled.items():
-        rows, _ = evaluate(predict, samples, aspect)
+        rows, _ = evaluate(predict, samples, aspect, oracle_px)
         for r in rows:
             r["family"] = name
         all_rows += rows

@@ -60,3 +60,28 @@ def test_aspect_scores_the_middle_of_every_frame_with_its_truth(tmp_path):
 
     result = evaluate_families(predict, tmp_path / "fam", aspect=(3, 4))
     assert shapes == [(48, 36)] * 2 and result["all"]["iou"] == 1.0
+
+
+def test_oracle_band_puts_the_truth_near_the_outline_only(tmp_path):
+    """``eval --oracle-band PX``: a mask 3 px off the truth is made right by a 4 px band and
+    left as it is far from its outline (a missed blob stays missed)."""
+    from training.evaluate import truth_near_outline
+
+    gt = np.zeros((80, 80), np.uint8)
+    gt[20:60, 20:60] = 255
+    gt[5:9, 70:74] = 255  # a blob the prediction misses entirely
+    pred = np.zeros_like(gt)
+    pred[23:63, 23:63] = 255  # the square 3 px off
+    fixed = truth_near_outline(pred, gt, 4)
+    assert (fixed[20:60, 20:60] == 255).all() and fixed[60:63, 23:63].max() == 0
+    assert fixed[5:9, 70:74].max() == 0  # far from the outline: not the refiner's to find
+    assert (truth_near_outline(pred, gt, 0.5)[30:50, 30:50] == 255).all()
+    make_shapes_dataset(tmp_path / "fam" / "plaid", sequences=1, frames=2, size=(48, 64), seed=1)
+
+    def speck(bgr):  # a mask with an outline, nothing like the truth
+        m = np.zeros(bgr.shape[:2], np.uint8)
+        m[:2, :2] = 255
+        return m
+
+    result = evaluate_families(speck, tmp_path / "fam", oracle_px=1000)
+    assert result["all"]["iou"] == 1.0  # a band covering the frame: the truth everywhere
