@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -251,6 +252,11 @@ def train_edges(cfg: EdgeConfig, resume: bool = False) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "coarse"
+    # new checkpoints make an earlier `--choose` stale; a fresh run drops an earlier run's too
+    (out / "chosen.pt").unlink(missing_ok=True)
+    if not resume:
+        for old in (out / "steps").glob("step_*.pt"):
+            old.unlink()
     t0 = time.time()
     train = load_frames(cfg.data, cfg.model, cache, cfg.cell, cfg.guide)
     val = load_frames(cfg.val, cfg.model, cache, cfg.cell, cfg.guide)
@@ -374,18 +380,17 @@ def candidate_card(card_path: Path, onnx: Path, entry: dict, folder: Path) -> Pa
             try:
                 link.symlink_to((card_path.parent / name).resolve())
             except OSError:  # no symlinks (Windows without the right): a copy
-                import shutil
-
                 shutil.copyfile(card_path.parent / name, link)
     target = folder / onnx.name
     if target.resolve() != onnx.resolve():
-        import shutil
-
         shutil.copyfile(onnx, target)
     d["edge_refiner"] = {**entry, "onnx": onnx.name}
     out = folder / card_path.name
     out.write_text(json.dumps(d, indent=2) + "\n")
     return out
+
+
+CARD_REFINER = "the card's refiner"  # `--choose`'s row for the refiner the card names now
 
 
 def choose_checkpoint(out: str, model: str | None, val: list[str]) -> dict:
@@ -395,8 +400,6 @@ def choose_checkpoint(out: str, model: str | None, val: list[str]) -> dict:
     copied to ``OUT/chosen.pt``, which ``--export`` then prefers to ``OUT/best.pt``. The
     window loss that picks ``best.pt`` does not follow the frame's boundary F closely enough
     to ship on; this does. Writes ``OUT/choice.json``."""
-    import shutil
-
     from segcore.card import load_card, resolve_model_path
 
     from .evaluate import evaluate_families, segcore_predictor
@@ -409,7 +412,7 @@ def choose_checkpoint(out: str, model: str | None, val: list[str]) -> dict:
         raise FileNotFoundError(f"{run / 'steps'}: no checkpoints to choose from; train first")
     rows = []
 
-    def score(name: str, card_json: Path | str | None) -> dict:
+    def score(name: str, card_json: Path | None) -> None:
         result = evaluate_families(segcore_predictor(str(card_json) if card_json else model), val)
         m = result["all"]
         row = {
@@ -422,13 +425,12 @@ def choose_checkpoint(out: str, model: str | None, val: list[str]) -> dict:
         }
         log.info(json.dumps(row))
         rows.append(row)
-        return row
 
     if card.extra.get("edge_refiner"):
         from segcore.errors import SegcoreError
 
         try:
-            score("the card's refiner", None)
+            score(CARD_REFINER, None)
         except SegcoreError as exc:  # e.g. its ONNX is missing: the candidates still compare
             log.warning("the card's own refiner was not scored: %s", exc)
     work = run / "candidates"
@@ -437,7 +439,7 @@ def choose_checkpoint(out: str, model: str | None, val: list[str]) -> dict:
         onnx = work / f"{ck.stem}_edges.onnx"
         entry = export_edges(str(ck), str(onnx))
         score(ck.name, candidate_card(card_path, onnx, entry, work / ck.stem))
-    ours = [r for r in rows if r["candidate"] != "the card's refiner"]
+    ours = [r for r in rows if r["candidate"] != CARD_REFINER]
     best = max(ours, key=lambda r: (round(r["bf2"], 4), r["iou"]))
     shutil.copyfile(run / "steps" / best["candidate"], run / "chosen.pt")
     choice = {"chosen": best["candidate"], "val": list(map(str, val)), "rows": rows}
