@@ -19,6 +19,7 @@ FORMATS = (
     "mask",
     "rgba",
     "labels",
+    "rest",
     "colmap",
     "meshroom",
     "realitycapture",
