@@ -502,3 +502,38 @@ def test_the_recon_benchmark_finds_sequences_under_a_root_of_families(tmp_path):
     assert discover_sequences(tmp_path / "fams" / "coat", ("turntable",)) == [
         tmp_path / "fams" / "coat" / "seq_00001_turntable"
     ]
+
+
+def test_the_turntable_solver_takes_its_outlines_from_the_solver_masks(tmp_path, monkeypatch):
+    """With rest masks, the solver's silhouettes are the masks with their rest (a turning
+    stand), its features come from those eroded; without, from the masks."""
+    import segcore.recon.turntable.colmap as tc
+    from segcore.recon.result import ReconstructionError as RecError
+
+    _frames(tmp_path / "frames")
+    out = tmp_path / "seg"
+    for sub in ("masks", "rest"):
+        (out / sub).mkdir(parents=True)
+    for i in range(3):
+        m, r = np.zeros((30, 40), np.uint8), np.zeros((30, 40), np.uint8)
+        m[5:20, 10:30], r[20:28, 18:22] = 255, 255
+        cv2.imwrite(str(out / "masks" / f"f_{i}.png"), m)
+        cv2.imwrite(str(out / "rest" / f"f_{i}.png"), r)
+    seen = {}
+
+    def solve(grays, masks, K, report, silhouettes=None, still=True):
+        seen["features"], seen["outlines"] = masks, silhouettes
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(tc, "solve_turntable", solve)
+    names = ["f_0.jpg", "f_1.jpg", "f_2.jpg"]
+    for erode, rest in ((1, True), (0, True), (0, False)):
+        if not rest:
+            shutil.rmtree(out / "rest")
+        ws = tmp_path / f"ws{erode}{rest}"
+        prepare_workspace(tmp_path / "frames", out, ws, erode_px=erode)
+        with pytest.raises(RecError, match="stop here"):
+            tc.turntable_model(None, ws, names, 100.0, lambda *a: None)
+        assert bool(seen["outlines"][1][24, 20]) is rest  # the pole in the outline
+        assert bool(seen["features"][1][24, 20]) is rest
+        assert seen["outlines"][1][10, 20] and seen["features"][1][10, 20]
