@@ -21,8 +21,7 @@ def _draw_formats(layout, props, context, classes: bool) -> None:
     grid = layout.grid_flow(columns=2, even_columns=True, align=True)
     for name in FORMAT_NAMES:
         cell = grid.row(align=True)
-        # label maps and rest masks: multi-class models only
-        cell.enabled = classes or name not in ("labels", "rest")
+        cell.enabled = classes or name != "labels"  # label maps: multi-class models only
         cell.prop(props.formats, name, toggle=True)
 
 

@@ -54,7 +54,6 @@ FORMAT_LABELS = {
     "metashape": "Metashape",
     "openmvs": "OpenMVS",
     "labels": "Labels",
-    "rest": "Rest",
 }
 FORMAT_HINTS = {
     "rgba": "rgba/<frame>.png: the frame with the mask as alpha",
@@ -62,8 +61,6 @@ FORMAT_HINTS = {
     "colmap": "colmap_masks/<frame file>.png: COLMAP / pycolmap mask_path convention",
     "labels": "labels/<frame>.png: the class per pixel (0 background, 1 garment, 2 figure, "
     "3 support), viewed in colour; multi-class models only",
-    "rest": "rest/<frame>.png: what Keep leaves out (the stand by default), 255 = that; "
-    "Reconstruct calibrates a turntable from it too; multi-class models only",
 }
 DEFAULT_FORMATS = runner.options().DEFAULT_FORMATS
 

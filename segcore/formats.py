@@ -5,10 +5,7 @@
 alpha is soft along the rim and the rim's colours are defringed.
 ``labels``: ``labels/<stem>.png``, a multi-class model's class index per pixel as a palette
 PNG (:mod:`segcore.labels`), 0 wherever the mask is 0.
-``rest``: ``rest/<stem>.png``, uint8 one channel, 255 = what the network sees of the classes
-``--keep`` leaves out (the support by default), never inside the mask: what
-``segcore reconstruct`` calibrates a turntable from beside the mask (multi-class models).
-Every other format follows ``--keep``: all are drawn from the same final mask.
+Every format follows ``--keep``: all are drawn from the same final mask.
 The photogrammetry conventions live beside these (see :data:`WRITERS`). The names, in order,
 are :data:`segcore.options.FORMATS` (read by the add-on without importing this module).
 """
@@ -36,8 +33,6 @@ class Masks(Protocol):
 
     def labels(self) -> np.ndarray: ...
 
-    def rest(self) -> np.ndarray: ...
-
 
 @dataclass(frozen=True)
 class Writer:
@@ -61,10 +56,6 @@ def _write_labels(path: Path, bgr, fm) -> None:
     write_labels(path, fm.labels())
 
 
-def _write_rest(path: Path, bgr, fm) -> None:
-    write_png(path, fm.rest())
-
-
 WRITERS: dict[str, Writer] = {
     "mask": Writer(
         "mask", "masks", lambda p: f"{p.stem}.png", _write_mask, "255 = subject, 0 = background"
@@ -80,14 +71,6 @@ WRITERS: dict[str, Writer] = {
         _write_labels,
         "class index: 0 background, 1 garment, 2 figure, 3 support (palette PNG)",
         3,
-    ),
-    # multi-class models only: the parts --keep leaves out, for the reconstruction's solver
-    "rest": Writer(
-        "rest",
-        "rest",
-        lambda p: f"{p.stem}.png",
-        _write_rest,
-        "255 = classes --keep leaves out (the support by default), 0 = mask or background",
     ),
     # COLMAP / pycolmap: ImageReaderOptions.mask_path holds "<image file name>.png" for each
     # image (e.g. "frame_001.jpg.png"); no features are extracted where the mask is 0

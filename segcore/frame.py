@@ -17,7 +17,7 @@ from .confidence import frame_signals
 from .edges import active_cells, coarse_logit
 from .errors import InputError
 from .infer import Segmenter
-from .labels import label_map, rest_mask
+from .labels import label_map
 from .mask import cutout, decide
 from .preprocess import fit_size
 from .refine import GuidedCoefficients, band_window, refine_params
@@ -46,13 +46,6 @@ class FrameMasks:
         if self.classes is None or self.keep is None:
             raise InputError("a label map needs a multi-class model (a card with classes)")
         return label_map(self.classes, self.keep, self.mask)
-
-    def rest(self) -> np.ndarray:
-        """uint8 (H, W), 255 = the foreground classes ``keep`` leaves out, outside
-        :attr:`mask` (segcore.labels.rest_mask)."""
-        if self.classes is None or self.keep is None:
-            raise InputError("a rest mask needs a multi-class model (a card with classes)")
-        return rest_mask(self.classes, self.keep, self.mask)
 
     def rgba(self, bgr: np.ndarray) -> np.ndarray:
         """The mask operation: the frame with soft alpha, rim colours defringed."""

@@ -59,41 +59,6 @@ def label_map(probs: np.ndarray, keep: tuple[int, ...], mask: np.ndarray) -> np.
     return out
 
 
-REST_THRESHOLD = 0.5  # the not-kept classes' summed probability above which a pixel is theirs
-
-
-def rest_mask(probs: np.ndarray, keep: tuple[int, ...], mask: np.ndarray) -> np.ndarray:
-    """uint8 (H, W), 255 where the network sees a foreground class that ``keep`` leaves out
-    (the support with the default keep; figure and support with ``--keep garment``), 0
-    elsewhere and wherever ``mask`` holds the subject. The not-kept classes' summed
-    probability of ``probs`` (C, h, w) is spline-upsampled to the mask's size near where it
-    exceeds :data:`REST_THRESHOLD` at network scale, and thresholded there.
-
-    What turns with the garment on a turntable but is not kept (a stand's pole, a base)
-    still tells a solver how the subject turned: ``segcore reconstruct`` calibrates from the
-    mask together with this and carves the mesh from the mask alone."""
-    H, W = mask.shape
-    out = np.zeros((H, W), np.uint8)
-    rest = [i for i in range(1, probs.shape[0]) if i not in keep]
-    if not rest:
-        return out
-    p = np.minimum(probs[rest].sum(axis=0, dtype=np.float32), np.float32(1.0))
-    near = p > REST_THRESHOLD
-    if not near.any():
-        return out
-    h, w = p.shape
-    ys, xs = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
-    # the frame pixels of the network pixels two around the part (the spline's reach)
-    y0, y1 = max(0, (int(ys[0]) - 2) * H // h), min(H, -(-(int(ys[-1]) + 3) * H // h))
-    x0, x1 = max(0, (int(xs[0]) - 2) * W // w), min(W, -(-(int(xs[-1]) + 3) * W // w))
-    field = SplineField(p, (H, W))
-    for r0 in range(y0, y1, BLOCK_ROWS):
-        r1 = min(r0 + BLOCK_ROWS, y1)
-        out[r0:r1, x0:x1][field.region(r0, r1, x0, x1) > REST_THRESHOLD] = 255
-    out[mask > 0] = 0
-    return out
-
-
 def nearest_class(labels: np.ndarray, where: np.ndarray) -> np.ndarray:
     """``labels`` with the pixels of ``where`` (bool) set to the class of the nearest
     labelled (non-zero) pixel outside ``where``: a part added to a mask belongs to the class

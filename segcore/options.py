@@ -19,7 +19,6 @@ FORMATS = (
     "mask",
     "rgba",
     "labels",
-    "rest",
     "colmap",
     "meshroom",
     "realitycapture",

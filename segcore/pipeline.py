@@ -182,17 +182,10 @@ class SequenceJob(PlatePass, RunReport):
         self._frame_state(loaded)  # the model: a bad card changes nothing
         check_output_folder(self.input, self.output, [w.folder for w in self.writers])
         self._check_name_lengths()
-        for name in ("labels", "rest"):
-            if name in options.formats and self.segmenter.keep is None:
-                raise InputError(
-                    f"--formats {name}: the model card {self.segmenter.card.name!r} has no "
-                    "classes (a binary model); label maps and rest masks need a multi-class "
-                    "model"
-                )
-        if options.formats == ("rest",):
+        if "labels" in options.formats and self.segmenter.keep is None:
             raise InputError(
-                "--formats rest: the rest masks hold what the mask leaves out; add the mask "
-                "(--formats mask,rest) or another format that carries it"
+                f"--formats labels: the model card {self.segmenter.card.name!r} has no "
+                "classes (a binary model); label maps need a multi-class model"
             )
         self.existing = [i for i, p in enumerate(self.frames) if self._outputs_done(p)]
         partial = [i for i, p in enumerate(self.frames) if self._any_output_exists(p)]

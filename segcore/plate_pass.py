@@ -232,12 +232,6 @@ class PlatePass:
                 labels = read_labels(target)
                 labels[loss] = 0
                 write_labels(target, nearest_class(labels, gain))
-            elif w.name == "rest":  # what the mask gained is no longer the rest's
-                rest = cv2.imread(str(target), cv2.IMREAD_UNCHANGED)
-                if rest is None or rest.shape != new.shape:
-                    raise OutputError(f"{target}: cannot read the rest mask back")
-                rest[gain] = 0
-                write_png(target, rest)
             else:
                 write_png(target, np.where(new, 255, 0).astype(np.uint8))
 

@@ -30,8 +30,8 @@ class RunReport:
 
     def _mask_writer(self):
         """The output to read a frame's mask back from: a mask format's, else the label
-        map's, else the cut-out's alpha (never the rest mask: the mask's complement)."""
-        return min(self.writers, key=lambda w: {"labels": 1, "rgba": 2, "rest": 9}.get(w.name, 0))
+        map's, else the cut-out's alpha."""
+        return min(self.writers, key=lambda w: {"labels": 1, "rgba": 2}.get(w.name, 0))
 
     def read_mask(self, i: int) -> np.ndarray:
         """bool (H, W): frame ``i``'s mask as written."""

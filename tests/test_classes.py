@@ -323,11 +323,7 @@ def test_cli_keep_labels_and_per_class_eval(classes_model, random_model, tmp_pat
     assert main([*binary, "-q", "--keep", "garment"]) == 2
     assert "model card 'rand' has no classes" in capsys.readouterr().err
     assert main([*binary, "-q", "--formats", "labels"]) == 2
-    assert "label maps and rest masks need a multi-class model" in capsys.readouterr().err
-    assert main([*args, "--formats", "rest", "--overwrite"]) == 2
-    assert "--formats rest: the rest masks hold what the mask leaves out" in (
-        capsys.readouterr().err
-    )
+    assert "label maps need a multi-class model" in capsys.readouterr().err
 
     gt = tmp_path / "gt"  # a data set's layout: masks/ and labels/ (grey indices)
     (gt / "masks").mkdir(parents=True)
@@ -376,47 +372,3 @@ def test_still_background_pass_sees_the_whole_subject_and_keeps_the_kept(classes
             assert np.array_equal(labels > 0, m)
             t = np.isin(lab, classes)
             assert (m & t).sum() / (m | t).sum() > 0.95, (keep, stem)
-
-
-def test_rest_masks_hold_the_classes_keep_leaves_out(classes_model, tmp_path):
-    """--formats ...,rest: the support (default keep), or figure and support (--keep
-    garment), never a pixel of the mask; with every class kept, nothing."""
-    for keep, rest_classes in (
-        (None, (3,)),
-        (("garment",), (2, 3)),
-        (("garment", "figure", "support"), ()),
-    ):
-        out = tmp_path / "_".join(keep or ("default",))
-        _segment(classes_model["card"], classes_model["frames"], out, keep, ("mask", "rest"))
-        for stem, lab in classes_model["truth"].items():
-            m = cv2.imread(str(out / "masks" / f"{stem}.png"), cv2.IMREAD_UNCHANGED) > 0
-            r = cv2.imread(str(out / "rest" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
-            assert r.dtype == np.uint8 and set(np.unique(r)) <= {0, 255}
-            r = r > 0
-            assert not (r & m).any()
-            t = np.isin(lab, rest_classes)
-            if not rest_classes:
-                assert not r.any()
-                continue
-            assert (r & t).sum() / (r | t).sum() > 0.9, (keep, stem)
-
-
-def test_the_still_background_pass_takes_what_it_adds_out_of_the_rest(classes_model, tmp_path):
-    """A part the plate adds to the mask is no longer the rest's: the two never overlap."""
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    back = np.random.default_rng(9).integers(-6, 7, (H, W, 3))
-    for i in range(8):
-        _, lab = scene(shift=6 * i - 20)
-        rgb = np.clip(np.array(COLOURS, np.uint8)[lab] + back, 0, 255).astype(np.uint8)
-        cv2.imwrite(str(frames / f"t{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    from segcore.pipeline import SegmentOptions, SequenceJob
-
-    opts = SegmentOptions(model=str(classes_model["card"]), formats=("mask", "rest"), plate="on")
-    job = SequenceJob(frames, tmp_path / "out", opts)
-    assert all(r.status == "ok" for r in job.run())
-    assert job.plate is not None
-    for i in range(8):
-        m = cv2.imread(str(job.output / "masks" / f"t{i}.png"), cv2.IMREAD_UNCHANGED) > 0
-        r = cv2.imread(str(job.output / "rest" / f"t{i}.png"), cv2.IMREAD_UNCHANGED) > 0
-        assert r.any() and not (r & m).any()

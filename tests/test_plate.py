@@ -158,7 +158,7 @@ def test_workspace_masks_are_completed_on_a_turntable(tmp_path, plate):
         write_png(tmp_path / "frames" / f"f{i:02d}.png", f)
         write_png(tmp_path / "m" / f"f{i:02d}.png", np.where(m, 255, 0).astype(np.uint8))
     before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
-    names, masked, info, _ = prepare_workspace(
+    names, masked, info = prepare_workspace(
         tmp_path / "frames", tmp_path / "m", tmp_path / "ws", plate=plate
     )
     assert masked and len(names) == N

@@ -273,28 +273,21 @@ def run_one(
     return row
 
 
-def segment_with_model(
-    seq: Path, out: Path, plate: str = "auto", rest: bool = False
-) -> Path | None:
+def segment_with_model(seq: Path, out: Path, plate: str = "auto") -> Path | None:
     """Our masks for ``seq`` with the bundled model (None when there is no model), as
     ``segment``'s defaults give them (completed from a still background with the network's
     classes; the reconstruction then leaves them as they are), or with ``plate="off"`` the
     network's own, which the reconstruction's plate completes (the table shows the masks'
-    IoU before and after). ``rest``: with a multi-class model, also the rest masks (the
-    support), which the solver takes beside the masks (``segcore.recon.workspace.rest_for``).
-    """
+    IoU before and after)."""
     if not MODEL.exists():
         return None
-    from segcore.card import load_card
     from segcore.pipeline import SegmentOptions, SequenceJob
-
-    formats = ("mask", "rest") if rest and load_card(MODEL).classes else ("mask",)
 
     shutil.rmtree(out, ignore_errors=True)
     job = SequenceJob(
         seq / "images",
         out,
-        SegmentOptions(model=str(MODEL), formats=formats, workers=2, plate=plate),
+        SegmentOptions(model=str(MODEL), formats=("mask",), workers=2, plate=plate),
     )
     for _ in job.run():
         pass
@@ -432,13 +425,6 @@ def main(argv=None) -> int:
         "segment's defaults give them) or without it (off: the reconstruction's plate "
         "completes them)",
     )
-    p.add_argument(
-        "--rest",
-        action="store_true",
-        help="our masks with segment's rest masks (--formats mask,rest: the support), which "
-        "the solver takes beside the masks (default: the masks alone, as segment's default "
-        "formats give them)",
-    )
     p.add_argument("--out", type=Path, default=None, help="also write the report here")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segcore-recon")
     args = p.parse_args(argv)
@@ -476,8 +462,7 @@ def main(argv=None) -> int:
                 masks, label = seq / "masks", "ground truth"
             else:
                 seg = args.workdir / name / "seg"
-                masks = segment_with_model(seq, seg, args.segment_plate, args.rest)
-                label = "ours"
+                masks, label = segment_with_model(seq, seg, args.segment_plate), "ours"
             mapper = args.mapper
             if mapper == "turntable" and masks is None:
                 mapper = "incremental"  # the circular solver needs silhouettes
@@ -545,7 +530,6 @@ def _write_doc(args, data, seqs, md, summary, notes, rows) -> None:
         f"{','.join(s.name for s in seqs)} --voxels {args.voxels} --masks {args.masks} "
         f"--quality {args.quality} --mapper {args.mapper} --plate {args.plate}"
         f"{f' --segment-plate {args.segment_plate}' if args.segment_plate != 'auto' else ''}"
-        f"{' --rest' if args.rest else ''}"
         f"{'' if args.focal_prior else ' --no-focal-prior'}`",
         "",
         md,

@@ -25,9 +25,6 @@ from ..errors import InputError, SegcoreError
 RESULT_VERSION = 1
 SFM_MASKS = "sfm_masks"  # the eroded masks feature extraction uses
 HULL_MASKS = "hull_masks"  # the visual hull's masks, where the plate made them (below)
-# the turntable solver's outlines and SfM's features, where a segmentation's rest masks
-# (the support, which turns with the garment but is not kept) joined the masks
-SOLVER_MASKS = "solver_masks"
 HULL_CHECK = "hull_check.png"  # frames with the masks' and the hull's outlines drawn
 RING_PAIRS = "ring_pairs.txt"  # the frame pairs the ring matcher matched (recon.sfm)
 

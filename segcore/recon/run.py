@@ -137,9 +137,7 @@ def reconstruct(
     ``plate``: complete the masks from a still background ("auto": when it is still; see
     :mod:`segcore.plate`); the corrected masks are the workspace's, for SfM and the solver,
     and the hull is carved from the plate's hull masks (``hull_masks/``, see
-    :func:`prepare_workspace`). Where ``segcore segment`` wrote ``rest/`` beside the masks
-    (``--formats ...,rest``: the classes ``--keep`` leaves out, a stand's pole or base), the
-    solver's outlines and SfM's features take the masks with their rest, the hull the masks.
+    :func:`prepare_workspace`).
     ``features``: where SfM takes its features: "masked" (inside the eroded masks), "whole"
     (the whole frame) or "auto": masked on a still background (a turntable: there the
     background would register a camera that never moves), the whole frame when the camera
@@ -175,7 +173,7 @@ def reconstruct(
     by_segment = segment_plate(masks_dir) if plate == "auto" and masks_dir is not None else None
     with run.watch():
         with run.timed("prepare"):
-            frames, masked, plate_info, rest = prepare_workspace(
+            frames, masked, plate_info = prepare_workspace(
                 frames_dir,
                 masks_dir,
                 ws,
@@ -286,8 +284,6 @@ def reconstruct(
         "plate": plate,
         "plate_changes": plate_info,
         "plate_by_segment": by_segment,
-        # the segmentation's rest masks (a support) joined the solver's and SfM's masks
-        "solver_masks": "masks + rest" if rest else "masks",
         "turntable": turntable_notes,
         "ring_circular": ring_note,
         "turntable_suspects": suspects,

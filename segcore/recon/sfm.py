@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .result import RING_PAIRS, SFM_MASKS, SOLVER_MASKS, CancelledError
+from .result import RING_PAIRS, SFM_MASKS, CancelledError
 from .workspace import image_size
 
 EXHAUSTIVE_MAX = 60  # "auto" matcher: exhaustive up to this many frames, sequential beyond
@@ -109,10 +109,8 @@ def reader_options(pycolmap, ws: Path, first: Path, use_masks: bool, focal_px: f
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_RADIAL"
     if use_masks:
-        sfm_masks, solver = ws / SFM_MASKS, ws / SOLVER_MASKS
-        reader.mask_path = str(
-            sfm_masks if sfm_masks.is_dir() else solver if solver.is_dir() else ws / "masks"
-        )
+        sfm_masks = ws / SFM_MASKS
+        reader.mask_path = str(sfm_masks if sfm_masks.is_dir() else ws / "masks")
     if focal_px is not None:
         h, w = image_size(first)
         reader.camera_params = f"{float(focal_px)},{w / 2},{h / 2},0"  # COLMAP: f, cx, cy, k

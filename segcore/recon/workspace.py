@@ -5,10 +5,7 @@ rules for what may be written there.
 copied) to ``workspace/images/<name>``; masks normalised to COLMAP's convention in
 ``workspace/masks/<name>.png`` (uint8, 0 = ignore, 255 = use; segcore's ``<stem>.png`` masks,
 COLMAP's ``<name>.png`` ones and alpha cut-outs are all accepted), and shrunk a little for
-feature extraction in ``workspace/sfm_masks``. Where the segmentation also wrote ``rest/``
-(the classes ``--keep`` left out: a stand's pole, a base), the mask and its rest together
-are the solver's (``workspace/solver_masks``, and eroded the features'), while the mesh is
-carved from the mask alone. A workspace whose folders are, contain or lie
+feature extraction in ``workspace/sfm_masks``. A workspace whose folders are, contain or lie
 inside an input, or that holds files the reconstruction did not write, is refused before any
 change (:mod:`segcore.outputs`).
 """
@@ -29,7 +26,7 @@ import numpy as np
 from ..errors import InputError, OutputError
 from ..outputs import Manifest, check_apart
 from ..plate import check_mode as check_plate_mode
-from .result import HULL_CHECK, HULL_MASKS, RING_PAIRS, SFM_MASKS, SOLVER_MASKS, Progress
+from .result import HULL_CHECK, HULL_MASKS, RING_PAIRS, SFM_MASKS, Progress
 
 ERODE_SHARE = 0.006  # default mask erosion for SfM, share of the frame's long side
 
@@ -55,17 +52,6 @@ def mask_for(frame: Path, masks_dir: Path) -> Path | None:
     return None
 
 
-def rest_for(frames: list[Path], masks_dir: Path) -> dict[str, Path] | None:
-    """The rest masks (``segcore segment --formats ...,rest``: the classes ``--keep`` left out)
-    beside a segmentation's ``masks/``, by frame name, when there is one for every frame;
-    else None (the masks alone serve the solver)."""
-    d = masks_dir.parent / "rest"
-    if masks_dir.name != "masks" or not d.is_dir():
-        return None
-    found = {p.name: d / f"{p.stem}.png" for p in frames}
-    return found if all(p.is_file() for p in found.values()) else None
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     if dst.exists():
         try:
@@ -86,7 +72,6 @@ WORKSPACE_ENTRIES = (
     "masks/",
     f"{SFM_MASKS}/",
     f"{HULL_MASKS}/",
-    f"{SOLVER_MASKS}/",
     "database.db",
     "database.db-shm",
     "database.db-wal",
@@ -109,7 +94,7 @@ def check_workspace(ws: Path, frames_dir, masks_dir: Path | None) -> Manifest:
     inputs = [Path(frames_dir)] + ([masks_dir] if masks_dir is not None else [])
     advice = f"choose another workspace (-o), e.g. {ws / 'reconstruction'}"
     check_apart(ws, inputs, "the workspace", advice=advice)
-    for sub in ("images", "masks", SFM_MASKS, HULL_MASKS, SOLVER_MASKS, "sparse"):
+    for sub in ("images", "masks", SFM_MASKS, HULL_MASKS, "sparse"):
         check_apart(ws / sub, inputs, f"the workspace's {sub}/ folder", True, advice)
     owned = Manifest(ws, "reconstruct")
     owned.refuse_foreign(WORKSPACE_ENTRIES)
@@ -144,7 +129,6 @@ class Prepared(NamedTuple):
     frames: list[Path]
     masked: bool
     plate: dict | None = None  # what the still background's plate changed (segcore.plate)
-    rest: bool = False  # the segmentation's rest masks joined the solver's (SOLVER_MASKS)
 
 
 def prepare_workspace(
@@ -163,10 +147,6 @@ def prepare_workspace(
     Where it does, the visual hull gets masks of its own in ``workspace/hull_masks``
     (:meth:`segcore.plate.Plate.correct_pair`): they also take the turning parts that differ
     from the plate less clearly, which the other views carve away where they are wrong.
-
-    A segmentation's rest masks (:func:`rest_for`) join the masks in
-    ``workspace/solver_masks`` (the turntable solver's outlines) and in ``sfm_masks``: a
-    stand's pole or a tripod's legs turn with the garment and tell the solver how far.
     """
     import cv2
 
@@ -198,11 +178,11 @@ def prepare_workspace(
             owned.remove_tree(old)
     for p in frames:
         _link_or_copy(p, ws / "images" / p.name)
-    out, sfm, hout, sout = ws / "masks", ws / SFM_MASKS, ws / HULL_MASKS, ws / SOLVER_MASKS
-    for d in (out, sfm, hout, sout):
+    out, sfm, hout = ws / "masks", ws / SFM_MASKS, ws / HULL_MASKS
+    for d in (out, sfm, hout):
         owned.remove_tree(d)
     if mdir is None:
-        owned.settle(WORKSPACE_ENTRIES[:5])
+        owned.settle(WORKSPACE_ENTRIES[:4])
         return Prepared(frames, False)
     out.mkdir(parents=True)
     kernel = None
@@ -233,9 +213,6 @@ def prepare_workspace(
         )
     if still is not None:
         hout.mkdir(parents=True)
-    rest = rest_for(frames, mdir)
-    if rest is not None:
-        sout.mkdir(parents=True)
     for k, p in enumerate(frames):
         m = label(p)
         if still is not None:
@@ -245,20 +222,10 @@ def prepare_workspace(
                 progress("plate masks", k + 1, len(frames))
         m8 = np.where(m, 255, 0).astype(np.uint8)
         write_png(out / f"{p.name}.png", m8)
-        if rest is not None:
-            r = read_label(rest[p.name])
-            if r.shape != m.shape:
-                raise InputError(
-                    f"{rest[p.name]}: the rest mask is {r.shape[1]}x{r.shape[0]} but the "
-                    f"frame is {m.shape[1]}x{m.shape[0]}; segment the frames again"
-                )
-            m8 = np.where(m | r, 255, 0).astype(np.uint8)
-            write_png(sout / f"{p.name}.png", m8)
         if kernel is not None:
             write_png(sfm / f"{p.name}.png", cv2.erode(m8, kernel))
-    owned.settle(WORKSPACE_ENTRIES[:5])  # the folders this step wrote
-    summary = still.summary() if still is not None else None
-    return Prepared(frames, True, summary, rest is not None)
+    owned.settle(WORKSPACE_ENTRIES[:4])  # the folders this step wrote
+    return Prepared(frames, True, still.summary() if still is not None else None)
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from segcore.errors import DependencyError, InputError, SegcoreError
-from segcore.io import read_label
 from segcore.recon import (
     Intrinsics,
     Pose,
@@ -66,7 +65,7 @@ def test_workspace_takes_segcore_or_colmap_mask_names(tmp_path):
         m = np.zeros((30, 40), np.uint8)
         m[5:25, 10:30] = 255
         cv2.imwrite(str(out / "masks" / f"f_{i}.png"), m)
-    frames, masked, _, rest = prepare_workspace(tmp_path / "frames", out, tmp_path / "ws")
+    frames, masked, _ = prepare_workspace(tmp_path / "frames", out, tmp_path / "ws")
     assert masked and [p.name for p in frames] == ["f_0.jpg", "f_1.jpg", "f_2.jpg"]
     ws_masks = sorted(p.name for p in (tmp_path / "ws" / "masks").iterdir())
     assert ws_masks == ["f_0.jpg.png", "f_1.jpg.png", "f_2.jpg.png"]  # COLMAP: <name>.png
@@ -75,33 +74,6 @@ def test_workspace_takes_segcore_or_colmap_mask_names(tmp_path):
     assert (tmp_path / "ws" / "images" / "f_2.jpg").read_bytes() == (
         tmp_path / "frames" / "f_2.jpg"
     ).read_bytes()
-    assert not rest and not (tmp_path / "ws" / "solver_masks").exists()
-
-
-def test_rest_masks_join_the_solvers_masks_not_the_hulls(tmp_path):
-    """segment --formats mask,rest: the mask and its rest (a stand) are the solver's and
-    SfM's; the workspace's masks, which carve the mesh, stay the kept classes'."""
-    _frames(tmp_path / "frames")
-    out = tmp_path / "seg"
-    for sub in ("masks", "rest"):
-        (out / sub).mkdir(parents=True)
-    for i in range(3):
-        m, r = np.zeros((30, 40), np.uint8), np.zeros((30, 40), np.uint8)
-        m[5:20, 10:30] = 255  # the garment figure
-        r[20:28, 18:22] = 255  # its pole
-        cv2.imwrite(str(out / "masks" / f"f_{i}.png"), m)
-        cv2.imwrite(str(out / "rest" / f"f_{i}.png"), r)
-    ws = tmp_path / "ws"
-    prep = prepare_workspace(tmp_path / "frames", out, ws, erode_px=1)
-    assert prep.rest
-    kept = read_label(ws / "masks" / "f_1.jpg.png")
-    solver = read_label(ws / "solver_masks" / "f_1.jpg.png")
-    assert kept[10, 20] and not kept[24, 20] and solver[10, 20] and solver[24, 20]
-    assert read_label(ws / "sfm_masks" / "f_1.jpg.png")[24, 20]  # eroded from the union
-    (out / "rest" / "f_2.png").unlink()  # not one for every frame: the masks alone
-    prep = prepare_workspace(tmp_path / "frames", out, ws, erode_px=1)
-    assert not prep.rest and not (ws / "solver_masks").exists()
-    assert not read_label(ws / "sfm_masks" / "f_1.jpg.png")[24, 20]
 
 
 def test_missing_or_wrong_size_masks_are_one_line_errors(tmp_path):
@@ -502,38 +474,3 @@ def test_the_recon_benchmark_finds_sequences_under_a_root_of_families(tmp_path):
     assert discover_sequences(tmp_path / "fams" / "coat", ("turntable",)) == [
         tmp_path / "fams" / "coat" / "seq_00001_turntable"
     ]
-
-
-def test_the_turntable_solver_takes_its_outlines_from_the_solver_masks(tmp_path, monkeypatch):
-    """With rest masks, the solver's silhouettes are the masks with their rest (a turning
-    stand), its features come from those eroded; without, from the masks."""
-    import segcore.recon.turntable.colmap as tc
-    from segcore.recon.result import ReconstructionError as RecError
-
-    _frames(tmp_path / "frames")
-    out = tmp_path / "seg"
-    for sub in ("masks", "rest"):
-        (out / sub).mkdir(parents=True)
-    for i in range(3):
-        m, r = np.zeros((30, 40), np.uint8), np.zeros((30, 40), np.uint8)
-        m[5:20, 10:30], r[20:28, 18:22] = 255, 255
-        cv2.imwrite(str(out / "masks" / f"f_{i}.png"), m)
-        cv2.imwrite(str(out / "rest" / f"f_{i}.png"), r)
-    seen = {}
-
-    def solve(grays, masks, K, report, silhouettes=None, still=True):
-        seen["features"], seen["outlines"] = masks, silhouettes
-        raise ValueError("stop here")
-
-    monkeypatch.setattr(tc, "solve_turntable", solve)
-    names = ["f_0.jpg", "f_1.jpg", "f_2.jpg"]
-    for erode, rest in ((1, True), (0, True), (0, False)):
-        if not rest:
-            shutil.rmtree(out / "rest")
-        ws = tmp_path / f"ws{erode}{rest}"
-        prepare_workspace(tmp_path / "frames", out, ws, erode_px=erode)
-        with pytest.raises(RecError, match="stop here"):
-            tc.turntable_model(None, ws, names, 100.0, lambda *a: None)
-        assert bool(seen["outlines"][1][24, 20]) is rest  # the pole in the outline
-        assert bool(seen["features"][1][24, 20]) is rest
-        assert seen["outlines"][1][10, 20] and seen["features"][1][10, 20]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..result import SFM_MASKS, SOLVER_MASKS, ReconstructionError
+from ..result import SFM_MASKS, ReconstructionError
 from .circular import TurntableFit
 from .solve import solve_turntable
 from .tracks import reproject
@@ -32,12 +32,13 @@ def turntable_model(pycolmap, ws: Path, names: list[str], focal_px, report, stil
 
     from ...io import read_image, read_label
 
-    outline = ws / SOLVER_MASKS if (ws / SOLVER_MASKS).is_dir() else ws / "masks"
-    mdir = ws / SFM_MASKS if (ws / SFM_MASKS).is_dir() else outline
+    mdir = ws / SFM_MASKS if (ws / SFM_MASKS).is_dir() else ws / "masks"
     frames = [read_image(ws / "images" / nm) for nm in names]
     grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
     masks = [read_label(mdir / f"{nm}.png") for nm in names]
-    sils = [read_label(outline / f"{nm}.png") for nm in names] if mdir != outline else masks
+    sils = (
+        [read_label(ws / "masks" / f"{nm}.png") for nm in names] if mdir != ws / "masks" else masks
+    )
     h, w = grays[0].shape
     f, source = focal_for_solver(ws / "images" / names[0], focal_px)
     K = np.array([[f, 0, w / 2 - 0.5], [0, f, h / 2 - 0.5], [0, 0, 1.0]])
