@@ -4,7 +4,10 @@ The eight symmetries of the square (the paper's 8x amplification), scale and cro
 (brightness, contrast, saturation, hue, white balance, gamma), another camera (colour
 temperature, exposure, vignetting, chromatic aberration, defocus and motion blur, sensor noise
 at several ISO levels, JPEG: :func:`camera`), and background swaps (the subject composited
-onto a real photo, a procedural texture, or a background in its own colour).
+onto a real photo, a procedural texture, or a background in its own colour), and, where
+the frame has a class map, new fabrics: the garment (or the figure) redrawn in another colour,
+a print cut from a real photo or a noise texture, under the render's own shading
+(:func:`retexture`).
 """
 
 from __future__ import annotations
@@ -188,6 +191,66 @@ def random_photo_crop(photos: list[np.ndarray], h: int, w: int, rng) -> np.ndarr
     return dihedral(out, int(rng.integers(8))) if h == w else out
 
 
+def _shading(img: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """(h, w, 1) float32: the luminance over ``sel`` divided by its median there (folds,
+    creases and light falloff, without the fabric's colour), clipped to 0.15..2.5."""
+    lum = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32) + 4
+    med = float(np.median(lum[sel]))
+    # a print's own contrast is not shading: smooth it a little, keep the folds
+    lum = cv2.GaussianBlur(lum, (0, 0), 1.2)
+    return np.clip(lum / max(med, 8.0), 0.15, 2.5)[:, :, None]
+
+
+def _fabric(h, w, img, labels, cls, rng, photos) -> np.ndarray:
+    """A new albedo (float32 BGR, 0..255) for class ``cls``: a plain colour (random, the
+    background's next to it, or the other subject class's), a print cut from a real photo, or
+    a noise texture."""
+    u = rng.random()
+    if u < 0.4:
+        if rng.random() < 0.35:  # matched: the colour of what lies around it
+            other = labels != cls
+            if rng.random() < 0.5:
+                other = labels == 0
+            c = np.median(img[other], axis=0) if other.any() else rng.integers(0, 256, 3)
+            c = np.asarray(c, np.float32) + rng.normal(0, 8, 3)
+        else:
+            c = rng.integers(0, 256, 3).astype(np.float32)
+            if rng.random() < 0.3:  # dark, light and beige garments are common
+                c = np.full(3, rng.choice([20.0, 200.0, 235.0]), np.float32) + rng.normal(0, 10, 3)
+        return np.broadcast_to(np.clip(c, 0, 255), (h, w, 3)).astype(np.float32)
+    if photos and u < 0.8:  # a busy print: a real photo shrunk to the fabric's scale
+        k = rng.uniform(1.0, 4.0)
+        big = random_photo_crop(photos, round(h * k), round(w * k), rng)
+        tex = cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    else:  # a noise texture in two colours (mottled, camouflage-like blobs)
+        cell = rng.uniform(3, 16)
+        small = rng.random((max(2, int(h / cell)), max(2, int(w / cell)), 1)).astype(np.float32)
+        t = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)[:, :, None]
+        if rng.random() < 0.5:
+            t = (t > rng.uniform(0.35, 0.65)).astype(np.float32)
+        c1, c2 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        tex = c1 * (1 - t) + c2 * t
+    return tex.astype(np.float32)
+
+
+def retexture(img, labels, rng: np.random.Generator, photos=None, garment=0.5, figure=0.25):
+    """Redraw the fabric of the garment (with probability ``garment``) and the surface of the
+    figure (``figure``) from the class map: a new albedo (:func:`_fabric`) times the render's
+    shading, blended over the class's area softened by a pixel. The outline and the class map
+    do not change, so the crop keeps its labels; what changes is every cue of colour and print
+    the network could have learnt in place of shape."""
+    out = img
+    h, w = labels.shape
+    for cls, p in ((1, garment), (2, figure)):
+        sel = labels == cls
+        if rng.random() >= p or sel.sum() < 64:
+            continue
+        new = _fabric(h, w, out, labels, cls, rng, photos) * _shading(out, sel)
+        a = cv2.GaussianBlur(sel.astype(np.float32), (0, 0), 0.7)[:, :, None]
+        out = (out.astype(np.float32) * (1 - a) + np.clip(new, 0, 255) * a + 0.5).astype(np.uint8)
+    return out
+
+
 def augment(
     img,
     mask,
@@ -197,15 +260,20 @@ def augment(
     bg_swap: float = 0.3,
     scale=(0.6, 1.4),
     labels=None,
+    retex: float = 0.0,
 ):
     """One training crop (BGR uint8 (size, size, 3), mask uint8 (size, size)), plus the crop's
-    class map when ``labels`` is given (a background swap then keeps the support too)."""
+    class map when ``labels`` is given (a background swap then keeps the support too; with
+    ``retex`` > 0 that share of crops gets a new garment fabric, half as many a new figure
+    surface: :func:`retexture`)."""
     if labels is None:
         img, mask = random_crop(img, mask, size, rng, scale)
         keep = mask
     else:
         img, mask, labels = random_crop(img, mask, size, rng, scale, labels)
         keep = np.where(labels > 0, np.uint8(255), np.uint8(0))
+        if retex > 0:
+            img = retexture(img, labels, rng, photos, retex, retex / 2)
     if rng.random() < bg_swap and mask.any():
         u = rng.random()
         if photos and u < 0.55:

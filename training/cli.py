@@ -97,6 +97,21 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
         f"default {d.class_split})",
     )
     t.add_argument(
+        "--retexture",
+        type=float,
+        metavar="P",
+        help="multi-class data: the share of crops whose garment is redrawn in a new fabric "
+        "(a colour, a print from a real photo, a noise texture, under the render's shading); "
+        f"half as many get a new figure surface (default {d.retexture})",
+    )
+    t.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        default=None,
+        help="also keep OUT/step_NNNNNN.pt at every validation (to choose one later with "
+        "`training eval` on the validation families)",
+    )
+    t.add_argument(
         "--exclude-sequences",
         nargs="+",
         metavar="NAME",
@@ -157,6 +172,8 @@ def config_from_args(args):
         "class_weight": args.class_weight,
         "class_balance": args.class_balance,
         "class_split": args.class_split,
+        "retexture": args.retexture,
+        "keep_checkpoints": args.keep_checkpoints,
     }
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     arch = cfg.arch

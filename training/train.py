@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
@@ -58,6 +59,10 @@ class TrainConfig:
     class_split: str = "joint"
     edge_weight: float = 2.0  # extra BCE weight on pixels within 2 px of the label's boundary
     bg_swap: float = 0.35  # share of crops whose background is swapped
+    # multi-class data: share of crops whose garment gets a new fabric (colour, print, noise
+    # texture under the render's shading); half as many get a new figure surface
+    retexture: float = 0.0
+    keep_checkpoints: bool = False  # also keep step_NNNNNN.pt at every validation
     val_share: float = 0.15  # share of sequences held out (split by sequence name)
     val_frames: int = 48  # at most this many validation frames (evenly spread)
     val_sequences: list[str] = field(default_factory=list)  # explicit held-out sequences
@@ -479,7 +484,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             i = int(rng.integers(len(imgs)))
             # frames are stored at 1.25x; scale range covers 0.6x..1.4x of the inference scale
             lab = labels[i] if classes else None
-            crop = augment(imgs[i], masks[i], cfg.crop, rng, photos, cfg.bg_swap, (0.5, 1.1), lab)
+            crop = augment(
+                imgs[i],
+                masks[i],
+                cfg.crop,
+                rng,
+                photos,
+                cfg.bg_swap,
+                (0.5, 1.1),
+                lab,
+                cfg.retexture,
+            )
             xb[b], yb[b] = denoise_v(crop[0], cfg.denoise_sigma), crop[1]
             if lab is not None:
                 cb[b] = crop[2]
@@ -548,6 +563,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 best = f1
                 save_checkpoint(out / "best.pt", model, opt, step, cfg, best)
             save_checkpoint(last, model, opt, step, cfg, best)
+            if cfg.keep_checkpoints:  # for choosing later with the whole pipeline
+                shutil.copyfile(last, out / f"step_{step:06d}.pt")
             plot_curves(csv_path, out / "curves.png")
             bar.write(
                 f"step {step}: loss {row[2]:.4f} val F1 {f1:.4f} IoU "

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
 from segcore.config import CLASSES, NetConfig  # noqa: E402
-from training.augment import augment  # noqa: E402
+from training.augment import augment, retexture  # noqa: E402
 from training.data import Sample, load_pair, resize_classes  # noqa: E402
 from training.train import (  # noqa: E402
     TrainConfig,
@@ -66,6 +66,34 @@ def test_augment_moves_the_class_map_with_the_image():
         if not swap and (cl == 1).sum() > 50 and (cl == 0).sum() > 50:
             red = x[..., 2].astype(int) - x[..., 0].astype(int)
             assert red[cl == 1].mean() > red[cl == 0].mean()
+
+
+def test_retexture_redraws_only_the_garment_and_the_figure_and_keeps_their_shading():
+    img, lab = _scene()
+    img[20:45, 40:90] = (15, 15, 100)  # the garment's upper half in shadow
+    photo = np.random.default_rng(1).integers(0, 256, (200, 300, 3)).astype(np.uint8)
+    changed_garment = changed_figure = 0
+    for seed in range(30):
+        out = retexture(img, lab, np.random.default_rng(seed), [photo], garment=1.0, figure=0.5)
+        assert out.shape == img.shape and out.dtype == np.uint8
+        inner = cv2.erode((lab > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
+        far = inner & (lab == 0)
+        far = cv2.erode(far.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert (out[far] == img[far]).all()  # background and support untouched
+        assert (out[75:90, 62:68] == img[75:90, 62:68]).all()  # the stand, away from it
+        g = np.abs(out[25:65, 45:85].astype(int) - img[25:65, 45:85]).mean()
+        changed_garment += g > 2
+        f = np.abs(out[12:18, 58:72].astype(int) - img[12:18, 58:72]).mean()
+        changed_figure += f > 2
+        # the shading survives: the shadowed half stays darker than the lit half
+        grey = out.astype(np.float32).mean(axis=2)
+        assert grey[25:40, 45:85].mean() < grey[50:65, 45:85].mean() + 1
+    assert changed_garment >= 27  # plain colours can land near the old one
+    assert 5 <= changed_figure <= 25
+    # deterministic for a seed; nothing drawn without a class map's classes
+    a = retexture(img, lab, np.random.default_rng(7), [photo])
+    assert (a == retexture(img, lab, np.random.default_rng(7), [photo])).all()
+    assert (retexture(img, np.zeros_like(lab), np.random.default_rng(7), [photo]) == img).all()
 
 
 def test_class_loss_weights_favour_rare_classes_and_keep_the_mean_at_one():
