@@ -148,6 +148,12 @@ def matched_background(img, mask, rng) -> np.ndarray:
     return np.clip(bg, 0, 255).astype(np.uint8)
 
 
+def noise_field(h: int, w: int, cell: float, rng: np.random.Generator) -> np.ndarray:
+    """(h, w, 1) float32 smooth noise in 0..1 whose blobs are about ``cell`` pixels wide."""
+    small = rng.random((max(2, int(h / cell)), max(2, int(w / cell)), 1)).astype(np.float32)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)[:, :, None]
+
+
 def procedural_background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """A random background: flat, gradient, noise texture, stripes or checks."""
     kind = rng.integers(5)
@@ -160,8 +166,7 @@ def procedural_background(h: int, w: int, rng: np.random.Generator) -> np.ndarra
         t = t[:, None, None] if len(t) == h else t[None, :, None]
         bg = np.broadcast_to(c1 * (1 - t) + c2 * t, (h, w, 3)).astype(np.float32)
     elif kind == 2:
-        small = rng.random((max(2, h // 16), max(2, w // 16), 1)).astype(np.float32)
-        t = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)[:, :, None]
+        t = noise_field(h, w, 16, rng)
         bg = c1 * (1 - t) + c2 * t
     else:
         period = rng.uniform(6, 60)
@@ -202,9 +207,9 @@ def _shading(img: np.ndarray, sel: np.ndarray) -> np.ndarray:
 
 
 def _fabric(h, w, img, labels, cls, rng, photos) -> np.ndarray:
-    """A new albedo (float32 BGR, 0..255) for class ``cls``: a plain colour (random, the
-    background's next to it, or the other subject class's), a print cut from a real photo, or
-    a noise texture."""
+    """A new albedo (float32 BGR, 0..255) for class ``cls``: a plain colour (random, or the
+    median colour of the rest of the crop or of its background), a print cut from a real
+    photo, or a noise texture."""
     u = rng.random()
     if u < 0.4:
         if rng.random() < 0.35:  # matched: the colour of what lies around it
@@ -223,9 +228,7 @@ def _fabric(h, w, img, labels, cls, rng, photos) -> np.ndarray:
         big = random_photo_crop(photos, round(h * k), round(w * k), rng)
         tex = cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
     else:  # a noise texture in two colours (mottled, camouflage-like blobs)
-        cell = rng.uniform(3, 16)
-        small = rng.random((max(2, int(h / cell)), max(2, int(w / cell)), 1)).astype(np.float32)
-        t = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)[:, :, None]
+        t = noise_field(h, w, rng.uniform(3, 16), rng)
         if rng.random() < 0.5:
             t = (t > rng.uniform(0.35, 0.65)).astype(np.float32)
         c1, c2 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
