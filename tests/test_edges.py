@@ -206,3 +206,27 @@ def test_a_frame_far_larger_than_the_refiners_is_refined_in_two_stages(zero_refi
     assert np.mean((two.mask > 0) != expected) < 1e-4
     assert np.array_equal(two.small, first.small)  # the network ran once, on the reduced frame
     assert two.rim  # the cut-out's rim colours are still defringed
+
+
+def test_a_two_level_refiner_with_a_wider_margin_exports_and_runs(tmp_path):
+    torch = pytest.importorskip("torch")
+    from segcore.edges import EdgeRefiner, RefinerSpec
+    from training.edges import EdgeConfig, _cfg_dict, _net, export_edges, train_edges
+
+    torch.manual_seed(1)
+    net = _net(8, 8, levels=2).eval()
+    with torch.no_grad():  # a non-zero correction, so the export is really compared
+        net.fuse[-1].weight.normal_(0, 0.1)
+    cfg = _cfg_dict(EdgeConfig(data=[], val=[], out=str(tmp_path), margin=16, width=8, levels=2))
+    ck = tmp_path / "two.pt"
+    torch.save({"model": net.state_dict(), "config": cfg, "step": 1}, ck)
+    entry = export_edges(str(ck), str(tmp_path / "two.onnx"))
+    assert entry["margin"] == 16 and entry["cell"] == 32
+    refiner = EdgeRefiner(RefinerSpec(tmp_path / "two.onnx", margin=16))
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 4, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    assert np.abs(refiner.logits(x) - want).max() < 1e-3
+    # a window that does not halve twice is refused before any work
+    with pytest.raises(ValueError, match="multiple of 4"):
+        train_edges(EdgeConfig(data=[], val=[], out=str(tmp_path / "r"), margin=9, levels=2))

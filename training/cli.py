@@ -307,6 +307,7 @@ def cmd_edges(args) -> int:
         lr=args.lr,
         width=args.width,
         fuse=args.fuse,
+        levels=args.levels,
         margin=args.margin,
         guide=args.guide,
         scale=tuple(args.scale),
@@ -809,6 +810,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="windows are rescaled by a factor in this range (other frame sizes)",
     )
     ed.add_argument("--margin", type=int, default=8, help="context pixels around each cell")
+    ed.add_argument(
+        "--levels",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="resolution levels of the refiner's trunk: 1 = half resolution (context about 40 "
+        "px), 2 = a quarter-resolution level too (about 100 px; use with --margin 16)",
+    )
     ed.add_argument(
         "--guide",
         choices=("spline", "guided"),

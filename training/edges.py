@@ -51,6 +51,7 @@ class EdgeConfig:
     margin: int = 8
     width: int = 12
     fuse: int = 8
+    levels: int = 1  # 2: a quarter-resolution trunk too (wider context; pair with margin 16)
     guide: str = "spline"  # the prior channel: the spline's probability or the guided filter's
     steps: int = 3000
     batch: int = 48
@@ -65,7 +66,7 @@ class EdgeConfig:
     history: list = field(default_factory=list)
 
 
-def _net(width: int, fuse: int = 8):
+def _net(width: int, fuse: int = 8, levels: int = 1):
     import torch
     from torch import nn
 
@@ -73,21 +74,26 @@ def _net(width: int, fuse: int = 8):
         """Full resolution in, a correction to the coarse logit out.
 
         A full-resolution stem, a half-resolution trunk with dilations (context of about 40
-        frame pixels), bilinear back up, fused with the stem; the output is the coarse logit
-        (input channel 3, rescaled) plus the learned correction."""
+        frame pixels), with ``levels=2`` a quarter-resolution trunk added to it (context of
+        about 100 frame pixels, for windows with a wider margin), bilinear back up, fused with
+        the stem; the output is the coarse logit (input channel 3, rescaled) plus the learned
+        correction."""
 
-        def __init__(self, w: int, f: int):
+        def __init__(self, w: int, f: int, levels: int):
             super().__init__()
             act = nn.ReLU(inplace=True)
             self.stem = nn.Sequential(nn.Conv2d(4, w, 3, padding=1), act)
-            self.down = nn.Sequential(
-                nn.Conv2d(w, w, 3, stride=2, padding=1),
-                act,
-                nn.Conv2d(w, w, 3, padding=2, dilation=2),
-                act,
-                nn.Conv2d(w, w, 3, padding=4, dilation=4),
-                act,
-            )
+
+            def level(dilations):  # half the resolution, then dilated convolutions
+                layers = [nn.Conv2d(w, w, 3, stride=2, padding=1), act]
+                for d in dilations:
+                    layers += [nn.Conv2d(w, w, 3, padding=d, dilation=d), act]
+                return nn.Sequential(*layers)
+
+            self.down = level((2, 4))
+            if levels >= 2:  # absent at one level: older checkpoints load as they were
+                self.deep = level((2, 4, 8))
+            self.levels = levels
             self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
             self.fuse = nn.Sequential(
                 nn.Conv2d(2 * w, f, 3, padding=1), act, nn.Conv2d(f, 1, 3, padding=1)
@@ -99,10 +105,12 @@ def _net(width: int, fuse: int = 8):
             from segcore.edges import LOGIT_SCALE
 
             s = self.stem(x)
-            d = self.up(self.down(s))
-            return x[:, 3:4] * LOGIT_SCALE + self.fuse(torch.cat([s, d], 1))
+            d = self.down(s)
+            if self.levels >= 2:
+                d = d + self.up(self.deep(d))
+            return x[:, 3:4] * LOGIT_SCALE + self.fuse(torch.cat([s, self.up(d)], 1))
 
-    return EdgeNet(width, fuse)
+    return EdgeNet(width, fuse, levels)
 
 
 # ---------------------------------------------------------------- data
@@ -247,6 +255,11 @@ def train_edges(cfg: EdgeConfig, resume: bool = False) -> dict:
     import torch
     import torch.nn.functional as F
 
+    if (cfg.cell + 2 * cfg.margin) % (2**cfg.levels):
+        raise ValueError(
+            f"a window of cell + 2 x margin = {cfg.cell + 2 * cfg.margin} px does not halve "
+            f"{cfg.levels} times; choose a margin that makes it a multiple of {2**cfg.levels}"
+        )
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
@@ -265,7 +278,7 @@ def train_edges(cfg: EdgeConfig, resume: bool = False) -> dict:
     )
     vx, vy, vw = batch(val, cfg, np.random.default_rng(12345), cfg.val_windows, jitter=False)
     vx, vy, vw = (torch.from_numpy(a) for a in (vx, vy, vw))
-    net = _net(cfg.width, cfg.fuse)
+    net = _net(cfg.width, cfg.fuse, cfg.levels)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     step, best = 0, math.inf
@@ -345,7 +358,7 @@ def export_edges(checkpoint: str, onnx_path: str) -> dict:
 
     ck = torch.load(checkpoint, weights_only=False)
     cfg = ck["config"]
-    net = _net(cfg["width"], cfg.get("fuse", 8))
+    net = _net(cfg["width"], cfg.get("fuse", 8), cfg.get("levels", 1))
     net.load_state_dict(ck["model"])
     net.eval()
     S = cfg["cell"] + 2 * cfg["margin"]
