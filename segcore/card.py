@@ -50,6 +50,9 @@ class PostprocessParams:
     refine_radius: float = 4.0  # guided-filter window radius, in network pixels
     refine_eps: float = 1e-4  # guided-filter regularisation (colours in 0..1)
     flip: bool = True  # average the network's output with its output on the mirrored frame
+    # after the edges are drawn at full resolution, subject specks and enclosed holes smaller
+    # than this share of the frame go (0: off, as cards without the field)
+    edge_speck_share: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "postprocess") -> PostprocessParams:
@@ -70,6 +73,9 @@ class PostprocessParams:
             ),
             refine_eps=f.number(d, "refine_eps", 1e-8, 1, where=where, default=c.refine_eps),
             flip=f.flag(d, "flip", where=where, default=c.flip),
+            edge_speck_share=f.number(
+                d, "edge_speck_share", 0, 1, default=c.edge_speck_share, **share
+            ),
         )
 
     def to_dict(self) -> dict:
@@ -81,6 +87,7 @@ class PostprocessParams:
             "refine_radius": self.refine_radius,
             "refine_eps": self.refine_eps,
             "flip": self.flip,
+            "edge_speck_share": self.edge_speck_share,
         }
 
 

@@ -18,7 +18,7 @@ from .edges import active_cells, coarse_logit
 from .errors import InputError
 from .infer import Segmenter
 from .labels import label_map
-from .mask import cutout, decide
+from .mask import clean_mask, cutout, decide
 from .preprocess import fit_size
 from .refine import GuidedCoefficients, band_window, refine_params
 from .upsample import SplineField
@@ -83,12 +83,32 @@ def segment_frame(
     2. the mask is decided away from the boundary by that coarse mask;
     3. in a band of two network pixels around the boundary, tile by tile, the cubic B-spline
        upsampled probability (optionally refined by a colour guided filter on the photo)
-       decides each full-resolution pixel.
+       decides each full-resolution pixel;
+    4. specks and enclosed holes the edges left that are smaller than the card's
+       ``edge_speck_share`` of the frame go (the alpha follows the mask there).
 
     ``rim_colours=False`` skips the defringed rim colours, which only the RGBA output uses.
     ``smooth(frame_small, probability)``, if given, replaces the network's probability before
     step 1 (temporal consistency: :class:`segcore.temporal.SequenceSmoother`).
     """
+    fm = _segment(bgr, segmenter, post, rim_colours, smooth)
+    if post.edge_speck_share <= 0:
+        return fm
+    t0 = time.perf_counter()
+    share = post.edge_speck_share
+    mask = clean_mask(fm.mask, share, share)
+    changed = mask != fm.mask
+    if not changed.any():
+        return fm
+    alpha = fm.alpha.copy()
+    alpha[changed] = mask[changed]
+    t = dict(fm.timings)
+    t["refine"] = t.get("refine", 0.0) + time.perf_counter() - t0
+    return replace(fm, mask=mask, alpha=alpha, timings=t)
+
+
+def _segment(bgr, segmenter, post, rim_colours, smooth) -> FrameMasks:
+    """:func:`segment_frame`'s steps 1 to 3."""
     t = {}
     t0 = time.perf_counter()
     H, W = bgr.shape[:2]

@@ -84,3 +84,31 @@ def test_temporal_sequence_is_the_same_with_one_or_two_frames_in_flight(tmp_path
     # the first frame and the one after the bad frame have no predecessor: unchanged
     for k in ("0000.png", "0004.png"):
         assert np.array_equal(masks["one"][k], masks["plain"][k]), k
+
+
+def test_edge_speck_share_removes_the_edges_specks_and_fills_their_holes(monkeypatch):
+    from dataclasses import replace
+
+    import segcore.frame as frame_mod
+    from segcore.card import PostprocessParams
+    from segcore.frame import FrameMasks, segment_frame
+
+    mask = np.zeros((200, 300), np.uint8)
+    mask[40:160, 60:240] = 255  # the subject
+    mask[90:93, 140:143] = 0  # a 9-pixel hole the edges left inside it
+    mask[10:13, 10:13] = 255  # a 9-pixel speck outside it
+    mask[100:200, 0:30] = 255  # a real part (3000 px) touching the border
+    alpha = mask.copy()
+    alpha[40, 60:240] = 128  # a soft rim, left as it is
+    drawn = FrameMasks(mask, alpha, np.zeros((20, 30), np.float32), {"refine": 0.0})
+    monkeypatch.setattr(frame_mod, "_segment", lambda *a: replace(drawn))
+    post = PostprocessParams(edge_speck_share=100 / mask.size)
+    fm = segment_frame(np.zeros((200, 300, 3), np.uint8), None, post)
+    want = mask.copy()
+    want[90:93, 140:143] = 255
+    want[10:13, 10:13] = 0
+    assert np.array_equal(fm.mask, want)
+    assert fm.alpha[91, 141] == 255 and fm.alpha[11, 11] == 0 and fm.alpha[40, 100] == 128
+    assert np.array_equal(drawn.mask, mask)  # the drawn result is not changed in place
+    off = segment_frame(np.zeros((200, 300, 3), np.uint8), None, PostprocessParams())
+    assert np.array_equal(off.mask, mask)  # 0, the default (older cards): nothing changes
