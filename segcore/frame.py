@@ -18,7 +18,7 @@ from .edges import active_cells, coarse_logit
 from .errors import InputError
 from .infer import Segmenter
 from .labels import label_map
-from .mask import clean_mask, cutout, decide
+from .mask import clean_edges, cutout, decide
 from .preprocess import fit_size
 from .refine import GuidedCoefficients, band_window, refine_params
 from .upsample import SplineField
@@ -95,13 +95,8 @@ def segment_frame(
     if post.edge_speck_share <= 0:
         return fm
     t0 = time.perf_counter()
-    share = post.edge_speck_share
-    mask = clean_mask(fm.mask, share, share)
-    changed = mask != fm.mask
-    if not changed.any():
-        return fm
-    alpha = fm.alpha.copy()
-    alpha[changed] = mask[changed]
+    mask, alpha = fm.mask.copy(), fm.alpha.copy()
+    clean_edges(mask, alpha, post.edge_speck_share)
     t = dict(fm.timings)
     t["refine"] = t.get("refine", 0.0) + time.perf_counter() - t0
     return replace(fm, mask=mask, alpha=alpha, timings=t)
