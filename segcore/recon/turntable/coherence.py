@@ -229,6 +229,16 @@ class RayCoherence:
         return kth
 
     def residuals(self, params) -> np.ndarray:
+        """One residual per outline point (pixels of the masks as used)."""
+        return self.evaluate(params)[0]
+
+    def evaluate(self, params, around=None) -> tuple[np.ndarray, dict]:
+        """``(residuals, windows)``. Each ray's value is searched coarsely over its depth
+        through the cylinder, then finely around the deepest sample; ``windows`` holds, per
+        view, each ray's deepest depth and the coarse spacing. Given them as ``around``, the
+        coarse search is skipped and only the fine window is sampled (a quarter of the
+        look-ups): for a finite-difference Jacobian, whose small steps barely move a ray's
+        deepest point; difference it against the same ``around`` at the base point."""
         e, r, u, v, th = params
         a = axis_direction(e, r)
         c = np.array([u, v, 1.0])
@@ -236,36 +246,47 @@ class RayCoherence:
         rad = 1.3 * max(abs(self.x_range[0] - u), abs(self.x_range[1] - u))
         rot = {d: cv2.Rodrigues((a * (d * th)).reshape(3, 1))[0] for d in range(-(n - 1), n)}
         views = [i for i in range(n) if len(self.outline[i])]
-        # the views are independent: numpy and OpenCV release the GIL, so the cores share them
-        out = list(shared_pool().map(lambda i: self._view_residuals(i, a, c, rad, rot), views))
-        res = np.concatenate(out) if out else np.zeros(0)
-        return np.where(np.isfinite(res), res, -20.0)
 
-    def _view_residuals(self, i, a, c, rad, rot) -> np.ndarray:
-        """View ``i``'s outline rays: each one's largest hull depth (:meth:`_hull_depth`)."""
+        def view(i):
+            win = None if around is None else around[i]
+            return self._view_residuals(i, a, c, rad, rot, win)
+
+        # the views are independent: numpy and OpenCV release the GIL, so the cores share them
+        out = list(shared_pool().map(view, views))
+        res = np.concatenate([o[0] for o in out]) if out else np.zeros(0)
+        windows = {i: o[1] for i, o in zip(views, out)}
+        return np.where(np.isfinite(res), res, -20.0), windows
+
+    def _view_residuals(self, i, a, c, rad, rot, window=None):
+        """View ``i``'s outline rays: each one's largest hull depth (:meth:`_hull_depth`),
+        and where along the ray it was found (:meth:`evaluate`'s ``windows``)."""
         D, F = self.depth_samples, self.fine_samples
         pts = self.outline[i]
         ray = np.hstack([pts, np.ones((len(pts), 1))]) @ self.Kinv.T
         ray /= np.linalg.norm(ray, axis=1, keepdims=True)
-        # the ray (from the camera centre, the origin here) through the cylinder about
-        # the axis: |(t ray - c) - ((t ray - c).a) a| <= rad
-        p = ray - (ray @ a)[:, None] * a
-        q = -c + (c @ a) * a
-        A = (p * p).sum(1)
-        B = 2 * (p @ q)
-        C = q @ q - rad**2
-        disc = np.maximum(B * B - 4 * A * C, 0.0)
-        t0 = (-B - np.sqrt(disc)) / (2 * A)
-        t1 = (-B + np.sqrt(disc)) / (2 * A)
-        dt = (t1 - t0) / D
-        ts = t0[:, None] + dt[:, None] * (np.arange(D) + 0.5)[None]
-        Y = (ray[:, None, :] * ts[:, :, None]).reshape(-1, 3) - c
-        best = self._hull_depth(i, Y, rot, c).reshape(len(pts), D)
-        # then finely around each ray's deepest sample: the ray's value is a maximum,
-        # which coarse samples underestimate (and with it, bias the fit)
-        k = best.argmax(axis=1)
-        tc = ts[np.arange(len(pts)), k]
+        if window is None:
+            # the ray (from the camera centre, the origin here) through the cylinder about
+            # the axis: |(t ray - c) - ((t ray - c).a) a| <= rad
+            p = ray - (ray @ a)[:, None] * a
+            q = -c + (c @ a) * a
+            A = (p * p).sum(1)
+            B = 2 * (p @ q)
+            C = q @ q - rad**2
+            disc = np.maximum(B * B - 4 * A * C, 0.0)
+            t0 = (-B - np.sqrt(disc)) / (2 * A)
+            t1 = (-B + np.sqrt(disc)) / (2 * A)
+            dt = (t1 - t0) / D
+            ts = t0[:, None] + dt[:, None] * (np.arange(D) + 0.5)[None]
+            Y = (ray[:, None, :] * ts[:, :, None]).reshape(-1, 3) - c
+            best = self._hull_depth(i, Y, rot, c).reshape(len(pts), D)
+            # then finely around each ray's deepest sample: the ray's value is a maximum,
+            # which coarse samples underestimate (and with it, bias the fit)
+            tc = ts[np.arange(len(pts)), best.argmax(axis=1)]
+            coarse = best.max(axis=1)
+        else:
+            tc, dt = window
+            coarse = -np.inf
         tf = tc[:, None] + dt[:, None] * np.linspace(-1.0, 1.0, F)[None]
         Y = (ray[:, None, :] * tf[:, :, None]).reshape(-1, 3) - c
         fine = self._hull_depth(i, Y, rot, c).reshape(len(pts), F)
-        return np.maximum(best.max(axis=1), fine.max(axis=1))
+        return np.maximum(coarse, fine.max(axis=1)), (tc, dt)

@@ -41,9 +41,14 @@ class CircularFit:
         self.up = K[0, 0] / rays.K[0, 0]  # outline residuals to full-resolution pixels
 
     def residuals(self, params) -> np.ndarray:
+        return self.evaluate(params)[0]
+
+    def evaluate(self, params, around=None) -> tuple[np.ndarray, dict]:
+        """``(residuals, the outline rays' windows)``: :meth:`RayCoherence.evaluate`."""
         obs_t, obs_f, obs_x = self.obs
         rs, ts = circular_poses(len(self.rays.sdf), params)
-        out = [self.sil_weight * self.up * self.rays.residuals(params)]
+        rays, windows = self.rays.evaluate(params, around)
+        out = [self.sil_weight * self.up * rays]
         if self.n_tracks:
             X = triangulate_batched(self.K, rs, ts, obs_t, obs_f, obs_x, self.n_tracks)
             X = polish_points(self.K, rs, ts, X, obs_t, obs_f, obs_x)
@@ -52,7 +57,7 @@ class CircularFit:
             out.insert(0, np.where(np.isfinite(fr), fr, 100.0))
         if self.verticals is not None:
             out.append(VERTICAL_WEIGHT * vertical_residuals(self.K, self.verticals, params))
-        return np.concatenate(out)
+        return np.concatenate(out), windows
 
     def cost(self, params) -> float:
         """The robust cost least squares minimises (scipy's Cauchy ``rho``, halved)."""
@@ -76,16 +81,22 @@ class CircularFit:
             return p
 
         def fun(x):
-            last["x"], last["f"] = x.copy(), self.residuals(full(x))
-            return last["f"]
+            f, win = self.evaluate(full(x))
+            last.update(x=x.copy(), f=f, win=win)
+            return f
 
-        def jac(x):  # forward differences from the residuals least squares just computed
-            f0 = last["f"] if np.array_equal(last.get("x"), x) else fun(x)
+        def jac(x):
+            # forward differences, each outline ray sampled only around the deepest point
+            # the residuals least squares just computed found on it (RayCoherence.evaluate)
+            if not np.array_equal(last.get("x"), x):
+                fun(x)
+            win = last["win"]
+            f0 = self.evaluate(full(x), win)[0]
             J = np.empty((len(f0), len(x)))
             for k in range(len(x)):
                 xk = x.copy()
                 xk[k] += steps[k]
-                J[:, k] = (self.residuals(full(xk)) - f0) / steps[k]
+                J[:, k] = (self.evaluate(full(xk), win)[0] - f0) / steps[k]
             done[0] += 1
             if progress is not None:
                 progress(min(done[0], max_nfev), max_nfev)
