@@ -258,7 +258,7 @@ class GarmentSegSettings(PropertyGroup):
         "How features are found in the frames",
         runner.options().QUALITIES,
         {
-            "high": ("High", "DSP-SIFT with affine shapes: more matches on smooth fabric, slower"),
+            "high": ("High", "DSP-SIFT inside the masks: more matches on smooth fabric, slower"),
             "fast": ("Fast", "Plain SIFT: several times faster, for well-textured subjects"),
         },
     )

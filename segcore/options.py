@@ -227,8 +227,9 @@ def add_reconstruct_arguments(parser) -> None:
         "--quality",
         choices=QUALITIES,
         default="high",
-        help="high: DSP-SIFT with affine shapes and guided matching, for smooth fabric; "
-        "fast: plain SIFT (default: high)",
+        help="high: DSP-SIFT with affine shapes inside the masks, for smooth fabric (plain "
+        "SIFT over the whole frame of a moving camera), and guided matching; fast: plain "
+        "SIFT (default: high)",
     )
     add_switch(
         parser,

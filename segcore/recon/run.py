@@ -127,7 +127,8 @@ def reconstruct(
     ``mask_erode_px``: the masks are shrunk by this much for SfM only (None: 0.6 % of the
     frame's long side). Keypoints on the silhouette's edge describe garment and background
     at once; on a turntable they slide with the outline instead of turning with the garment.
-    ``quality``: "high" uses SIFT with affine shape and domain-size pooling (DSP-SIFT) and
+    ``quality``: "high" uses SIFT with affine shape and domain-size pooling (DSP-SIFT) inside
+    the masks (over the whole frame, where the room carries the registration, plain SIFT) and
     guided matching, which finds two to three times more correct matches on smooth fabric
     for several times the extraction time; "fast" uses plain SIFT.
     ``focal_px``: a known focal length in pixels (what EXIF gives COLMAP for camera photos;
@@ -226,16 +227,32 @@ def reconstruct(
         if mapper != "turntable":
             with run.timed("features"):
                 reader = reader_options(pycolmap, ws, frames[0], feature_masks, focal_px)
+                # DSP-SIFT finds the matches smooth fabric has (inside the masks); over the
+                # whole frame the room carries the registration and plain SIFT suffices
+                sift = quality if feature_masks else "fast"
                 extract_features(
-                    pycolmap, run, report, ws, names, reader, max_image_size, num_threads, quality
+                    pycolmap, run, report, ws, names, reader, max_image_size, num_threads, sift
                 )
             with run.timed("matching"):
                 match(pycolmap, run, report, ws, kind, num_threads, quality, names)
+            # a moving camera the even ring takes over below 95 % registered: the further
+            # models COLMAP would grow from the frames its first one left out cannot reach
+            # that (a close-up ring: 8 of 24 frames, then 80 s more for none)
+            circular_next = asked == "auto" and masked and still is False
             with run.timed("mapping"):
                 models = map_frames(
-                    pycolmap, run, report, ws, n, mapper, num_threads, seed, focal_px
+                    pycolmap,
+                    run,
+                    report,
+                    ws,
+                    n,
+                    mapper,
+                    num_threads,
+                    seed,
+                    focal_px,
+                    one_model=circular_next and mapper == "incremental",
                 )
-            if asked == "auto" and masked and still is False:
+            if circular_next:
                 k = max((r.num_reg_images() for r in models.values()), default=0)
                 if k < RING_CIRCULAR_SHARE * n:
                     circular = _circular_ring(pycolmap, run, checked, ws, names, focal_px, k)

@@ -192,8 +192,12 @@ def match(pycolmap, run, report, ws, kind, threads, quality, names=None) -> None
     report("matching", 1, 1)
 
 
-def map_frames(pycolmap, run, report, ws, n, mapper, threads, seed, focal_px=None) -> dict:
-    """Incremental (COLMAP) or global (GLOMAP) mapping; the models found, by index."""
+def map_frames(
+    pycolmap, run, report, ws, n, mapper, threads, seed, focal_px=None, one_model=False
+) -> dict:
+    """Incremental (COLMAP) or global (GLOMAP) mapping; the models found, by index.
+    ``one_model``: incremental mapping stops after its first model (no further models
+    grown from the frames it left out)."""
     tmp = ws / "sparse_tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -215,6 +219,7 @@ def map_frames(pycolmap, run, report, ws, n, mapper, threads, seed, focal_px=Non
             opts.ba_refine_extra_params = False
             opts.mapper.abs_pose_refine_extra_params = False
             opts.ba_refine_focal_length = focal_px is None
+            opts.multiple_models = not one_model
             if seed is not None:
                 opts.random_seed = int(seed)
             return pycolmap.incremental_mapping(

@@ -29,7 +29,15 @@ def test_a_ring_sfm_cannot_register_is_solved_as_circular_motion(tmp_path, monke
     from segcore.recon import load_result, run
     from segcore.recon.turntable import colmap as tt_colmap
 
-    monkeypatch.setattr(run, "map_frames", lambda *a, **k: {})
+    mapped, sifts = [], []
+    monkeypatch.setattr(run, "map_frames", lambda *a, **k: mapped.append(k) or {})
+    extract = run.extract_features
+
+    def spy_features(*a):
+        sifts.append(a[-1])  # the SIFT kind asked for
+        return extract(*a)
+
+    monkeypatch.setattr(run, "extract_features", spy_features)
     calls = []
 
     def spy(*a, **k):
@@ -44,10 +52,13 @@ def test_a_ring_sfm_cannot_register_is_solved_as_circular_motion(tmp_path, monke
         RING / "masks",
         ws,
         voxels=48,
-        quality="fast",
+        quality="high",
         focal_px=cams["frames"][0]["K"][0][0],
     )
     assert calls == [False]  # the room moves: no still-background terms
+    # over the whole frame plain SIFT (DSP-SIFT is for smooth fabric inside the masks), and
+    # one model: the even ring takes over from whatever SfM leaves below 95 %
+    assert sifts == ["fast"] and [k["one_model"] for k in mapped] == [True]
     res = load_result(ws)
     opts = res.options
     assert opts["capture"] == "moving camera" and opts["mapper"] == "turntable"
