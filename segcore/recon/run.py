@@ -240,18 +240,8 @@ def reconstruct(
             # that (a close-up ring: 8 of 24 frames, then 80 s more for none)
             circular_next = asked == "auto" and masked and still is False
             with run.timed("mapping"):
-                models = map_frames(
-                    pycolmap,
-                    run,
-                    report,
-                    ws,
-                    n,
-                    mapper,
-                    num_threads,
-                    seed,
-                    focal_px,
-                    one_model=circular_next and mapper == "incremental",
-                )
+                args = (pycolmap, run, report, ws, n, mapper, num_threads, seed, focal_px)
+                models = map_frames(*args, one_model=circular_next)
             if circular_next:
                 k = max((r.num_reg_images() for r in models.values()), default=0)
                 if k < RING_CIRCULAR_SHARE * n:

@@ -238,7 +238,8 @@ class RayCoherence:
         view, each ray's deepest depth and the coarse spacing. Given them as ``around``, the
         coarse search is skipped and only the fine window is sampled (a quarter of the
         look-ups): for a finite-difference Jacobian, whose small steps barely move a ray's
-        deepest point; difference it against the same ``around`` at the base point."""
+        deepest point. At the point that gave ``around`` the result is the same as without
+        it (the fine window holds the deepest coarse sample)."""
         e, r, u, v, th = params
         a = axis_direction(e, r)
         c = np.array([u, v, 1.0])

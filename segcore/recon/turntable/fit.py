@@ -86,12 +86,12 @@ class CircularFit:
             return f
 
         def jac(x):
-            # forward differences, each outline ray sampled only around the deepest point
-            # the residuals least squares just computed found on it (RayCoherence.evaluate)
+            # forward differences from the residuals least squares just computed, each
+            # outline ray sampled only around the deepest point they found on it (at the
+            # base point that window gives exactly those residuals: RayCoherence.evaluate)
             if not np.array_equal(last.get("x"), x):
                 fun(x)
-            win = last["win"]
-            f0 = self.evaluate(full(x), win)[0]
+            f0, win = last["f"], last["win"]
             J = np.empty((len(f0), len(x)))
             for k in range(len(x)):
                 xk = x.copy()
