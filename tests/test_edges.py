@@ -230,3 +230,27 @@ def test_a_two_level_refiner_with_a_wider_margin_exports_and_runs(tmp_path):
     # a window that does not halve twice is refused before any work
     with pytest.raises(ValueError, match="multiple of 4"):
         train_edges(EdgeConfig(data=[], val=[], out=str(tmp_path / "r"), margin=9, levels=2))
+
+
+def test_coarse_priors_of_data_sets_that_share_sequence_names_stay_apart(tmp_path):
+    """Every ``synth`` run numbers its sequences from seq_00000: a training set and a
+    validation set (or two training sets) hold frames of the same sequence name and stem,
+    and each must get its own coarse probability from the run's cache."""
+    from tests.conftest import blob_image
+    from training.data import find_sequences
+    from training.edges import coarse_cache
+
+    for split, seed in (("a", 3), ("b", 9)):
+        seq = tmp_path / split / "seq_00000_ring"
+        (seq / "images").mkdir(parents=True)
+        (seq / "masks").mkdir()
+        bgr, mask = blob_image(240, 320, seed=seed)
+        cv2.imwrite(str(seq / "images" / "0000.png"), bgr)
+        cv2.imwrite(str(seq / "masks" / "0000.png"), mask)
+    samples = [find_sequences(tmp_path / s)["seq_00000_ring"][0] for s in ("a", "b")]
+    cache = tmp_path / "coarse"
+    first = coarse_cache(samples, None, cache)
+    assert len(list(cache.iterdir())) == 2
+    assert not np.array_equal(first[0], first[1])  # two frames, two priors
+    again = coarse_cache(samples[::-1], None, cache)  # read back from the cache
+    assert np.array_equal(again[0], first[1]) and np.array_equal(again[1], first[0])

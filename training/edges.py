@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -125,6 +126,14 @@ class Frame:
     edge_pts: np.ndarray  # (m, 2) points (y, x) on the true boundary
 
 
+def cache_key(sample, model: str | None) -> str:
+    """The cache file's name for one frame: its sequence and stem to read, and a digest of
+    the frame's resolved path and the model, so that frames of different data sets (which
+    share sequence names: every ``synth`` run starts at ``seq_00000``) never share a prior."""
+    digest = hashlib.sha1(f"{Path(sample.image).resolve()}\0{model}".encode()).hexdigest()
+    return f"{sample.sequence}__{Path(sample.image).stem}__{digest[:12]}.npy"
+
+
 def coarse_cache(samples, model: str | None, cache: Path) -> list[np.ndarray]:
     """The coarse network's cleaned probability at network scale for each sample, cached."""
     from segcore.pipeline import SegmentOptions, load_segmenter
@@ -132,7 +141,7 @@ def coarse_cache(samples, model: str | None, cache: Path) -> list[np.ndarray]:
     seg = post = None
     out = []
     for s in samples:
-        key = cache / f"{s.sequence}__{s.image.stem}.npy"
+        key = cache / cache_key(s, model)
         if key.exists():
             out.append(np.load(key))
             continue
