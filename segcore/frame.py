@@ -52,7 +52,11 @@ class FrameMasks:
         out = cutout(bgr, self.alpha)
         for y0, x0, sel, colours in self.rim:
             h, w = sel.shape
-            out[y0 : y0 + h, x0 : x0 + w, :3][sel] = colours
+            # only where the alpha is still soft: the speck clean-up (step 4) may have made
+            # a rim pixel wholly subject or background since its colour was taken
+            a = self.alpha[y0 : y0 + h, x0 : x0 + w]
+            soft = sel & (a > 0) & (a < 255)
+            out[y0 : y0 + h, x0 : x0 + w, :3][soft] = colours[soft[sel]]
         return out
 
 
