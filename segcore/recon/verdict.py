@@ -180,7 +180,7 @@ def judge(
         doubts.append(
             "a ring solved as circular motion (SfM could not solve it): each camera is off "
             "by as much as it strayed from one height, distance and step (0.2-0.4 deg on "
-            "close-up rendered rings with a room in view, 1.4-1.7 deg before a plain sweep)"
+            "close-up rendered rings with a room in view, 1.4-3.9 deg before a plain sweep)"
         )
     checks["suspect_masks"] = suspect
     if suspect and not failed:
