@@ -13,6 +13,7 @@ token, inside) its calls.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import threading
 import time
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from .result import RING_PAIRS, SFM_MASKS, CancelledError
 from .workspace import image_size
+
+log = logging.getLogger(__name__)
 
 EXHAUSTIVE_MAX = 60  # "auto" matcher: exhaustive up to this many frames, sequential beyond
 SEQUENTIAL_OVERLAP = 12  # sequential matcher: each frame is matched with this many successors
@@ -222,15 +225,32 @@ def map_frames(
             opts.multiple_models = not one_model
             if seed is not None:
                 opts.random_seed = int(seed)
-            return pycolmap.incremental_mapping(
-                ws / "database.db",
-                ws / "images",
-                tmp,
-                opts,
-                initial_image_pair_callback=on_image,
-                next_image_callback=on_image,
-                cancellation_token=run.token,
-            )
+            # a first model that never grew past its initial pair is a bad start, not a
+            # model: on several threads COLMAP's search for the initial pair sometimes finds
+            # none and settles for a pair with a few dozen points that no further frame
+            # registers against (a 12-frame ring: one run in four on 2 threads, never on
+            # one); it is mapped again on one thread
+            for attempt in range(2):
+                registered[0] = 0
+                models = pycolmap.incremental_mapping(
+                    ws / "database.db",
+                    ws / "images",
+                    tmp,
+                    opts,
+                    initial_image_pair_callback=on_image,
+                    next_image_callback=on_image,
+                    cancellation_token=run.token,
+                )
+                k = max((r.num_reg_images() for r in models.values()), default=0)
+                if not one_model or k > 2 or opts.num_threads == 1 or attempt:
+                    return models
+                log.info("incremental SfM stopped at its initial pair: mapped again on one thread")
+                run.check()
+                opts.num_threads = 1
+                if seed is not None:
+                    pycolmap.set_random_seed(int(seed))
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
         gopts = pycolmap.GlobalPipelineOptions()
         gopts.num_threads = int(threads)
         gopts.mapper.global_positioning.use_gpu = False

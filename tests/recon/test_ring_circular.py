@@ -118,3 +118,37 @@ def test_a_ring_whose_sfm_cameras_fail_the_verdict_is_solved_again_as_circular(
     assert [m for m, _ in calls] == ["auto", "turntable"]
     assert "no garment mesh" in calls[1][1] and result.circular
     assert result.timings["features"] == 40.0  # both solves' time
+
+
+def test_a_first_model_stuck_at_its_initial_pair_is_mapped_again_on_one_thread(tmp_path):
+    """COLMAP on several threads sometimes settles for an initial pair no further frame
+    registers against; asked for one model, mapping runs again on one thread."""
+    from types import SimpleNamespace
+
+    from segcore.recon.sfm import Stages, map_frames
+
+    threads, seeds = [], []
+
+    class Model:
+        def __init__(self, k):
+            self.k = k
+
+        def num_reg_images(self):
+            return self.k
+
+    def incremental_mapping(db, images, out, opts, **kw):
+        threads.append(opts.num_threads)
+        return {0: Model(2 if len(threads) == 1 else 12)}
+
+    fake = SimpleNamespace(
+        IncrementalPipelineOptions=lambda: SimpleNamespace(mapper=SimpleNamespace()),
+        incremental_mapping=incremental_mapping,
+        set_random_seed=seeds.append,
+    )
+    run = Stages(SimpleNamespace(cancel=lambda: None), lambda: False)
+    args = (fake, run, lambda *a: None, tmp_path, 12, "incremental", 2, 0)
+    models = map_frames(*args, one_model=True)
+    assert threads == [2, 1] and models[0].num_reg_images() == 12 and seeds == [0]
+    threads.clear()
+    assert map_frames(*args, one_model=False)[0].num_reg_images() == 2  # COLMAP goes on itself
+    assert threads == [2]
