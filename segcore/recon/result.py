@@ -27,6 +27,7 @@ SFM_MASKS = "sfm_masks"  # the eroded masks feature extraction uses
 HULL_MASKS = "hull_masks"  # the visual hull's masks, where the plate made them (below)
 HULL_CHECK = "hull_check.png"  # frames with the masks' and the hull's outlines drawn
 RING_PAIRS = "ring_pairs.txt"  # the frame pairs the ring matcher matched (recon.sfm)
+VIEW_PAIRS = "view_pairs.txt"  # the pairs matched once the cameras were known (recon.sfm)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 

@@ -67,8 +67,10 @@ from .sfm import (
     extract_features,
     map_frames,
     match,
+    matched_pairs,
     reader_options,
     still_background,
+    view_pairs,
 )
 from .turntable.colmap import turntable_model
 from .verdict import judge, rotation_steps
@@ -193,6 +195,7 @@ def reconstruct(
         turntable_notes = None  # the turntable solver's log, for recon.json
         # a ring SfM could not register, solved as circular motion: why (recon.json)
         ring_note = circular_because if mapper == "turntable" else None
+        view_note = None  # the second round of matching from the cameras (_match_views...)
         suspects: list[str] = []  # masks the turntable solver found the others disagree with
         axis_off = None  # degrees between the turntable's axis and the room's verticals
         still = (
@@ -242,6 +245,11 @@ def reconstruct(
             with run.timed("mapping"):
                 args = (pycolmap, run, report, ws, n, mapper, num_threads, seed, focal_px)
                 models = map_frames(*args, one_model=circular_next)
+            if kind in ("ring", "sequential") and mapper == "incremental":
+                models, view_note = _match_views_and_map_again(
+                    pycolmap, run, report, ws, names, models, args, circular_next,
+                    (kind, num_threads, quality),
+                )  # fmt: skip
             if circular_next:
                 k = max((r.num_reg_images() for r in models.values()), default=0)
                 if k < RING_CIRCULAR_SHARE * n:
@@ -293,6 +301,7 @@ def reconstruct(
         "plate_by_segment": by_segment,
         "turntable": turntable_notes,
         "ring_circular": ring_note,
+        "view_pairs": view_note,
         "turntable_suspects": suspects,
         "turntable_axis_to_verticals_deg": None if axis_off is None else round(axis_off, 2),
         "pycolmap": getattr(pycolmap, "__version__", "?"),
@@ -309,6 +318,32 @@ def reconstruct(
             result,
         )
     return result
+
+
+def _match_views_and_map_again(pycolmap, run, report, ws, names, models, args, one, how):
+    """A moving camera's second round (:data:`sfm.VIEW_PAIR_DEG`): the frames whose cameras
+    SfM found looking the same way, unmatched in capture order, are matched and the frames
+    mapped again; the new models are kept unless they register fewer frames. Returns
+    ``(models, recon.json's note or None)``."""
+    n = len(names)
+    k = max((r.num_reg_images() for r in models.values()), default=0)
+    if k < 3 or (one and k < RING_CIRCULAR_SHARE * n):  # the even ring will take over
+        return models, None
+    best = max(models.values(), key=lambda r: r.num_reg_images())
+    kind, threads, quality = how
+    pairs = view_pairs(best, matched_pairs(kind, names))
+    if not pairs:
+        return models, None
+    with run.timed("view pairs"):
+        match(pycolmap, run, report, ws, "views", threads, quality, pairs)
+        again = map_frames(*args, one_model=one)
+    k2 = max((r.num_reg_images() for r in again.values()), default=0)
+    note = (
+        f"{len(pairs)} more pairs of frames looking the same way matched, then mapped again: "
+        f"{k2} of {n} frames registered (before: {k})"
+    )
+    log.info(note)
+    return (again, note) if k2 >= k else (models, note + "; the first mapping kept")
 
 
 def even_ring(options: dict | None) -> bool:

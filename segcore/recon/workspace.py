@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import InputError, OutputError
 from ..outputs import Manifest, check_apart
 from ..plate import check_mode as check_plate_mode
-from .result import HULL_CHECK, HULL_MASKS, RING_PAIRS, SFM_MASKS, Progress
+from .result import HULL_CHECK, HULL_MASKS, RING_PAIRS, SFM_MASKS, VIEW_PAIRS, Progress
 
 ERODE_SHARE = 0.006  # default mask erosion for SfM, share of the frame's long side
 
@@ -79,6 +79,7 @@ WORKSPACE_ENTRIES = (
     "sparse_tmp/",
     "sparse_turntable/",
     RING_PAIRS,
+    VIEW_PAIRS,
     "hull.ply",
     HULL_CHECK,
     "transforms.json",

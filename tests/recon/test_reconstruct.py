@@ -456,6 +456,43 @@ def test_ring_pairs_are_neighbours_in_capture_order_round_the_ring():
     assert len(ring_pairs(names[:3])) == 3  # every pair once
 
 
+def test_view_pairs_join_the_loops_of_a_ring_at_two_heights():
+    """Capture order pairs a frame with the next ones of its own loop; once SfM has the
+    cameras, each frame is paired with the frames above or below it (optical axes within
+    VIEW_PAIR_DEG), and nothing already matched is matched again."""
+    from types import SimpleNamespace
+
+    import cv2
+
+    from segcore.recon.sfm import VIEW_PAIR_DEG, ring_pairs, view_pairs
+
+    def image(name, azimuth, elevation):  # a camera on a ring looking at the centre
+        R = (
+            cv2.Rodrigues(np.array([elevation, 0.0, 0.0]))[0]
+            @ cv2.Rodrigues(np.array([0.0, azimuth, 0.0]))[0]
+        )
+        m = np.hstack([R, np.zeros((3, 1))])
+        return SimpleNamespace(
+            name=name, has_pose=True, cam_from_world=lambda: SimpleNamespace(matrix=lambda: m)
+        )
+
+    names = [f"{i:04d}.jpg" for i in range(24)]
+    images = {}
+    for i, name in enumerate(names):  # 12 frames 30 degrees apart at 10 degrees, then at 25
+        az = np.radians(30 * (i % 12) + (17 if i >= 12 else 0))
+        images[i] = image(name, az, np.radians(10 if i < 12 else 25))
+    images[99] = SimpleNamespace(name="x.jpg", has_pose=False)
+    model = SimpleNamespace(images=images)
+    matched = ring_pairs(names)
+    pairs = view_pairs(model, matched)
+    assert VIEW_PAIR_DEG == 40.0
+    got = {(int(a[:4]), int(b[:4])) for a, b in pairs}
+    assert {(i, i + 12) for i in range(12)} <= got  # the frame above each one
+    assert not got & {tuple(sorted((names.index(a), names.index(b)))) for a, b in matched}
+    assert all(b - a != 6 for a, b in got)  # nothing half a loop apart
+    assert view_pairs(SimpleNamespace(images={}), matched) == []
+
+
 def test_the_recon_benchmark_finds_sequences_under_a_root_of_families(tmp_path):
     from tools.bench_recon import discover_sequences
 
