@@ -254,6 +254,8 @@ def run_one(
     row["stages"] = dict(result.timings) if result is not None else {}
     opts = (result.options or {}) if result is not None else {}
     row["where"], row["matcher"] = opts.get("features", "?"), opts.get("matcher", "?")
+    if opts.get("view_pairs"):  # matched again between frames looking the same way
+        row["matcher"] += " + view"
     row["hull_iou"] = row["hull_iou_own"] = float("nan")
     if mesh is not None and "similarity" in row:
         try:
@@ -328,6 +330,7 @@ STAGES = {  # recon.json's timings: what the bench's stage column calls them
     "features": "feat",
     "matching": "match",
     "mapping": "map",
+    "view pairs": "views",
     "circular": "circular",
     "turntable": "solve",
     "refine": "refine",
