@@ -22,7 +22,8 @@ from .card import ModelCard, load_card
 from .config import CLASSES
 from .edges import load_refiner
 from .errors import InputError, ModelError
-from .preprocess import fit_size, prepare
+from .garment_regions import grow_garment
+from .preprocess import compress, fit_size, prepare
 
 #: what a multi-class model keeps unless told otherwise: the garment figure, the paper's
 #: subject (support, the stand and its base, is background by default)
@@ -82,6 +83,10 @@ def resolve_keep(card: ModelCard, keep) -> tuple[int, ...] | None:
 
 class Segmenter:
     """Subject probability for full-resolution frames, driven by a model card."""
+
+    #: a multi-class model's garment made coherent with the frame's colours
+    #: (:mod:`segcore.garment_regions`); False: the network's classes as they are
+    garment_regions = True
 
     def __init__(self, card: ModelCard, backend=None, keep=None):
         self.card = card
@@ -170,6 +175,8 @@ class Segmenter:
         if self.keep is None:
             return sigmoid(geo.crop(logits[0])), None, geo
         probs = softmax(geo.crop(logits))
+        if self.garment_regions:
+            probs = grow_garment(compress(bgr if source is None else source, geo), probs)
         return keep_probability(probs, self.keep), probs, geo
 
     def _kept(self, logits: np.ndarray) -> np.ndarray:

@@ -231,6 +231,10 @@ def cmd_eval(args) -> int:
         if model and model.endswith(".pt"):
             model = _export_temp(model)
         keep = tuple(k.strip() for k in args.keep.split(",") if k.strip()) if args.keep else None
+        if not args.garment_regions:
+            from segcore.infer import Segmenter
+
+            Segmenter.garment_regions = False
         predict = segcore_predictor(
             model,
             args.refine,
@@ -674,6 +678,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--temporal", action="store_true", help="smooth along each sequence (segcore --temporal)"
+    )
+    e.add_argument(
+        "--no-garment-regions",
+        dest="garment_regions",
+        action="store_false",
+        help="a multi-class model's garment and figure as the network drew them, without "
+        "making the garment coherent with the frame's colours (segcore.garment_regions)",
     )
     e.add_argument("--name", help="row name in the table")
     e.add_argument("--out", help="folder for results.md, frames.json and worst.png")
