@@ -73,16 +73,13 @@ def grow_garment(small_bgr: np.ndarray, probs: np.ndarray) -> np.ndarray:
     total = cv2.boxFilter(lab * seeds[..., None], -1, k, normalize=False)
     count = cv2.boxFilter(seeds.astype(np.float32), -1, k, normalize=False)
     local = total / np.maximum(count, 1e-6)[..., None]  # the seeds' local colour, at seeds
-    # every pixel's nearest seed (its label: the seeds numbered in row-major order)
+    # every pixel's nearest seed: its label, the seeds numbered from 1 in row-major order
     _, nearest = cv2.distanceTransformWithLabels(
         1 - seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
     ys, xs = np.nonzero(seeds)
-    index = np.zeros(n_seeds + 1, np.int64)
-    index[1:] = np.arange(n_seeds)
-    at = index[np.minimum(nearest, n_seeds)]
-    ref = local[ys[at], xs[at]]
-    near = (np.sqrt(((lab[..., :3] - ref[..., :3]) ** 2).sum(axis=2)) < GROW_TOL) & (
+    ref = local[ys[nearest - 1], xs[nearest - 1]]
+    near = (((lab[..., :3] - ref[..., :3]) ** 2).sum(axis=2) < GROW_TOL**2) & (
         np.abs(lab[..., 3] - ref[..., 3]) < GROW_SD_TOL
     )
     same = ((subject & near) | (seeds > 0)).astype(np.uint8)

@@ -165,7 +165,13 @@ class Segmenter:
         ``passes``, a list, receives with ``flip`` the kept probability of each of the two
         passes (the direct one, then the mirrored one aligned again): how far they agree is
         one of a frame's confidence signals (:mod:`segcore.confidence`)."""
-        blob, geo = prepare(bgr, self.card.preprocess, source)
+        pre = self.card.preprocess
+        # the frame at the network's scale, once: the blob's source and the garment regions'
+        small = compress(
+            bgr if source is None else source,
+            fit_size(bgr.shape[:2], pre.input_size, pre.pad_multiple),
+        )
+        blob, geo = prepare(bgr, pre, small)
         logits = self.backend.logits(blob)[0]
         if flip:
             mirrored = self.backend.logits(np.ascontiguousarray(blob[..., ::-1]))[0][..., ::-1]
@@ -176,7 +182,7 @@ class Segmenter:
             return sigmoid(geo.crop(logits[0])), None, geo
         probs = softmax(geo.crop(logits))
         if self.garment_regions:
-            probs = grow_garment(compress(bgr if source is None else source, geo), probs)
+            probs = grow_garment(small, probs)
         return keep_probability(probs, self.keep), probs, geo
 
     def _kept(self, logits: np.ndarray) -> np.ndarray:

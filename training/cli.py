@@ -231,10 +231,6 @@ def cmd_eval(args) -> int:
         if model and model.endswith(".pt"):
             model = _export_temp(model)
         keep = tuple(k.strip() for k in args.keep.split(",") if k.strip()) if args.keep else None
-        if not args.garment_regions:
-            from segcore.infer import Segmenter
-
-            Segmenter.garment_regions = False
         predict = segcore_predictor(
             model,
             args.refine,
@@ -244,6 +240,7 @@ def cmd_eval(args) -> int:
             keep=keep,
             size=args.size,
             threshold=args.threshold,
+            garment_regions=args.garment_regions,
         )
     if args.families:
         return _eval_families(args, predict)

@@ -30,13 +30,16 @@ def segcore_predictor(
     keep: tuple[str, ...] | None = None,
     size: int | None = None,
     threshold: float | None = None,
+    garment_regions: bool = True,
 ) -> Predictor:
     """The segcore pipeline as a predictor (``size``, ``threshold``: `segcore segment`'s
     --size and --threshold). ``temporal``: frames are fed in sequence order and
     smoothed along it (:mod:`segcore.temporal`); :func:`evaluate` calls ``new_sequence()`` at
     each sequence's first frame. A multi-class model's predictor keeps the classes ``keep``
     (names; default the card's) and exposes them (``keep_ids``) and the last frame's label map
-    (``last_labels``), so :func:`evaluate` scores the kept classes against label maps."""
+    (``last_labels``), so :func:`evaluate` scores the kept classes against label maps.
+    ``garment_regions=False``: the network's garment / figure split as it is
+    (:mod:`segcore.garment_regions`)."""
     from segcore.pipeline import SegmentOptions, load_segmenter, segment_frame
     from segcore.temporal import network_gray, smooth_step
 
@@ -52,6 +55,7 @@ def segcore_predictor(
             threshold=threshold,
         )
     )
+    seg.garment_regions = garment_regions
 
     class SegcorePredictor:
         keep_ids = seg.keep  # None for a binary model

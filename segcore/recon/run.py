@@ -68,6 +68,7 @@ from .sfm import (
     map_frames,
     match,
     matched_pairs,
+    most_registered,
     reader_options,
     still_background,
     view_pairs,
@@ -251,7 +252,7 @@ def reconstruct(
                     (kind, num_threads, quality),
                 )  # fmt: skip
             if circular_next:
-                k = max((r.num_reg_images() for r in models.values()), default=0)
+                k = most_registered(models)
                 if k < RING_CIRCULAR_SHARE * n:
                     circular = _circular_ring(pycolmap, run, checked, ws, names, focal_px, k)
                     if isinstance(circular, str):
@@ -326,7 +327,7 @@ def _match_views_and_map_again(pycolmap, run, report, ws, names, models, args, o
     mapped again; the new models are kept unless they register fewer frames. Returns
     ``(models, recon.json's note or None)``."""
     n = len(names)
-    k = max((r.num_reg_images() for r in models.values()), default=0)
+    k = most_registered(models)
     if k < 3 or (one and k < RING_CIRCULAR_SHARE * n):  # the even ring will take over
         return models, None
     best = max(models.values(), key=lambda r: r.num_reg_images())
@@ -337,7 +338,7 @@ def _match_views_and_map_again(pycolmap, run, report, ws, names, models, args, o
     with run.timed("view pairs"):
         match(pycolmap, run, report, ws, "views", threads, quality, pairs)
         again = map_frames(*args, one_model=one)
-    k2 = max((r.num_reg_images() for r in again.values()), default=0)
+    k2 = most_registered(again)
     note = (
         f"{len(pairs)} more pairs of frames looking the same way matched, then mapped again: "
         f"{k2} of {n} frames registered (before: {k})"

@@ -199,6 +199,11 @@ def view_pairs(model, matched, max_deg: float = VIEW_PAIR_DEG) -> list[tuple[str
     ]
 
 
+def most_registered(models: dict) -> int:
+    """The most frames any of ``models`` (pycolmap reconstructions by index) registered."""
+    return max((r.num_reg_images() for r in models.values()), default=0)
+
+
 def matched_pairs(kind: str, names: list[str]) -> list[tuple[str, str]]:
     """The pairs the ``ring`` or ``sequential`` matcher matched among ``names``."""
     if kind == "ring":
@@ -265,14 +270,10 @@ def map_frames(
             opts.multiple_models = not one_model
             if seed is not None:
                 opts.random_seed = int(seed)
-            # a first model that never grew past its initial pair is a bad start, not a
-            # model: on several threads COLMAP's search for the initial pair sometimes finds
-            # none and settles for a pair with a few dozen points that no further frame
-            # registers against (a 12-frame ring: one run in four on 2 threads, never on
-            # one); it is mapped again on one thread
-            for attempt in range(2):
+
+            def mapping():
                 registered[0] = 0
-                models = pycolmap.incremental_mapping(
+                return pycolmap.incremental_mapping(
                     ws / "database.db",
                     ws / "images",
                     tmp,
@@ -281,9 +282,14 @@ def map_frames(
                     next_image_callback=on_image,
                     cancellation_token=run.token,
                 )
-                k = max((r.num_reg_images() for r in models.values()), default=0)
-                if not one_model or k > 2 or opts.num_threads == 1 or attempt:
-                    return models
+
+            models = mapping()
+            # a first model that never grew past its initial pair is a bad start, not a
+            # model: on several threads COLMAP's search for the initial pair sometimes finds
+            # none and settles for a pair with a few dozen points that no further frame
+            # registers against (a 12-frame ring: one run in four on 2 threads, never on
+            # one); it is mapped again on one thread
+            if one_model and opts.num_threads != 1 and most_registered(models) <= 2:
                 log.info("incremental SfM stopped at its initial pair: mapped again on one thread")
                 run.check()
                 opts.num_threads = 1
@@ -291,6 +297,8 @@ def map_frames(
                     pycolmap.set_random_seed(int(seed))
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp.mkdir(parents=True)
+                models = mapping()
+            return models
         gopts = pycolmap.GlobalPipelineOptions()
         gopts.num_threads = int(threads)
         gopts.mapper.global_positioning.use_gpu = False
