@@ -154,11 +154,32 @@ def load_sample(s: Sample, keep_ids, aspect: tuple[int, int] | None = None):
     return bgr, gt, None if gt_labels is None else centre_crop(gt_labels, aspect)
 
 
+BASE_SHARE = 0.125  # the lowest eighth of the subject's height: feet, hems, the base's rim
+
+
+def base_figure_missed(pred: np.ndarray, gt_labels: np.ndarray) -> float | None:
+    """The share of the figure's pixels in the lowest eighth of the true subject (garment +
+    figure) that the mask leaves out: a mannequin's or a body's feet, which stand on the
+    support and which a model can take for it. None when no figure is there."""
+    subject = (gt_labels == 1) | (gt_labels == 2)
+    rows = np.flatnonzero(subject.any(axis=1))
+    if rows.size == 0:
+        return None
+    cut = int(np.ceil(rows[-1] - BASE_SHARE * (rows[-1] - rows[0])))
+    figure = gt_labels[cut:] == 2
+    n = int(figure.sum())
+    return None if n == 0 else float((figure & (pred[cut:] == 0)).sum() / n)
+
+
 def class_figures(pred: np.ndarray, pred_labels, gt_labels: np.ndarray, keep_ids=()) -> dict:
     """Per-frame class figures: ``support_share`` (share of the predicted subject that is
-    support in truth) and, given a predicted label map, IoU and BF@2px of each kept class."""
+    support in truth), ``feet_missed`` (:func:`base_figure_missed`, when the truth has a
+    figure there) and, given a predicted label map, IoU and BF@2px of each kept class."""
     fg = pred > 0
     out = {"support_share": float((fg & (gt_labels == 3)).sum() / max(1, fg.sum()))}
+    feet = base_figure_missed(fg, gt_labels)
+    if feet is not None:
+        out["feet_missed"] = feet
     if pred_labels is not None:
         for name, f in class_scores(pred_labels, gt_labels).items():
             if CLASSES.index(name) in keep_ids:
@@ -265,7 +286,9 @@ def worst_sheet(
 
 
 FAMILY_KEYS = ("precision", "recall", "f1", "iou", "bf1", "bf2", "bf4")
-CLASS_KEYS = ("support_share",) + tuple(f"{c}_{k}" for c in CLASSES[1:] for k in ("iou", "bf2"))
+CLASS_KEYS = ("support_share", "feet_missed") + tuple(
+    f"{c}_{k}" for c in CLASSES[1:] for k in ("iou", "bf2")
+)
 FAMILY_HEAD = (
     "| family | frames | P | R | F1 | IoU | BF@1px | BF@2px | BF@4px | IoU < 0.9 | ms/frame |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|"
@@ -352,7 +375,7 @@ def families_markdown(result: dict) -> str:
     lines.append(family_row(f"**worst: {result['worst']['family']}**", result["worst"]))
     keys = [k for k in CLASS_KEYS if k in result["all"]]
     if keys:  # class figures (frames with class maps)
-        names = {"support_share": "support in mask"}
+        names = {"support_share": "support in mask", "feet_missed": "feet missed"}
         lines += [
             "",
             "| family | " + " | ".join(names.get(k, k.replace("_", " ")) for k in keys) + " |",
@@ -360,7 +383,11 @@ def families_markdown(result: dict) -> str:
         lines.append("|---" * (len(keys) + 1) + "|")
         for n, m in [*result["families"].items(), ("**all frames**", result["all"])]:
             cells = [
-                f"{100 * m[k]:.2f} %" if k == "support_share" else f"{m[k]:.4f}" if k in m else "–"
+                f"{100 * m[k]:.2f} %"
+                if k in m and k in ("support_share", "feet_missed")
+                else f"{m[k]:.4f}"
+                if k in m
+                else "–"
                 for k in keys
             ]
             lines.append(f"| {n} | " + " | ".join(cells) + " |")

@@ -207,6 +207,21 @@ def test_focus_stand_redraws_only_the_stand_floor_and_view():
         focus_spec(spec, "hands")
 
 
+def test_focus_feet_puts_a_mannequin_on_its_disc_base_and_nothing_in_a_held_out_family():
+    from training.synth.families import families_of
+
+    for index in range(12):
+        spec = sample_spec(7, index)
+        focused = focus_spec(spec, "feet")
+        assert focused == focus_spec(spec, "feet")
+        assert focused["form"]["kind"] == "mannequin" and focused["form"]["stand"] == "disc"
+        assert not focused["camera"]["close"] and "feet_on_disc" in focused["difficulty"]
+        for key in ("garment", "fabric", "body", "light", "post", "background"):
+            assert focused[key] == spec[key]
+        # a mannequin is never the held-out body figure family
+        assert "body_figure" not in families_of(focused)
+
+
 def test_focus_behind_puts_props_on_the_line_behind_the_stand():
     from training.synth import stage
     from training.synth.scene import reset_scene

@@ -144,3 +144,21 @@ def test_evaluation_scores_the_kept_classes_against_the_label_maps(tmp_path):
     assert f["support_share"] == pytest.approx((lab == 3).sum() / (lab > 0).sum())
     f = class_figures(pred, np.where(lab == 3, 0, lab), lab, keep_ids=(1, 2))
     assert f["garment_iou"] == 1.0 and f["figure_iou"] == 1.0 and "support_iou" not in f
+
+
+def test_feet_missed_is_the_figure_left_out_at_the_base_of_the_subject():
+    from training.evaluate import base_figure_missed, class_figures
+
+    lab = np.zeros((100, 60), np.uint8)
+    lab[10:70, 20:40] = 1  # the garment, rows 10-69
+    lab[70:90, 24:36] = 2  # legs and feet, rows 70-89 (the lowest eighth: rows 80-89)
+    lab[90:95, 15:45] = 3  # the disc under them
+    full = np.where((lab == 1) | (lab == 2), 255, 0).astype(np.uint8)
+    assert base_figure_missed(full > 0, lab) == 0.0
+    cut = full.copy()
+    cut[85:] = 0  # the feet's lower half taken for the disc
+    assert base_figure_missed(cut > 0, lab) == pytest.approx(0.5, abs=0.05)
+    assert class_figures(cut, None, lab)["feet_missed"] == pytest.approx(0.5, abs=0.05)
+    dress = np.where(lab == 2, 0, lab)  # no figure at the base (a dress form's hem)
+    assert base_figure_missed(full > 0, dress) is None
+    assert "feet_missed" not in class_figures(full, None, dress)

@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="targeted data: 'stand' = every form on a chrome disc base over a dark floor, "
         "seen from above; 'behind' = turntables in a room, a chrome disc base, props on the "
-        "line behind the stand",
+        "line behind the stand; 'feet' = a mannequin's feet on its disc base",
     )
     parser.add_argument(
         "--family",

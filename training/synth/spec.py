@@ -227,7 +227,7 @@ def sample_spec(seed: int, index: int, kinds=("ring", "turntable")) -> dict[str,
     }
 
 
-FOCUS = ("stand", "behind")
+FOCUS = ("stand", "behind", "feet")
 BEHIND_KINDS = ("ball", "ball", "bin", "lamp", "form", "cabinet")
 
 
@@ -243,6 +243,9 @@ def focus_spec(spec: dict[str, Any], focus: str) -> dict[str, Any]:
     camera through the stand, beyond it, so they show next to the pole and the base in
     every frame (``stage.behind``).
 
+    ``"feet"``: a mannequin on its disc base, its feet in view (``_feet_spec``): the feet
+    the model took for the base.
+
     The changes are drawn from their own generator, seeded by the spec's seed and index, so
     the rest of the spec is the same as without ``focus``.
     """
@@ -250,6 +253,8 @@ def focus_spec(spec: dict[str, Any], focus: str) -> dict[str, Any]:
         raise ValueError(f"unknown focus {focus!r}; choose from {', '.join(FOCUS)}")
     if focus == "behind":
         return _behind_spec(spec)
+    if focus == "feet":
+        return _feet_spec(spec)
     rng = np.random.default_rng([spec["seed"], spec["index"], 7919])
     spec = _on_metal_disc(spec, rng, platter_share=0.5)
     bg, cam = spec["background"], spec["camera"]
@@ -260,6 +265,24 @@ def focus_spec(spec: dict[str, Any], focus: str) -> dict[str, Any]:
     if cam["close"]:
         cam["close"], cam["fill"] = False, float(rng.uniform(0.75, 1.0))
     spec["difficulty"] = [*spec["difficulty"], "metal_disc_stand"]
+    return spec
+
+
+def _feet_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``spec`` worn by a mannequin whose feet stand on its disc base (chrome or
+    black, on a platter one time in three), seen from the whole frame: the feet are figure
+    and the disc under them support, a boundary with no edge of its own on a dark or
+    mirroring base."""
+    rng = np.random.default_rng([spec["seed"], spec["index"], 104729])
+    spec = _on_metal_disc(spec, rng, platter_share=0.33)
+    form, cam = spec["form"], spec["camera"]
+    form["kind"] = "mannequin"
+    form["headless"] = bool(rng.uniform() < 0.5)
+    form["glossy"] = bool(rng.uniform() < 0.5)
+    form["stand_metal"] = bool(rng.uniform() < 0.6)
+    if cam["close"]:
+        cam["close"], cam["fill"] = False, float(rng.uniform(0.75, 1.0))
+    spec["difficulty"] = [*spec["difficulty"], "feet_on_disc"]
     return spec
 
 
