@@ -162,3 +162,19 @@ def test_feet_missed_is_the_figure_left_out_at_the_base_of_the_subject():
     dress = np.where(lab == 2, 0, lab)  # no figure at the base (a dress form's hem)
     assert base_figure_missed(full > 0, dress) is None
     assert "feet_missed" not in class_figures(full, None, dress)
+
+
+def test_the_family_table_shows_feet_missed_where_a_family_has_feet():
+    from training.evaluate import families_markdown, frame_means
+
+    base = dict(precision=1, recall=1, f1=1, iou=1, bf1=1, bf2=1, bf4=1, seconds=0.1)
+    feet = [dict(base, support_share=0.001, feet_missed=0.25)] * 2
+    hems = [dict(base, support_share=0.002)] * 2  # dress forms: no figure at the base
+    fams = {"mannequins": frame_means(feet), "dress_forms": frame_means(hems)}
+    result = {"families": fams, "all": frame_means(feet + hems)}
+    result["worst"] = {"family": "mannequins", **fams["mannequins"]}
+    table = families_markdown(result)
+    assert "| family | support in mask | feet missed |" in table
+    assert "| mannequins | 0.10 % | 25.00 % |" in table
+    assert "| dress_forms | 0.20 % | – |" in table
+    assert "| **all frames** | 0.15 % | 25.00 % |" in table
