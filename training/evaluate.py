@@ -174,10 +174,11 @@ def base_figure_missed(pred: np.ndarray, gt_labels: np.ndarray) -> float | None:
 def class_figures(pred: np.ndarray, pred_labels, gt_labels: np.ndarray, keep_ids=()) -> dict:
     """Per-frame class figures: ``support_share`` (share of the predicted subject that is
     support in truth), ``feet_missed`` (:func:`base_figure_missed`, when the truth has a
-    figure there) and, given a predicted label map, IoU and BF@2px of each kept class."""
+    figure there and the mask keeps the figure: ``keep_ids`` holds it or is empty) and,
+    given a predicted label map, IoU and BF@2px of each kept class."""
     fg = pred > 0
     out = {"support_share": float((fg & (gt_labels == 3)).sum() / max(1, fg.sum()))}
-    feet = base_figure_missed(fg, gt_labels)
+    feet = base_figure_missed(fg, gt_labels) if not keep_ids or 2 in keep_ids else None
     if feet is not None:
         out["feet_missed"] = feet
     if pred_labels is not None:

@@ -159,6 +159,7 @@ def test_feet_missed_is_the_figure_left_out_at_the_base_of_the_subject():
     cut[85:] = 0  # the feet's lower half taken for the disc
     assert base_figure_missed(cut > 0, lab) == pytest.approx(0.5, abs=0.05)
     assert class_figures(cut, None, lab)["feet_missed"] == pytest.approx(0.5, abs=0.05)
+    assert "feet_missed" not in class_figures(cut, None, lab, keep_ids=(1,))  # garment only
     dress = np.where(lab == 2, 0, lab)  # no figure at the base (a dress form's hem)
     assert base_figure_missed(full > 0, dress) is None
     assert "feet_missed" not in class_figures(full, None, dress)
