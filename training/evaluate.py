@@ -154,6 +154,7 @@ def load_sample(s: Sample, keep_ids, aspect: tuple[int, int] | None = None):
     return bgr, gt, None if gt_labels is None else centre_crop(gt_labels, aspect)
 
 
+GARMENT, FIGURE, SUPPORT = (CLASSES.index(c) for c in ("garment", "figure", "support"))
 BASE_SHARE = 0.125  # the lowest eighth of the subject's height: feet, hems, the base's rim
 
 
@@ -161,12 +162,12 @@ def base_figure_missed(pred: np.ndarray, gt_labels: np.ndarray) -> float | None:
     """The share of the figure's pixels in the lowest eighth of the true subject (garment +
     figure) that the mask leaves out: a mannequin's or a body's feet, which stand on the
     support and which a model can take for it. None when no figure is there."""
-    subject = (gt_labels == 1) | (gt_labels == 2)
+    subject = (gt_labels == GARMENT) | (gt_labels == FIGURE)
     rows = np.flatnonzero(subject.any(axis=1))
     if rows.size == 0:
         return None
     cut = int(np.ceil(rows[-1] - BASE_SHARE * (rows[-1] - rows[0])))
-    figure = gt_labels[cut:] == 2
+    figure = gt_labels[cut:] == FIGURE
     n = int(figure.sum())
     return None if n == 0 else float((figure & (pred[cut:] == 0)).sum() / n)
 
@@ -177,8 +178,8 @@ def class_figures(pred: np.ndarray, pred_labels, gt_labels: np.ndarray, keep_ids
     figure there and the mask keeps the figure: ``keep_ids`` holds it or is empty) and,
     given a predicted label map, IoU and BF@2px of each kept class."""
     fg = pred > 0
-    out = {"support_share": float((fg & (gt_labels == 3)).sum() / max(1, fg.sum()))}
-    feet = base_figure_missed(fg, gt_labels) if not keep_ids or 2 in keep_ids else None
+    out = {"support_share": float((fg & (gt_labels == SUPPORT)).sum() / max(1, fg.sum()))}
+    feet = base_figure_missed(fg, gt_labels) if not keep_ids or FIGURE in keep_ids else None
     if feet is not None:
         out["feet_missed"] = feet
     if pred_labels is not None:
@@ -377,6 +378,7 @@ def families_markdown(result: dict) -> str:
     keys = [k for k in CLASS_KEYS if k in result["all"]]
     if keys:  # class figures (frames with class maps)
         names = {"support_share": "support in mask", "feet_missed": "feet missed"}
+        shares = set(names)  # shown as percentages
         lines += [
             "",
             "| family | " + " | ".join(names.get(k, k.replace("_", " ")) for k in keys) + " |",
@@ -384,11 +386,7 @@ def families_markdown(result: dict) -> str:
         lines.append("|---" * (len(keys) + 1) + "|")
         for n, m in [*result["families"].items(), ("**all frames**", result["all"])]:
             cells = [
-                f"{100 * m[k]:.2f} %"
-                if k in m and k in ("support_share", "feet_missed")
-                else f"{m[k]:.4f}"
-                if k in m
-                else "–"
+                "–" if k not in m else f"{100 * m[k]:.2f} %" if k in shares else f"{m[k]:.4f}"
                 for k in keys
             ]
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
