@@ -33,7 +33,7 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 def _add_train_args(t: argparse.ArgumentParser) -> None:
-    from .train import TrainConfig
+    from .train import CONTACT_PX, TrainConfig
 
     d = TrainConfig()
     t.add_argument("--config", metavar="JSON", help="training config file (flags override it)")
@@ -95,6 +95,14 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
         help="the class cross-entropy over all four classes (joint) or of each class given its "
         "side of the subject's outline (within: the classes never move the subject's outline; "
         f"default {d.class_split})",
+    )
+    t.add_argument(
+        "--contact-weight",
+        type=float,
+        metavar="W",
+        help="multi-class data: extra weight of the subject loss where the figure meets its "
+        "support (feet on a base, legs on a stand), on both sides within "
+        f"{CONTACT_PX} network pixels (default {d.contact_weight})",
     )
     t.add_argument(
         "--retexture",
@@ -173,6 +181,7 @@ def config_from_args(args):
         "class_balance": args.class_balance,
         "class_split": args.class_split,
         "retexture": args.retexture,
+        "contact_weight": args.contact_weight,
         "keep_checkpoints": args.keep_checkpoints,
     }
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})

@@ -58,6 +58,10 @@ class TrainConfig:
     # subject's outline, so the classes never move the outline the subject loss draws
     class_split: str = "joint"
     edge_weight: float = 2.0  # extra BCE weight on pixels within 2 px of the label's boundary
+    # multi-class data: extra BCE weight where the figure meets its support (feet on a base,
+    # legs on a stand), on both sides within CONTACT_PX: the subject's outline that the
+    # network draws worst (it calls the feet support)
+    contact_weight: float = 0.0
     bg_swap: float = 0.35  # share of crops whose background is swapped
     # multi-class data: share of crops whose garment gets a new fabric (colour, print, noise
     # texture under the render's shading); half as many get a new figure surface
@@ -133,18 +137,40 @@ def class_loss_weights(labels: list, power: float) -> np.ndarray:
     return w / max(float((share * w).sum()), 1e-12)
 
 
-def edge_weights(masks: np.ndarray, extra: float) -> np.ndarray:
+CONTACT_PX = 6  # the figure-support contact zone's reach on either side (network pixels)
+
+
+def edge_weights(
+    masks: np.ndarray, extra: float, classes: np.ndarray | None = None, contact: float = 0.0
+) -> np.ndarray:
     """Per-pixel loss weights (B, H, W): 1, plus ``extra`` within 2 px of a label boundary,
-    normalised to mean 1 so the loss scale does not depend on how much boundary a crop has."""
+    plus ``contact`` where the figure meets the support (:func:`contact_zone` of the class
+    maps ``classes``), normalised to mean 1 so the loss scale does not depend on how much
+    boundary a crop has."""
     import cv2
 
     k = np.ones((5, 5), np.uint8)
     w = np.ones(masks.shape, np.float32)
-    if extra > 0:
+    if extra > 0 or contact > 0:
         for i, m in enumerate(masks):
             w[i] += extra * (cv2.morphologyEx(m, cv2.MORPH_GRADIENT, k) > 0)
+            if contact > 0 and classes is not None:
+                w[i] += contact * contact_zone(classes[i])
         w /= w.mean(axis=(1, 2), keepdims=True)
     return w
+
+
+def contact_zone(labels: np.ndarray, reach: int = CONTACT_PX) -> np.ndarray:
+    """Where the figure meets its support in a class map (255: unknown): figure pixels within
+    ``reach`` of the support and support pixels within ``reach`` of the figure."""
+    import cv2
+
+    figure = (labels == CLASSES.index("figure")).astype(np.uint8)
+    support = (labels == CLASSES.index("support")).astype(np.uint8)
+    if not figure.any() or not support.any():
+        return np.zeros(labels.shape, bool)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2)
+    return (figure & cv2.dilate(support, disk)) | (support & cv2.dilate(figure, disk)) > 0
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -501,7 +527,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         x = torch.from_numpy(xb[..., ::-1].astype(np.float32) / 255.0)
         x = ((x - mean) / std).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy((yb > 127).astype(np.float32))[:, None]
-        wts = torch.from_numpy(edge_weights(yb, cfg.edge_weight))[:, None]
+        wts = edge_weights(yb, cfg.edge_weight, cb if classes else None, cfg.contact_weight)
+        wts = torch.from_numpy(wts)[:, None]
         return x, y, wts, torch.from_numpy(cb.astype(np.int64))
 
     # one thread builds the next batch (OpenCV and numpy release the GIL) while torch trains on

@@ -13,8 +13,11 @@ from segcore.config import CLASSES, NetConfig  # noqa: E402
 from training.augment import augment, retexture  # noqa: E402
 from training.data import Sample, load_pair, resize_classes  # noqa: E402
 from training.train import (  # noqa: E402
+    CONTACT_PX,
     TrainConfig,
     class_loss_weights,
+    contact_zone,
+    edge_weights,
     load_weights,
     make_model,
     subject_logit,
@@ -106,6 +109,24 @@ def test_class_loss_weights_favour_rare_classes_and_keep_the_mean_at_one():
     assert np.allclose(class_loss_weights([lab], 0.0), 1.0)  # power 0: unweighted
     no_support = np.where(lab == 3, 0, lab).astype(np.uint8)
     assert class_loss_weights([no_support], 0.5)[3] == 0  # absent class: no weight
+
+
+def test_the_contact_weight_lies_where_the_figure_meets_its_support():
+    lab = np.zeros((60, 60), np.uint8)
+    lab[5:30, 20:40] = 1  # garment
+    lab[30:40, 24:36] = 2  # legs and feet
+    lab[40:50, 10:50] = 3  # the base they stand on
+    zone = contact_zone(lab)
+    assert zone[39, 30] and zone[40, 30]  # a foot's sole and the base under it
+    assert zone[40 - CONTACT_PX, 30] and not zone[40 - CONTACT_PX - 1, 30]
+    assert not zone[lab == 1].any() and not zone[lab == 0].any()
+    assert not zone[45, 12]  # the base's far end touches no figure
+    assert not contact_zone(np.where(lab == 3, 0, lab)).any()  # no support: no zone
+    mask = np.where((lab == 1) | (lab == 2), 255, 0).astype(np.uint8)[None]
+    w = edge_weights(mask, 2.0, lab[None], 4.0)
+    assert np.isclose(w.mean(), 1.0)
+    assert w[0, 38, 30] > 2 * w[0, 20, 30]  # the feet outweigh the garment's inside
+    assert np.array_equal(edge_weights(mask, 2.0, lab[None], 0.0), edge_weights(mask, 2.0))
 
 
 def test_subject_logit_is_garment_or_figure_against_the_rest():
