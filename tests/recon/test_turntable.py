@@ -53,9 +53,9 @@ def _to_world(local, params):
     return c + local[:, :1] * e1 + local[:, 1:2] * e2 + local[:, 2:3] * a
 
 
-def _masks(params):
+def _masks(params, n=N):
     X = _to_world(_subject_points(), params)
-    rs, ts = circular_poses(N, params)
+    rs, ts = circular_poses(n, params)
     out = []
     for r, t in zip(rs, ts):
         xc = X @ r.T + t
@@ -187,10 +187,10 @@ def test_the_mirror_hypothesis_costs_more_once_refined():
     assert _rotation_errors(right) < 1.0
 
 
-def _rotation_errors(params):
+def _rotation_errors(params, truth=TRUE, n=N):
     """Largest angle (degrees) between the poses of ``params`` and the true ones."""
-    rs, _ = circular_poses(N, params)
-    rt, _ = circular_poses(N, TRUE)
+    rs, _ = circular_poses(n, params)
+    rt, _ = circular_poses(n, truth)
     return max(
         np.degrees(np.arccos(np.clip((np.trace(a @ b.T) - 1) / 2, -1, 1))) for a, b in zip(rs, rt)
     )
@@ -300,6 +300,22 @@ def test_a_plain_garment_is_solved_from_its_silhouettes_alone():
     assert abs(np.degrees(abs(fit.theta) - TRUE[4])) < 0.3
     params = (fit.elevation, fit.roll, *fit.centre[:2], fit.theta)
     assert _rotation_errors(params) < 2.0
+
+
+def test_twelve_frames_a_turn_are_solved_at_thirty_degrees_a_frame():
+    """A sparse capture (12 frames of one turn) steps 30 degrees a frame, beyond the 20 that
+    suffice for 18 frames or more: the coarse search reaches a whole turn's step."""
+    from segcore.recon.turntable import solve_turntable
+    from segcore.recon.turntable.solve import coarse_steps_deg
+
+    assert coarse_steps_deg(24)[-1] == 20 and coarse_steps_deg(12)[-1] == 30
+    assert coarse_steps_deg(6)[-1] == 60 and coarse_steps_deg(4)[-1] == 60
+    truth = (*TRUE[:4], np.radians(30.0))
+    masks = _masks(truth, n=12)
+    fit = solve_turntable([np.full((H, W), 128, np.uint8) for _ in masks], masks, K)
+    assert abs(np.degrees(abs(fit.theta)) - 30.0) < 0.5
+    params = (fit.elevation, fit.roll, *fit.centre[:2], fit.theta)
+    assert _rotation_errors(params, truth, 12) < 2.0
 
 
 def _vertical_lines(params):

@@ -34,6 +34,7 @@ STILL_PX = 1.0  # a track moving less than this per frame is dropped
 COARSE_TILTS = (0.0, 0.15, -0.15, 0.3, -0.3)  # axis tilts (radians) of the coarse step search
 ALT_MARGIN = 1.3  # the other turn direction is refined on while its cost is below this x
 MIN_STEP_DEG = 1.0  # a solution turning less a frame ranks after every one that turns
+COARSE_MAX_STEP_DEG = 60.0  # the coarse search's largest step (six frames a turn)
 
 
 def solve_turntable(
@@ -257,11 +258,18 @@ def suspect_views(masks, K, params, ignore=()) -> list[int]:
     return [int(i) for i in np.nonzero(bad)[0] if i not in set(ignore)]
 
 
+def coarse_steps_deg(n: int) -> np.ndarray:
+    """The coarse search's steps a frame (degrees, 1 apart): 2 to 20, and on to a whole turn's
+    step where ``n`` frames need more (12 frames of one turn: 30 degrees a frame), at most 60."""
+    top = min(COARSE_MAX_STEP_DEG, max(20.0, float(np.ceil(360.0 / max(n, 1)))))
+    return np.arange(2.0, top + 0.5, 1.0)
+
+
 def coarse_search(masks, K, ignore, report):
     """The coarse step and tilt (silhouette coherence over a grid of hypotheses, the
     ``ignore`` views left out): ``(best coherence, best params)``."""
     coarse = Silhouettes(masks, K, long_side=160, grid=48, ignore=ignore)
-    steps = np.radians(np.arange(2.0, 20.5, 1.0))
+    steps = np.radians(coarse_steps_deg(len(masks)))
     hyps = [
         (e, 0.0, coarse.x_centre, 0.0, sign * deg)
         for deg in steps
