@@ -53,6 +53,10 @@ class PostprocessParams:
     # after the edges are drawn at full resolution, subject specks and enclosed holes smaller
     # than this share of the frame go (0: off, as cards without the field)
     edge_speck_share: float = 0.0
+    # subject pieces smaller than this share of the largest piece and farther from it than
+    # satellite_gap (a share of the frame's long side) go (0: off, as cards without the field)
+    satellite_share: float = 0.0
+    satellite_gap: float = 0.05
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "postprocess") -> PostprocessParams:
@@ -76,7 +80,16 @@ class PostprocessParams:
             edge_speck_share=f.number(
                 d, "edge_speck_share", 0, 1, default=c.edge_speck_share, **share
             ),
+            satellite_share=f.number(
+                d, "satellite_share", 0, 1, default=c.satellite_share, **share
+            ),
+            satellite_gap=f.number(d, "satellite_gap", 0, 1, default=c.satellite_gap, **share),
         )
+
+    @property
+    def cleaning(self) -> tuple[float, float, float, float]:
+        """:func:`segcore.mask.decide`'s clean-up limits, in its order."""
+        return (self.min_blob_share, self.max_hole_share, self.satellite_share, self.satellite_gap)
 
     def to_dict(self) -> dict:
         return {
@@ -88,6 +101,8 @@ class PostprocessParams:
             "refine_eps": self.refine_eps,
             "flip": self.flip,
             "edge_speck_share": self.edge_speck_share,
+            "satellite_share": self.satellite_share,
+            "satellite_gap": self.satellite_gap,
         }
 
 

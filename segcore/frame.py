@@ -130,7 +130,7 @@ def _segment(bgr, segmenter, post, rim_colours, smooth) -> FrameMasks:
         small = smooth(source, small)
         t1, t["temporal"] = time.perf_counter(), time.perf_counter() - t1
     thr = post.threshold
-    coarse, p, band = decide(small, thr, post.min_blob_share, post.max_hole_share)
+    coarse, p, band = decide(small, thr, *post.cleaning)
     h, w = small.shape
     rows = np.minimum(((np.arange(H) + 0.5) * (h / H)).astype(np.int64), h - 1)
     cols = np.minimum(((np.arange(W) + 0.5) * (w / W)).astype(np.int64), w - 1)
@@ -214,8 +214,7 @@ def _two_stages(bgr, segmenter, post, rim_colours, smooth) -> FrameMasks:
     guided, rim = None, None
     if rim_colours and band.any():  # the rim's colours: the guided filter's background
         source, radius = guide_source(bgr, segmenter.card.preprocess.input_size, post)
-        _, p, net_band = decide(first.small, post.threshold, post.min_blob_share,
-                                post.max_hole_share)  # fmt: skip
+        _, p, net_band = decide(first.small, post.threshold, *post.cleaning)
         if net_band.any():
             guided = guided_field((H, W), source, p, net_band, radius, post.refine_eps)
             rim = []

@@ -47,15 +47,47 @@ def _fill_small(mask: np.ndarray, max_area: float, subject: bool, alpha=None) ->
             alpha[box][sel] = value
 
 
-def clean_mask(mask: np.ndarray, min_blob_share: float, max_hole_share: float) -> np.ndarray:
-    """Remove subject specks and fill small enclosed holes (limits as shares of the frame)."""
+def clean_mask(
+    mask: np.ndarray,
+    min_blob_share: float,
+    max_hole_share: float,
+    satellite_share: float = 0.0,
+    satellite_gap: float = 0.0,
+) -> np.ndarray:
+    """Remove subject specks and fill small enclosed holes (limits as shares of the frame);
+    with ``satellite_share`` also the pieces far from the subject (:func:`drop_satellites`)."""
     out = np.where(mask > 0, np.uint8(255), np.uint8(0))
     total = mask.shape[0] * mask.shape[1]
     if min_blob_share > 0:
         _fill_small(out, min_blob_share * total, subject=True)
+    if satellite_share > 0:
+        drop_satellites(out, satellite_share, satellite_gap * max(mask.shape))
     if max_hole_share > 0:
         _fill_small(out, max_hole_share * total, subject=False)
     return out
+
+
+def drop_satellites(mask: np.ndarray, share: float, gap_px: float) -> None:
+    """In place: subject pieces smaller than ``share`` of the largest piece and farther than
+    ``gap_px`` from it go (a lamp's base, a blob of the wall kept as subject). A garment's
+    own pieces that a thin part's gap cuts off (a hand, a sleeve's tip) lie close to it."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
+        mask, 8, cv2.CV_32S, cv2.CCL_SPAGHETTI
+    )
+    if n <= 2:
+        return
+    area = stats[1:, cv2.CC_STAT_AREA]
+    main = 1 + int(np.argmax(area))
+    small = [
+        i for i in range(1, n) if i != main and stats[i, cv2.CC_STAT_AREA] < share * area.max()
+    ]
+    if not small:
+        return
+    dist = cv2.distanceTransform(np.where(labels == main, 0, 255).astype(np.uint8), cv2.DIST_L2, 5)
+    for i in small:
+        piece = labels == i
+        if dist[piece].min() > gap_px:
+            mask[piece] = 0
 
 
 def clean_edges(mask: np.ndarray, alpha: np.ndarray, share: float) -> None:
@@ -80,15 +112,23 @@ def foreground_share(mask: np.ndarray) -> float:
 
 
 def decide(
-    prob: np.ndarray, t: float, min_blob_share: float, max_hole_share: float
+    prob: np.ndarray,
+    t: float,
+    min_blob_share: float,
+    max_hole_share: float,
+    satellite_share: float = 0.0,
+    satellite_gap: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The coarse decision at network scale: (mask, probability agreeing with it, band).
 
-    The mask is thresholded and cleaned; the probability is set to 1 in filled holes and 0 in
-    removed specks, so an upsampled edge never reopens them; the band (bool) is the mask's
-    boundary dilated by one pixel, where full-resolution edges are decided.
+    The mask is thresholded and cleaned (:func:`clean_mask`); the probability is set to 1 in
+    filled holes and 0 in removed specks and pieces, so an upsampled edge never reopens them;
+    the band (bool) is the mask's boundary dilated by one pixel, where full-resolution edges
+    are decided.
     """
-    coarse = clean_mask(threshold(prob, t), min_blob_share, max_hole_share)
+    coarse = clean_mask(
+        threshold(prob, t), min_blob_share, max_hole_share, satellite_share, satellite_gap
+    )
     p = prob.copy()
     p[(coarse > 0) & (prob <= t)] = 1.0  # filled holes
     p[(coarse == 0) & (prob > t)] = 0.0  # removed specks

@@ -80,6 +80,8 @@ BAD = [
     ("postprocess.threshold", "0.5"),
     ("postprocess.min_blob_share", 2),
     ("postprocess.min_blob_share", 1),
+    ("postprocess.satellite_share", -0.1),
+    ("postprocess.satellite_gap", 1),
     ("postprocess.max_hole_share", -0.1),
     ("postprocess.refine", "false"),
     ("postprocess.refine", 0),

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from segcore.mask import clean_mask, cutout, foreground_share, threshold
+from segcore.card import PostprocessParams
+from segcore.mask import clean_mask, cutout, decide, foreground_share, threshold
 
 
 def test_threshold_is_strict_and_binary():
@@ -22,6 +23,31 @@ def test_clean_removes_specks_fills_pinholes_keeps_real_openings():
     assert out[100, 120] == 255  # pinhole filled
     assert out[100, 80] == 0  # the opening stays open
     assert foreground_share(out) == pytest.approx((160 * 120 - 1600) / 40000)
+
+
+def test_small_pieces_far_from_the_subject_go_and_near_ones_stay():
+    m = np.zeros((240, 320), np.uint8)
+    m[40:200, 140:200] = 255  # the subject: 9600 px
+    m[100:130, 10:40] = 255  # a blob of the wall far to the left: 900 px, 100 px away
+    m[120:140, 204:214] = 255  # a hand just off the sleeve: 4 px away
+    out = clean_mask(m, 0.0, 0.0, satellite_share=0.1, satellite_gap=0.05)  # gap: 16 px
+    assert not out[100:130, 10:40].any()
+    assert out[120:140, 204:214].all() and out[40:200, 140:200].all()
+    big = m.copy()
+    big[100:160, 10:60] = 255  # 3000 px: a third of the subject, not a stray piece
+    assert clean_mask(big, 0.0, 0.0, satellite_share=0.1, satellite_gap=0.05)[100:160, 10:60].all()
+    assert np.array_equal(clean_mask(m, 0.0, 0.0), m)  # off by default
+
+
+def test_decide_takes_the_card_s_clean_up_limits_in_order():
+    prob = np.zeros((240, 320), np.float32)
+    prob[40:200, 140:200] = 0.9
+    prob[100:130, 10:40] = 0.9
+    post = PostprocessParams(satellite_share=0.1)
+    coarse, p, _ = decide(prob, 0.5, *post.cleaning)
+    assert not coarse[100:130, 10:40].any() and (p[100:130, 10:40] == 0).all()
+    assert PostprocessParams.from_dict(post.to_dict()) == post
+    assert PostprocessParams().satellite_share == 0  # cards without the field: off
 
 
 def test_hole_touching_border_is_not_filled():

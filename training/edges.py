@@ -148,7 +148,7 @@ def coarse_cache(samples, model: str | None, cache: Path) -> list[np.ndarray]:
         if seg is None:
             seg, post = load_segmenter(SegmentOptions(model=model, edges="guided"))
         small, _ = seg.probability(read_image(s.image), flip=post.flip)
-        _, p, _ = decide(small, post.threshold, post.min_blob_share, post.max_hole_share)
+        _, p, _ = decide(small, post.threshold, *post.cleaning)
         key.parent.mkdir(parents=True, exist_ok=True)
         np.save(key, p.astype(np.float32))
         out.append(p.astype(np.float32))
