@@ -52,7 +52,7 @@ def clean_mask(
     min_blob_share: float,
     max_hole_share: float,
     satellite_share: float = 0.0,
-    satellite_gap: float = 0.0,
+    satellite_gap: float = 0.05,
 ) -> np.ndarray:
     """Remove subject specks and fill small enclosed holes (limits as shares of the frame);
     with ``satellite_share`` also the pieces far from the subject (:func:`drop_satellites`)."""
@@ -67,27 +67,41 @@ def clean_mask(
     return out
 
 
+SATELLITE_MAX_FRAME_SHARE = 0.02  # a piece larger than this share of the frame always stays
+
+
 def drop_satellites(mask: np.ndarray, share: float, gap_px: float) -> None:
-    """In place: subject pieces smaller than ``share`` of the largest piece and farther than
-    ``gap_px`` from it go (a lamp's base, a blob of the wall kept as subject). A garment's
-    own pieces that a thin part's gap cuts off (a hand, a sleeve's tip) lie close to it."""
+    """In place: subject pieces far from the subject go (a lamp's base, a blob of the wall
+    kept as subject). The subject is the largest piece, every piece at least ``share`` of it,
+    and, step by step, every piece within ``gap_px`` of those (a garment's own pieces that a
+    thin gap cuts off, a hand or the feet below the legs, lie close to it); a piece larger
+    than ``SATELLITE_MAX_FRAME_SHARE`` of the frame always stays, so a large false piece
+    never takes a small subject with it."""
     n, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
         mask, 8, cv2.CV_32S, cv2.CCL_SPAGHETTI
     )
     if n <= 2:
         return
-    area = stats[1:, cv2.CC_STAT_AREA]
-    main = 1 + int(np.argmax(area))
-    small = [
-        i for i in range(1, n) if i != main and stats[i, cv2.CC_STAT_AREA] < share * area.max()
-    ]
-    if not small:
-        return
-    dist = cv2.distanceTransform(np.where(labels == main, 0, 255).astype(np.uint8), cv2.DIST_L2, 5)
-    for i in small:
-        piece = labels == i
-        if dist[piece].min() > gap_px:
-            mask[piece] = 0
+    area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    area[0] = 0
+    big = (area >= share * area.max()) | (area > SATELLITE_MAX_FRAME_SHARE * mask.size)
+    kept = big.copy()
+    kept[0] = False
+    while True:
+        near = cv2.distanceTransform(
+            np.where(kept[labels], 0, 255).astype(np.uint8), cv2.DIST_L2, 5
+        )
+        closest = np.full(n, np.inf)
+        np.minimum.at(closest, labels.ravel(), near.ravel())
+        grow = ~kept & (closest <= gap_px)
+        grow[0] = False
+        if not grow.any():
+            break
+        kept |= grow
+    drop = ~kept
+    drop[0] = False
+    if drop.any():
+        mask[drop[labels]] = 0
 
 
 def clean_edges(mask: np.ndarray, alpha: np.ndarray, share: float) -> None:
@@ -117,7 +131,7 @@ def decide(
     min_blob_share: float,
     max_hole_share: float,
     satellite_share: float = 0.0,
-    satellite_gap: float = 0.0,
+    satellite_gap: float = 0.05,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The coarse decision at network scale: (mask, probability agreeing with it, band).
 

@@ -37,6 +37,15 @@ def test_small_pieces_far_from_the_subject_go_and_near_ones_stay():
     big[100:160, 10:60] = 255  # 3000 px: a third of the subject, not a stray piece
     assert clean_mask(big, 0.0, 0.0, satellite_share=0.1, satellite_gap=0.05)[100:160, 10:60].all()
     assert np.array_equal(clean_mask(m, 0.0, 0.0), m)  # off by default
+    legs = np.zeros((240, 320), np.uint8)
+    legs[20:140, 120:220] = 255  # torso
+    legs[144:200, 150:170] = 255  # a leg, 4 px below it
+    legs[204:214, 145:175] = 255  # its foot, 4 px below the leg, far from the torso
+    assert np.array_equal(clean_mask(legs, 0.0, 0.0, satellite_share=0.1), legs)
+    wall = np.zeros((240, 320), np.uint8)
+    wall[0:240, 0:120] = 255  # a large false piece, the largest
+    wall[100:160, 250:290] = 255  # the garment, far from it and a tenth its size
+    assert np.array_equal(clean_mask(wall, 0.0, 0.0, satellite_share=0.25), wall)
 
 
 def test_decide_takes_the_card_s_clean_up_limits_in_order():

@@ -102,7 +102,7 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
         metavar="W",
         help="multi-class data: extra weight of the subject loss where the figure meets its "
         "support (feet on a base, legs on a stand), on both sides within "
-        f"{CONTACT_PX} network pixels (default {d.contact_weight})",
+        f"{CONTACT_PX} crop pixels (default {d.contact_weight})",
     )
     t.add_argument(
         "--retexture",
