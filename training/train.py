@@ -137,7 +137,9 @@ def class_loss_weights(labels: list, power: float) -> np.ndarray:
     return w / max(float((share * w).sum()), 1e-12)
 
 
-CONTACT_PX = 6  # the figure-support contact zone's reach on either side (network pixels)
+# the figure-support contact zone's reach on either side (crop pixels, about as many network
+# pixels: crops are cut at 0.6-1.4x the network's scale)
+CONTACT_PX = 6
 
 
 def edge_weights(
