@@ -256,13 +256,20 @@ def runtime_onnx_path(folder: Path, d) -> Path:
 
 def edge_refiner_fields(folder: Path, d) -> dict:
     """The card's ``edge_refiner`` entry (segcore.edges), checked: ``onnx`` (a file inside
-    the card's folder), ``cell``, ``margin`` and ``guide``."""
+    the card's folder), ``cell``, ``margin``, ``guide`` and, optionally, ``onnx_runtime``
+    (the same refiner as a graph only ONNX Runtime runs, ``{"onnx": <file>, ...}``:
+    ``training.runtime_graph.write_refiner_graph``; its other fields say how it was made)."""
     where = "edge_refiner"
     d = f.section({where: d}, where)
-    f.only(d, ("onnx", "cell", "margin", "guide"), where=where)
+    f.only(d, ("onnx", "cell", "margin", "guide", "onnx_runtime"), where=where)
+    runtime = None
+    if "onnx_runtime" in d:
+        entry = f.section(d, "onnx_runtime", where=where)
+        runtime = f.file_inside(folder, entry, "onnx", where=f"{where}.onnx_runtime")
     return {
         "onnx": f.file_inside(folder, d, "onnx", where=where),
         "cell": f.integer(d, "cell", 8, 256, where=where, default=32),
         "margin": f.integer(d, "margin", 0, 64, where=where, default=8),
         "guide": f.choice(d, "guide", ("spline", "guided"), where=where, default="spline"),
+        "onnx_runtime": runtime,
     }

@@ -11,10 +11,15 @@ spline's answer stands.
 
 Input of the model, per window (N, 4, S, S) float32: the frame's R, G, B in 0..1 and the
 prior's logit ``log(p / (1 - p)) / LOGIT_SCALE`` (p clipped to [P_CLIP, 1 - P_CLIP]). Output
-(N, 1, S, S): the refined logit; only the centre ``cell`` x ``cell`` is used.
+(N, 1, S, S): the refined logit; only the centre ``cell`` x ``cell`` is used. (A graph may
+return only that centre and a rim around it, (N, 1, k, k) with ``cell <= k <= S``: the
+runtime graph ONNX Runtime runs, ``onnx_runtime`` below, computes no more than that.)
 
 The model card names the refiner under ``edge_refiner``: ``{"onnx": "<file>", "cell": 32,
-"margin": 8, "guide": "spline"}``; with ``"guide": "guided"`` the prior channel is the guided
+"margin": 8, "guide": "spline"}`` and, where ONNX Runtime is installed, optionally
+``"onnx_runtime": {"onnx": "<file>", ...}``, the same refiner computing only the centre and
+in int8 (``training.runtime_graph.write_refiner_graph``; OpenCV's DNN, in Blender, keeps
+``onnx``); with ``"guide": "guided"`` the prior channel is the guided
 filter's probability (``segcore.refine``) instead of the spline's, and the model learns
 where to trust it. A card without the entry keeps the guided filter alone.
 """
@@ -102,6 +107,7 @@ class RefinerSpec:
     cell: int = 32
     margin: int = 8
     guide: str = "spline"  # the prior channel: "spline" or "guided" (the guided filter's)
+    onnx_runtime: Path | None = None  # the same refiner as ONNX Runtime's graph
 
     @classmethod
     def from_card(cls, card_dir: Path, d) -> RefinerSpec:
@@ -117,13 +123,15 @@ class EdgeRefiner:
 
     def __init__(self, spec: RefinerSpec):
         self.spec = spec
-        self.backend = onnx_backend(spec.onnx)
-        S = spec.cell + 2 * spec.margin
+        self.backend = onnx_backend(spec.onnx, spec.onnx_runtime)
+        S, c = spec.cell + 2 * spec.margin, spec.cell
         out = self.logits(np.zeros((1, 4, S, S), np.float32))  # fail now, not on a frame
-        if out.shape != (1, 1, S, S):
+        k = out.shape[-1] if out.ndim == 4 else -1
+        if out.shape != (1, 1, k, k) or not c <= k <= S or (k - c) % 2:
             raise ModelError(
-                f"{spec.onnx}: the edge refiner returned shape {tuple(out.shape)} for a "
-                f"(1, 4, {S}, {S}) input; expected (1, 1, {S}, {S})"
+                f"{getattr(self.backend, 'path', spec.onnx)}: the edge refiner returned shape "
+                f"{tuple(out.shape)} for a (1, 4, {S}, {S}) input; expected (1, 1, {S}, {S}) "
+                f"(or its centre, at least {c} x {c})"
             )
 
     def logits(self, blob: np.ndarray) -> np.ndarray:
@@ -138,7 +146,9 @@ class EdgeRefiner:
         c, m = self.spec.cell, self.spec.margin
         if len(corners) == 0:
             return np.zeros((0, c, c), np.float32)
-        out = self.logits(build_inputs(bgr, logit_at, corners, c, m))[:, 0, m : m + c, m : m + c]
+        out = self.logits(build_inputs(bgr, logit_at, corners, c, m))
+        k = (out.shape[-1] - c) // 2  # the centre of a whole window or of a centre-only graph
+        out = out[:, 0, k : k + c, k : k + c]
         return (1.0 / (1.0 + np.exp(-np.clip(out, -30, 30)))).astype(np.float32)
 
 

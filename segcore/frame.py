@@ -308,5 +308,5 @@ def _learned_edges(
         np.copyto(alpha[y0:y1, x0:x1], a8, where=sel)
         if rim is not None:
             region = bgr[y0:y1, x0:x1]
-            back = guided.apply(region, int(y0), int(x0), background=True)[1]
+            back = guided.background(y1 - y0, x1 - x0, int(y0), int(x0))
             _rim_tile(rim, int(y0), int(x0), region, sel, qc, back)

@@ -106,10 +106,19 @@ def drop_satellites(mask: np.ndarray, share: float, gap_px: float) -> None:
 
 def clean_edges(mask: np.ndarray, alpha: np.ndarray, share: float) -> None:
     """In place: subject specks and enclosed holes smaller than ``share`` of the frame go
-    from the full-resolution ``mask`` (uint8 0/255), and ``alpha`` follows it there."""
+    from the full-resolution ``mask`` (uint8 0/255), and ``alpha`` follows it there.
+
+    Only the subject's bounding box is labelled (a garment figure fills a third of a frame
+    or less): every speck and every hole lies inside it, and a piece of background that
+    reaches the box's edge meets the background all around the box there, which reaches the
+    frame's border: no hole, as in the whole frame."""
     limit = share * mask.shape[0] * mask.shape[1]
-    _fill_small(mask, limit, subject=True, alpha=alpha)
-    _fill_small(mask, limit, subject=False, alpha=alpha)
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0:
+        return
+    box = np.s_[y : y + h, x : x + w]
+    _fill_small(mask[box], limit, subject=True, alpha=alpha[box])
+    _fill_small(mask[box], limit, subject=False, alpha=alpha[box])
 
 
 def cutout(bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -142,7 +142,11 @@ class GuidedCoefficients:
         prod = cv2.multiply(ab, cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA), dtype=cv2.CV_32F)
         q = cv2.transform(prod, _SUM4)
         np.clip(q, 0.0, 1.0, out=q)
-        return q, (self._warp(self.back, h, w, y0, x0) if background else None)
+        return q, (self.background(h, w, y0, x0) if background else None)
+
+    def background(self, h: int, w: int, y0: int, x0: int) -> np.ndarray:
+        """The local background colour (h, w, 3) of the region at (``y0``, ``x0``)."""
+        return self._warp(self.back, h, w, y0, x0)
 
 
 _SUM4 = np.ones((1, 4), np.float32)

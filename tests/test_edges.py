@@ -69,6 +69,8 @@ def test_build_inputs_holds_rgb_and_the_coarse_logit():
         ({"onnx": "e.onnx", "cell": 4}, "edge_refiner.cell"),
         ({"onnx": "e.onnx", "margin": True}, "edge_refiner.margin"),
         ({"onnx": "e.onnx", "guide": "bilateral"}, "edge_refiner.guide"),
+        ({"onnx": "e.onnx", "onnx_runtime": "e_ort.onnx"}, "edge_refiner.onnx_runtime"),
+        ({"onnx": "e.onnx", "onnx_runtime": {"onnx": "../e.onnx"}}, "onnx_runtime.onnx"),
     ],
 )
 def test_bad_card_entries_name_the_field(tmp_path, entry, field):
@@ -178,6 +180,8 @@ def test_training_cli_learns_and_exports_a_refiner(tmp_path):
     card = json.loads((d / "garment.json").read_text())
     assert card["edge_refiner"]["onnx"] == "garment_edges.onnx"
     assert card["edge_refiner"]["guide"] == "guided"
+    runtime = card["edge_refiner"]["onnx_runtime"]  # ONNX Runtime's graph of the new refiner
+    assert runtime["onnx"] == "garment_edges_ort.onnx" and (d / runtime["onnx"]).exists()
     from segcore.pipeline import SegmentOptions, load_segmenter, segment_frame
 
     seg, post = load_segmenter(SegmentOptions(model=str(d / "garment.json")))

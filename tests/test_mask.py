@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from segcore.card import PostprocessParams
-from segcore.mask import clean_mask, cutout, decide, foreground_share, threshold
+from segcore.mask import (
+    _fill_small,
+    clean_edges,
+    clean_mask,
+    cutout,
+    decide,
+    foreground_share,
+    threshold,
+)
 
 
 def test_threshold_is_strict_and_binary():
@@ -57,6 +65,34 @@ def test_decide_takes_the_card_s_clean_up_limits_in_order():
     assert not coarse[100:130, 10:40].any() and (p[100:130, 10:40] == 0).all()
     assert PostprocessParams.from_dict(post.to_dict()) == post
     assert PostprocessParams().satellite_share == 0  # cards without the field: off
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_clean_edges_in_the_subject_s_box_equals_the_whole_frame_s(seed):
+    """Labelled only in the subject's box, specks and holes go as they would if the whole
+    frame were labelled: background open to the box's edge stays, pieces at the frame's
+    edge too."""
+    rng = np.random.default_rng(seed)
+    H, W = 120, 160
+    m = np.zeros((H, W), np.uint8)
+    y0, x0 = rng.integers(0, 40), rng.integers(0, 60)
+    m[y0 : y0 + 70, x0 : x0 + 90] = 255
+    noise = rng.random((H, W)) < 0.04  # specks and pinholes, some at the box's edges
+    m[noise] = 255 - m[noise]
+    if seed % 2:
+        m[:, :3] = 255  # a piece along the frame's edge: the box reaches it
+    m[y0 + 10 : y0 + 20, x0 : x0 + 5] = 0  # a notch open to the box's edge: not a hole
+    alpha = (m // 2).astype(np.uint8)
+    ref_m, ref_a = m.copy(), alpha.copy()
+    limit = 0.001 * H * W
+    _fill_small(ref_m, limit, subject=True, alpha=ref_a)
+    _fill_small(ref_m, limit, subject=False, alpha=ref_a)
+    clean_edges(m, alpha, 0.001)
+    assert np.array_equal(m, ref_m)
+    assert np.array_equal(alpha, ref_a)
+    empty = np.zeros((H, W), np.uint8)
+    clean_edges(empty, empty.copy(), 0.001)  # nothing to label: nothing happens
+    assert not empty.any()
 
 
 def test_hole_touching_border_is_not_filled():

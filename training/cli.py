@@ -291,6 +291,10 @@ def cmd_edges(args) -> int:
 
         atomic_write_bytes(card_path, (json.dumps(d, indent=2) + "\n").encode())
         print(f"wrote {onnx} and the edge_refiner entry of {card_path}", file=sys.stderr)
+        if args.runtime_graph:
+            from .runtime_graph import add_refiner_graph
+
+            print(f"wrote {add_refiner_graph(card_path)} (ONNX Runtime's graph)", file=sys.stderr)
         return 0
     if args.choose:
         if not args.val:
@@ -387,16 +391,20 @@ def cmd_export(args) -> int:
 
 
 def cmd_runtime_graph(args) -> int:
+    from segcore.card import load_card
     from segcore.errors import SegcoreError
 
-    from .runtime_graph import add_runtime_graph
+    from .runtime_graph import add_refiner_graph, add_runtime_graph
 
     try:
         out = add_runtime_graph(args.card, quantize=not args.float)
+        print(f"wrote {out} and the onnx_runtime entry of {args.card}")
+        if "edge_refiner" in load_card(args.card).extra:
+            out = add_refiner_graph(args.card, quantize=not args.float)
+            print(f"wrote {out} and the edge_refiner.onnx_runtime entry of {args.card}")
     except SegcoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out} and the onnx_runtime entry of {args.card}")
     return 0
 
 
@@ -749,7 +757,10 @@ def build_parser() -> argparse.ArgumentParser:
         "<name>.onnx: deconvolutions as the equivalent sub-pixel convolutions (exact) and, "
         "unless --float, the layers below full resolution in int8, calibrated on the bundled "
         'example captures. The card gains an "onnx_runtime" entry naming it; OpenCV\'s DNN '
-        "(Blender) keeps running <name>.onnx. `training export` does this by itself.",
+        "(Blender) keeps running <name>.onnx. `training export` does this by itself. A card "
+        "with an edge refiner also gets <name>_edges_ort.onnx: the refiner computing only the "
+        "centre of each window that the pipeline keeps (exact) and, unless --float, in int8 "
+        "below its first layer (its entry: edge_refiner.onnx_runtime).",
         epilog="example:\n  python -m training runtime-graph ~/.local/share/segcore/models/"
         "my-garment.json",
         formatter_class=HelpFormatter,
@@ -852,6 +863,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ed.add_argument(
         "--export", metavar="CARD", help="export OUT/chosen.pt (else best.pt) into this card"
+    )
+    ed.add_argument(
+        "--no-runtime-graph",
+        dest="runtime_graph",
+        action="store_false",
+        help="with --export: do not write <name>_edges_ort.onnx, the faster graph ONNX Runtime "
+        "runs in place of the refiner (`training runtime-graph` writes it later)",
     )
 
     from .confidence import add_arguments as add_confidence

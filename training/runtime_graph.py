@@ -178,7 +178,7 @@ def write_runtime_graph(
         src = plain
         if blobs:
             src = Path(tmp) / "int8.onnx"
-            _quantize(plain, src, model, blobs, Path(tmp))
+            _quantize(plain, src, blobs, Path(tmp), FLOAT_LAYERS)
             entry.update(
                 int8=True,
                 float_layers=list(FLOAT_LAYERS),
@@ -192,7 +192,14 @@ def write_runtime_graph(
     return entry
 
 
-def _quantize(src: Path, dst: Path, model, blobs: list, tmp: Path) -> None:
+def _quantize(
+    src: Path, dst: Path, blobs: list, tmp: Path, float_layers, symbolic_shapes: bool = True
+) -> None:
+    """Static int8 quantization of ``src`` into ``dst`` (QDQ, per-channel weights in
+    ``WEIGHT_BITS``), calibrated on ``blobs``; nodes whose name holds one of
+    ``float_layers`` stay in float. ``symbolic_shapes=False`` for a graph whose shapes
+    ONNX Runtime's symbolic inference cannot follow (the refiner's Resize)."""
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -201,7 +208,7 @@ def _quantize(src: Path, dst: Path, model, blobs: list, tmp: Path) -> None:
         quantize_static,
     )
 
-    name = model.graph.input[0].name
+    name = onnx.load(str(src)).graph.input[0].name
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -212,11 +219,9 @@ def _quantize(src: Path, dst: Path, model, blobs: list, tmp: Path) -> None:
             return None if b is None else {name: b}
 
     pre = tmp / "pre.onnx"
-    quant_pre_process(str(src), str(pre))
-    import onnx
-
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=not symbolic_shapes)
     kept = [
-        n.name for n in onnx.load(str(pre)).graph.node if any(k in n.name for k in FLOAT_LAYERS)
+        n.name for n in onnx.load(str(pre)).graph.node if any(k in n.name for k in float_layers)
     ]
     quantize_static(
         str(pre),
@@ -245,3 +250,190 @@ def add_runtime_graph(card_path: str | os.PathLike, quantize: bool = True) -> Pa
     d["onnx_runtime"] = entry
     atomic_write_bytes(card_path, (json.dumps(d, indent=2) + "\n").encode())
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# The edge refiner's graph for ONNX Runtime: ``<name>_edges_ort.onnx``
+# ---------------------------------------------------------------------------------------
+
+REFINER_SUFFIX = "_edges_ort.onnx"  # <name>_edges_ort.onnx beside <name>_edges.onnx
+# the refiner's first convolution reads the frame's colours and the prior's logit: in float
+REFINER_FLOAT_LAYERS = ("/stem/",)
+CROP_CHECK_TOL = 1e-4  # the cropped graph's centre against the whole one's, max abs logit
+
+
+def _conv_reach(node) -> int:
+    """How many pixels beyond its output a convolution reads on each side."""
+    from onnx import helper
+
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    k = list(a.get("kernel_shape", [1, 1]))
+    d = list(a.get("dilations", [1, 1]))
+    return max((ki - 1) // 2 * di for ki, di in zip(k, d))
+
+
+def crop_to_cells(model, cell: int, margin: int):
+    """``model`` (the refiner's ``onnx.ModelProto``, changed in place and returned) computing
+    only what the pipeline keeps: the refiner reads a window of ``cell + 2 * margin`` pixels
+    and only its centre ``cell`` x ``cell`` is used, but its last layers (the fusion of the
+    full- and half-resolution features, two 3x3 convolutions at the window's resolution, a
+    third of its work) run on the whole window. Here the fused features are sliced to the
+    centre plus the pixels those layers read around it, and the prior's logit, which the
+    graph adds at the end, alike: the output is the centre with that rim, and its centre is
+    the whole graph's exactly (:func:`write_refiner_graph` checks it).
+
+    The fusion is found as the graph's last ``Concat``; the layers after it must be
+    convolutions and point-wise operations up to the final ``Add`` with the prior."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    cats = [n for n in g.node if n.op_type == "Concat"]
+    out = g.output[0].name
+    final = [n for n in g.node if out in n.output]
+    if not cats or not final or final[0].op_type != "Add":
+        raise ValueError("not an edge refiner graph: no fusion Concat or final Add")
+    cat, add = cats[-1], final[0]
+    by_output = {o: n for n in g.node for o in n.output}
+    # walk back from the final Add to the Concat: the fusion branch; its convolutions' reach
+    reach, branch_input = 0, None
+    for start in add.input:
+        node, chain = by_output.get(start), []
+        while node is not None and node is not cat:
+            chain.append(node)
+            node = by_output.get(node.input[0])
+        if node is cat:
+            if any(n.op_type not in ("Conv", "Relu") for n in chain):
+                raise ValueError("the refiner's fusion branch is not convolutions and ReLUs")
+            reach = sum(_conv_reach(n) for n in chain if n.op_type == "Conv")
+            branch_input = start
+    if branch_input is None:
+        raise ValueError("not an edge refiner graph: the final Add does not follow the fusion")
+    prior_input = next(i for i in add.input if i != branch_input)
+    S = cell + 2 * margin
+    a, b = margin - reach, S - margin + reach
+    if a < 0:
+        raise ValueError(f"margin {margin} is narrower than the fusion's reach {reach}")
+    g.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([a, a], np.int64), "centre/starts"),
+            numpy_helper.from_array(np.array([b, b], np.int64), "centre/ends"),
+            numpy_helper.from_array(np.array([2, 3], np.int64), "centre/axes"),
+        ]
+    )
+    crop = ["centre/starts", "centre/ends", "centre/axes"]
+    fused, prior = f"{cat.output[0]}/centre", f"{prior_input}/centre"
+    nodes = []
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if name == cat.output[0]:
+                n.input[i] = fused
+            elif n is add and name == prior_input:
+                n.input[i] = prior
+        nodes.append(n)
+        if n is cat:
+            nodes.append(helper.make_node("Slice", [cat.output[0], *crop], [fused], name=fused))
+        if prior_input in n.output:
+            nodes.append(helper.make_node("Slice", [prior_input, *crop], [prior], name=prior))
+    if prior_input in [i.name for i in g.input]:
+        nodes.insert(0, helper.make_node("Slice", [prior_input, *crop], [prior], name=prior))
+    del g.node[:]
+    g.node.extend(nodes)
+    for d in g.output[0].type.tensor_type.shape.dim[2:]:
+        d.Clear()
+        d.dim_value = b - a
+    del g.value_info[:]
+    return model
+
+
+def refiner_windows(card_path: Path, frames: list[Path] | None = None) -> list[np.ndarray]:
+    """The refiner's inputs, batch by batch, as the shipped pipeline makes them on each frame
+    (default: the bundled example captures') with the card's own networks."""
+    import cv2
+
+    from segcore.frame import segment_frame
+    from segcore.io import discover_frames
+    from segcore.pipeline import SegmentOptions, load_segmenter
+
+    if frames is None:
+        frames = [p for d in sorted(EXAMPLES.glob("*/images")) for p in discover_frames(d)]
+    seg, post = load_segmenter(SegmentOptions(model=str(card_path), edges="learned"))
+    seen: list[np.ndarray] = []
+    inner = seg.edges.logits
+
+    def capture(blob):
+        seen.append(blob.copy())
+        return inner(blob)
+
+    seg.edges.logits = capture
+    for p in frames:
+        im = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if im is not None:
+            segment_frame(im, seg, post, rim_colours=False)
+    return seen
+
+
+def write_refiner_graph(card_path: str | os.PathLike, quantize: bool = True) -> dict:
+    """Write ``<name>_edges_ort.onnx`` beside the card: its edge refiner computing only the
+    centre the pipeline keeps (:func:`crop_to_cells`, exact) and, unless ``quantize`` is
+    False, in int8 below its first layer (calibrated on the refiner's windows of the bundled
+    example captures; 7-bit weights as the coarse network's). Returns the ``onnx_runtime``
+    entry of the card's ``edge_refiner``."""
+    import onnx
+    import onnxruntime as ort
+
+    from segcore.card import load_card
+
+    card_path = Path(card_path)
+    card = load_card(card_path)
+    ref = card.extra["edge_refiner"]
+    src = card_path.parent / ref["onnx"]
+    cell, margin = int(ref.get("cell", 32)), int(ref.get("margin", 8))
+    out_path = card_path.parent / f"{card.name}{REFINER_SUFFIX}"
+    windows = refiner_windows(card_path)
+    sample = np.concatenate(windows)[:256] if windows else None
+
+    def run(path, x):
+        o = ort.SessionOptions()
+        o.log_severity_level = 3
+        s = ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+        return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+    def centre_of(logits):
+        k = (logits.shape[-1] - cell) // 2
+        return logits[..., k : k + cell, k : k + cell]
+
+    entry = {"onnx": out_path.name, "centre_only": True, "int8": False}
+    with tempfile.TemporaryDirectory(prefix="segcore-ort-") as tmp:
+        cropped = Path(tmp) / "centre.onnx"
+        onnx.save(crop_to_cells(onnx.load(str(src)), cell, margin), str(cropped))
+        if sample is not None:  # the rewrite is exact: check it on real windows
+            whole = centre_of(run(src, sample))
+            err = float(np.abs(whole - centre_of(run(cropped, sample))).max())
+            if err > CROP_CHECK_TOL:
+                raise ValueError(f"{src}: the centre-only graph differs by {err:g}; not written")
+        final = cropped
+        if quantize and windows:
+            final = Path(tmp) / "int8.onnx"
+            _quantize(cropped, final, windows, Path(tmp), REFINER_FLOAT_LAYERS, False)
+            q, w = centre_of(run(final, sample)), whole
+            entry.update(
+                int8=True,
+                float_layers=list(REFINER_FLOAT_LAYERS),
+                weight_bits=WEIGHT_BITS,
+                calibration=f"{sum(len(b) for b in windows)} windows of the bundled example "
+                "captures",
+                decisions_changed=round(float(((q > 0) != (w > 0)).mean()), 5),
+            )
+        atomic_write_bytes(out_path, Path(final).read_bytes())
+    return entry
+
+
+def add_refiner_graph(card_path: str | os.PathLike, quantize: bool = True) -> Path:
+    """(Re)write the runtime graph of the card's edge refiner and name it in the card's
+    ``edge_refiner`` entry (``"onnx_runtime"``); returns the graph's path."""
+    card_path = Path(card_path)
+    entry = write_refiner_graph(card_path, quantize)
+    d = json.loads(card_path.read_text(encoding="utf-8"))
+    d["edge_refiner"] = {**d["edge_refiner"], "onnx_runtime": entry}
+    atomic_write_bytes(card_path, (json.dumps(d, indent=2) + "\n").encode())
+    return card_path.parent / entry["onnx"]

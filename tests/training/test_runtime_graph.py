@@ -139,3 +139,77 @@ def test_the_bundled_int8_graph_draws_the_reference_masks():
         scores.add(a, b)
     assert scores.pooled()["iou"] > 0.99, scores.pooled()
     assert fast.backend._other is None  # no frame went to OpenCV
+
+
+def _refiner_onnx(tmp_path, levels=1, margin=8, seed=1):
+    """A refiner with a non-zero correction, exported as `training edges --export` does."""
+    torch = pytest.importorskip("torch")
+    from training.edges import EdgeConfig, _cfg_dict, _net, export_edges
+
+    torch.manual_seed(seed)
+    net = _net(8, 8, levels=levels).eval()
+    with torch.no_grad():
+        net.fuse[-1].weight.normal_(0, 0.1)
+    cfg = _cfg_dict(
+        EdgeConfig(data=[], val=[], out=str(tmp_path), margin=margin, width=8, levels=levels)
+    )
+    ck = tmp_path / f"edges{levels}.pt"
+    torch.save({"model": net.state_dict(), "config": cfg, "step": 1}, ck)
+    out = tmp_path / f"edges{levels}.onnx"
+    return out, export_edges(str(ck), str(out))
+
+
+@pytest.mark.parametrize("levels, margin", [(1, 8), (2, 16)])
+def test_the_refiner_s_centre_only_graph_computes_the_centre_exactly(tmp_path, levels, margin):
+    """The refiner's last layers run on the kept centre and the rim they read only; that
+    centre is the whole graph's, and the rest of the window is not computed."""
+    from training.runtime_graph import crop_to_cells
+
+    src, entry = _refiner_onnx(tmp_path, levels, margin)
+    c, m = entry["cell"], entry["margin"]
+    S = c + 2 * m
+    out = tmp_path / "centre.onnx"
+    onnx.save(crop_to_cells(onnx.load(str(src)), c, m), str(out))
+    x = np.random.default_rng(2).uniform(-1, 1, (5, 4, S, S)).astype(np.float32)
+    whole, centre = _run(src, x), _run(out, x)
+    assert whole.shape == (5, 1, S, S)
+    assert centre.shape == (5, 1, c + 4, c + 4)  # two 3x3 convolutions: a two-pixel rim
+    k = (centre.shape[-1] - c) // 2
+    want, got = whole[..., m : m + c, m : m + c], centre[..., k : k + c, k : k + c]
+    assert np.abs(want).max() > 0.01  # a real correction, so the comparison means something
+    assert np.abs(got - want).max() < 1e-5
+
+
+def test_the_card_names_the_refiner_graph_and_segcore_runs_it(tmp_path):
+    """`training runtime-graph` gives a card's refiner its own graph (centre only, int8 in
+    7 bits); segcore's refiner runs it where ONNX Runtime is, and keeps the reference's
+    decisions on the bundled example captures."""
+    from dataclasses import replace
+
+    from segcore.edges import EdgeRefiner
+    from training.runtime_graph import add_refiner_graph
+
+    card_path = _copy_model(MODELS_DIR / "garment.json", tmp_path)
+    d = json.loads(card_path.read_text())
+    d.pop("onnx_runtime", None)  # the coarse network's reference is enough here
+    d["edge_refiner"].pop("onnx_runtime", None)
+    card_path.write_text(json.dumps(d))
+    out = add_refiner_graph(card_path)
+    entry = json.loads(card_path.read_text())["edge_refiner"]["onnx_runtime"]
+    assert entry["onnx"] == out.name and entry["int8"] is True and entry["centre_only"]
+    assert 0 <= entry["decisions_changed"] < 0.005
+    _assert_seven_bit_weights(out)
+    fast = load_refiner(load_card(card_path))
+    assert fast.spec.onnx_runtime == out and fast.backend.path == str(out)
+    ref = EdgeRefiner(replace(fast.spec, onnx_runtime=None))
+    assert ref.backend.path == str(fast.spec.onnx)
+    card = load_card(card_path)
+    seg_fast, seg_ref = Segmenter(card), Segmenter(card)
+    seg_fast.edges, seg_ref.edges = fast, ref
+    scores = Scores()
+    for f in discover_frames(ROOT / "examples" / "garment_ring" / "images")[:3]:
+        img = read_image(f)
+        a = segment_frame(img, seg_fast, card.postprocess).mask
+        b = segment_frame(img, seg_ref, card.postprocess).mask
+        scores.add(a, b)
+    assert scores.pooled()["iou"] > 0.995, scores.pooled()
