@@ -62,6 +62,8 @@ from .temporal import SequenceSmoother
 
 log = logging.getLogger(__name__)
 
+QUEUE_PER_WORKER = 2  # frames queued a worker (SequenceJob._run); one at a time in flight
+
 
 @dataclass(frozen=True)
 class SegmentOptions:
@@ -494,15 +496,27 @@ class SequenceJob(PlatePass, RunReport):
         with ThreadPoolExecutor(workers, thread_name_prefix="segcore") as pool:
             pending: dict[int, Future] = {}
             nxt = start
+            # frames queued ahead (QUEUE_PER_WORKER a worker): a worker whose frame is done
+            # takes the next one while an earlier frame is still being handed back in order;
+            # no more frames are in flight (a queued frame holds nothing but its index)
+            depth = workers * QUEUE_PER_WORKER
+
+            def take(k: int) -> FrameResult | None:
+                if stop.is_set() or self.fatal:  # queued behind a stop: never started
+                    return None
+                return self.process(k)
+
             try:
                 for i in range(start, n):
-                    while nxt < n and len(pending) < workers and not stop.is_set():
-                        pending[nxt] = pool.submit(self.process, nxt)
+                    while nxt < n and len(pending) < depth and not stop.is_set():
+                        pending[nxt] = pool.submit(take, nxt)
                         nxt += 1
                     if i not in pending:
                         break
                     res = pending[i].result()  # popped once had: an interrupt here counts it
                     del pending[i]
+                    if res is None:
+                        break
                     self.results.append(res)
                     yield res
                     if self.fatal or (should_stop is not None and should_stop()):
@@ -515,11 +529,13 @@ class SequenceJob(PlatePass, RunReport):
                     f.cancel()
                 raise
             finally:
-                # frames in flight finish their atomic writes, start no more: each is counted
-                # as what it became (a frame written while the run stopped is ok)
+                # frames in flight finish their atomic writes, queued ones never start: each
+                # is counted as what it became (a frame written while the run stopped is ok)
+                for f in pending.values():
+                    f.cancel()  # only a frame not started yet
                 for j in sorted(pending):
                     f = pending.pop(j)
-                    if not f.cancelled():
+                    if not f.cancelled() and f.result() is not None:
                         self.results.append(f.result())
 
     def failures(self) -> list[FrameResult]:
