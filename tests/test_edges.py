@@ -258,3 +258,18 @@ def test_coarse_priors_of_data_sets_that_share_sequence_names_stay_apart(tmp_pat
     assert not np.array_equal(first[0], first[1])  # two frames, two priors
     again = coarse_cache(samples[::-1], None, cache)  # read back from the cache
     assert np.array_equal(again[0], first[1]) and np.array_equal(again[1], first[0])
+    # the same model exported again under its name (a new network or card): run again
+    d = tmp_path / "model"
+    d.mkdir()
+    for name in ("garment.json", "garment.onnx"):
+        shutil.copy(MODELS_DIR / name, d / name)
+    card = json.loads((d / "garment.json").read_text())
+    card.pop("onnx_runtime", None)
+    card.pop("edge_refiner", None)
+    (d / "garment.json").write_text(json.dumps(card))
+    own = tmp_path / "own"
+    coarse_cache(samples[:1], str(d / "garment.json"), own)
+    card["postprocess"]["threshold"] = 0.6
+    (d / "garment.json").write_text(json.dumps(card))
+    coarse_cache(samples[:1], str(d / "garment.json"), own)
+    assert len(list(own.iterdir())) == 2

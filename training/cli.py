@@ -207,6 +207,21 @@ def config_from_args(args):
     cfg = replace(cfg, arch=arch)
     if not cfg.data:
         raise SystemExit("error: no training data; pass --data DIR (see --help)")
+    for flag, v in (
+        ("--class-weight", cfg.class_weight),
+        ("--class-balance", cfg.class_balance),
+        ("--contact-weight", cfg.contact_weight),
+    ):
+        if not v >= 0:  # NaN too
+            raise SystemExit(f"error: {flag} {v}: a weight is 0 or more")
+    if not 0 <= cfg.retexture <= 1:
+        raise SystemExit(f"error: --retexture {cfg.retexture}: a share of crops, 0 to 1")
+    if cfg.contact_weight > 0 and cfg.arch.out_channels == 1:
+        raise SystemExit(
+            f"error: --contact-weight {cfg.contact_weight} needs a multi-class model: where the "
+            "figure meets its support comes from the label maps' classes; add --classes "
+            "(or start from a multi-class --init)"
+        )
     return cfg
 
 

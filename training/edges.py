@@ -126,10 +126,25 @@ class Frame:
     edge_pts: np.ndarray  # (m, 2) points (y, x) on the true boundary
 
 
+def model_fingerprint(model: str | None) -> str:
+    """A digest of what the coarse prior depends on: the model's card and the networks it
+    names (the reference graph and ONNX Runtime's). A model exported again under the same
+    name (a new ``garment``) gets a new fingerprint, so its frames are run again."""
+    from segcore.card import load_card, resolve_model_path
+
+    card = load_card(model)
+    h = hashlib.sha1(resolve_model_path(model).read_bytes())
+    for path in (card.onnx_path, card.runtime_onnx):
+        if path is not None and Path(path).exists():
+            h.update(Path(path).read_bytes())
+    return h.hexdigest()
+
+
 def cache_key(sample, model: str | None) -> str:
     """The cache file's name for one frame: its sequence and stem to read, and a digest of
-    the frame's resolved path and the model, so that frames of different data sets (which
-    share sequence names: every ``synth`` run starts at ``seq_00000``) never share a prior."""
+    the frame's resolved path and the model (``model``: :func:`model_fingerprint`'s), so
+    that frames of different data sets (which share sequence names: every ``synth`` run
+    starts at ``seq_00000``) never share a prior, nor two versions of one model."""
     digest = hashlib.sha1(f"{Path(sample.image).resolve()}\0{model}".encode()).hexdigest()
     return f"{sample.sequence}__{Path(sample.image).stem}__{digest[:12]}.npy"
 
@@ -140,8 +155,9 @@ def coarse_cache(samples, model: str | None, cache: Path) -> list[np.ndarray]:
 
     seg = post = None
     out = []
+    fingerprint = model_fingerprint(model)
     for s in samples:
-        key = cache / cache_key(s, model)
+        key = cache / cache_key(s, fingerprint)
         if key.exists():
             out.append(np.load(key))
             continue

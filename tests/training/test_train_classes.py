@@ -3,6 +3,8 @@ logit of class logits, and a one-channel checkpoint initialising a class head.""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -200,3 +202,24 @@ def test_the_family_table_shows_feet_missed_where_a_family_has_feet():
     assert "| mannequins | 0.10 % | 25.00 % |" in table
     assert "| dress_forms | 0.20 % | – |" in table
     assert "| **all frames** | 0.15 % | 25.00 % |" in table
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--contact-weight", "4"], "--contact-weight 4.0 needs a multi-class model"),
+        (["--classes", "--contact-weight", "-1"], "--contact-weight -1.0: a weight is 0 or more"),
+        (["--classes", "--class-weight", "nan"], "--class-weight nan: a weight is 0 or more"),
+        (["--retexture", "1.5"], "--retexture 1.5: a share of crops, 0 to 1"),
+    ],
+)
+def test_training_weights_out_of_range_are_refused_before_any_work(flags, message):
+    """A weight the loss would ignore (the contact weight on a binary model) or misuse (a
+    negative one) stops the command at once, with the flag named."""
+    from training.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "--data", "d", *flags])
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        config_from_args(args)
+    ok = build_parser().parse_args(["train", "--data", "d", "--classes", "--contact-weight", "4"])
+    assert config_from_args(ok).contact_weight == 4.0
