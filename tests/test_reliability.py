@@ -220,8 +220,11 @@ def test_folders_deleted_mid_run(random_model, frames, tmp_path):
         results.append(r)
         if len(results) == 1:
             shutil.rmtree(src)
-    assert [r.status for r in results] == ["ok"] + ["failed"] * (len(job.frames) - 1)
-    assert "cannot read" in results[1].error
+    # the frame queued behind the first may have been read before the folder went
+    statuses = [r.status for r in results]
+    assert len(statuses) == len(job.frames) and statuses[0] == "ok"
+    assert set(statuses[2:]) == {"failed"} and statuses[1] in ("ok", "failed")
+    assert all("cannot read" in r.error for r in results if r.status == "failed")
 
 
 def test_unwritable_output_is_refused_before_any_frame(seg, frames, capsys):
