@@ -354,7 +354,7 @@ def test_final_distortion_refinement_keeps_a_known_focal_fixed(monkeypatch):
 
 def test_turntable_mapper_solves_the_ci_turntable(tmp_path):
     """--mapper turntable end to end on the same 16-frame capture: every frame registered, a
-    COLMAP model and a hull. Accuracy here is poor and recorded as such: 7.5 degrees median
+    COLMAP model and a hull. Accuracy here is poor and recorded as such: 5.5 degrees median
     on these 400x300 frames (13.5 degrees a step, half a turn, a small subject seen from
     17 degrees above), where the incremental mapper gets about 3: the silhouettes say
     almost nothing about the step here (their coherence is flat from 12 to 18 degrees) and
