@@ -262,14 +262,18 @@ def edge_refiner_fields(folder: Path, d) -> dict:
     where = "edge_refiner"
     d = f.section({where: d}, where)
     f.only(d, ("onnx", "cell", "margin", "guide", "onnx_runtime"), where=where)
-    runtime = None
-    if "onnx_runtime" in d:
-        entry = f.section(d, "onnx_runtime", where=where)
-        runtime = f.file_inside(folder, entry, "onnx", where=f"{where}.onnx_runtime")
-    return {
+    out = {
         "onnx": f.file_inside(folder, d, "onnx", where=where),
         "cell": f.integer(d, "cell", 8, 256, where=where, default=32),
         "margin": f.integer(d, "margin", 0, 64, where=where, default=8),
         "guide": f.choice(d, "guide", ("spline", "guided"), where=where, default="spline"),
-        "onnx_runtime": runtime,
+        "onnx_runtime": None,
     }
+    if "onnx_runtime" in d:
+        entry = f.section(d, "onnx_runtime", where=where)
+        runtime = f.file_inside(folder, entry, "onnx", where=f"{where}.onnx_runtime")
+        # a graph written for other windows (the card's cell or margin edited since) is left
+        # aside: the trained refiner runs
+        if all(entry.get(k, out[k]) == out[k] for k in ("cell", "margin")):
+            out["onnx_runtime"] = runtime
+    return out

@@ -498,11 +498,14 @@ class SequenceJob(PlatePass, RunReport):
             nxt = start
             # frames queued ahead (QUEUE_PER_WORKER a worker): a worker whose frame is done
             # takes the next one while an earlier frame is still being handed back in order;
-            # no more frames are in flight (a queued frame holds nothing but its index)
-            depth = workers * QUEUE_PER_WORKER
+            # no more frames are in flight (a queued frame holds nothing but its index). A
+            # temporal chain queues none: each of its frames waits for the one before, and a
+            # frame left out would break the chain of the frames after it
+            chained = self.smoother is not None
+            depth = workers if chained else workers * QUEUE_PER_WORKER
 
             def take(k: int) -> FrameResult | None:
-                if stop.is_set() or self.fatal:  # queued behind a stop: never started
+                if not chained and (stop.is_set() or self.fatal):  # queued behind a stop
                     return None
                 return self.process(k)
 
@@ -515,7 +518,8 @@ class SequenceJob(PlatePass, RunReport):
                         break
                     res = pending[i].result()  # popped once had: an interrupt here counts it
                     del pending[i]
-                    if res is None:
+                    if res is None:  # a stop or a fatal error came while it was queued
+                        self.interrupted = self.interrupted or not self.fatal
                         break
                     self.results.append(res)
                     yield res
@@ -531,8 +535,12 @@ class SequenceJob(PlatePass, RunReport):
             finally:
                 # frames in flight finish their atomic writes, queued ones never start: each
                 # is counted as what it became (a frame written while the run stopped is ok)
-                for f in pending.values():
-                    f.cancel()  # only a frame not started yet
+                if not chained:
+                    for f in pending.values():
+                        f.cancel()  # only a frame not started yet
+                for j in sorted(pending):
+                    if pending[j].cancelled() and chained:
+                        self.smoother.skip(j)  # the next frame must not wait for it
                 for j in sorted(pending):
                     f = pending.pop(j)
                     if not f.cancelled() and f.result() is not None:

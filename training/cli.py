@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -212,8 +213,8 @@ def config_from_args(args):
         ("--class-balance", cfg.class_balance),
         ("--contact-weight", cfg.contact_weight),
     ):
-        if not v >= 0:  # NaN too
-            raise SystemExit(f"error: {flag} {v}: a weight is 0 or more")
+        if not (math.isfinite(v) and v >= 0):
+            raise SystemExit(f"error: {flag} {v}: must be a number, 0 or more")
     if not 0 <= cfg.retexture <= 1:
         raise SystemExit(f"error: --retexture {cfg.retexture}: a share of crops, 0 to 1")
     if cfg.contact_weight > 0 and cfg.arch.out_channels == 1:
@@ -309,7 +310,12 @@ def cmd_edges(args) -> int:
         if args.runtime_graph:
             from .runtime_graph import add_refiner_graph
 
-            print(f"wrote {add_refiner_graph(card_path)} (ONNX Runtime's graph)", file=sys.stderr)
+            try:
+                out = add_refiner_graph(card_path)
+            except ValueError as exc:  # the trained refiner stays named and runs everywhere
+                print(f"warning: no graph for ONNX Runtime: {exc}", file=sys.stderr)
+            else:
+                print(f"wrote {out} (ONNX Runtime's graph)", file=sys.stderr)
         return 0
     if args.choose:
         if not args.val:
@@ -417,7 +423,7 @@ def cmd_runtime_graph(args) -> int:
         if "edge_refiner" in load_card(args.card).extra:
             out = add_refiner_graph(args.card, quantize=not args.float)
             print(f"wrote {out} and the edge_refiner.onnx_runtime entry of {args.card}")
-    except SegcoreError as exc:
+    except (SegcoreError, ValueError) as exc:  # ValueError: a graph it cannot rewrite
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

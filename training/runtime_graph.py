@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -131,8 +132,6 @@ def calibration_blobs(preprocess, hw: tuple[int, int], frames: list[Path] | None
     """Network inputs for calibrating int8: each frame (default: the bundled example
     captures') and its mirror image, turned to the graph's orientation, preprocessed as
     segcore does."""
-    from dataclasses import replace
-
     import cv2
 
     from segcore.infer import prepare
@@ -260,6 +259,7 @@ REFINER_SUFFIX = "_edges_ort.onnx"  # <name>_edges_ort.onnx beside <name>_edges.
 # the refiner's first convolution reads the frame's colours and the prior's logit: in float
 REFINER_FLOAT_LAYERS = ("/stem/",)
 CROP_CHECK_TOL = 1e-4  # the cropped graph's centre against the whole one's, max abs logit
+CHECK_WINDOWS = 256  # windows the checks run on (the first of the calibration windows)
 
 
 def _conv_reach(node) -> int:
@@ -310,9 +310,8 @@ def crop_to_cells(model, cell: int, margin: int):
         raise ValueError("not an edge refiner graph: the final Add does not follow the fusion")
     prior_input = next(i for i in add.input if i != branch_input)
     S = cell + 2 * margin
-    a, b = margin - reach, S - margin + reach
-    if a < 0:
-        raise ValueError(f"margin {margin} is narrower than the fusion's reach {reach}")
+    # where the margin is narrower than the reach, the whole window is read, as before
+    a, b = max(0, margin - reach), min(S, S - margin + reach)
     g.initializer.extend(
         [
             numpy_helper.from_array(np.array([a, a], np.int64), "centre/starts"),
@@ -350,13 +349,19 @@ def refiner_windows(card_path: Path, frames: list[Path] | None = None) -> list[n
     (default: the bundled example captures') with the card's own networks."""
     import cv2
 
+    from segcore.card import load_card
+    from segcore.edges import EdgeRefiner, RefinerSpec
     from segcore.frame import segment_frame
+    from segcore.infer import Segmenter
     from segcore.io import discover_frames
-    from segcore.pipeline import SegmentOptions, load_segmenter
 
     if frames is None:
         frames = [p for d in sorted(EXAMPLES.glob("*/images")) for p in discover_frames(d)]
-    seg, post = load_segmenter(SegmentOptions(model=str(card_path), edges="learned"))
+    # the card's refiner as trained: a runtime graph it names may be the one being rewritten
+    card = load_card(card_path)
+    seg, post = Segmenter(card), card.postprocess
+    spec = RefinerSpec.from_card(Path(card_path).parent, card.extra["edge_refiner"])
+    seg.edges = EdgeRefiner(replace(spec, onnx_runtime=None))
     seen: list[np.ndarray] = []
     inner = seg.edges.logits
 
@@ -390,7 +395,12 @@ def write_refiner_graph(card_path: str | os.PathLike, quantize: bool = True) -> 
     cell, margin = int(ref.get("cell", 32)), int(ref.get("margin", 8))
     out_path = card_path.parent / f"{card.name}{REFINER_SUFFIX}"
     windows = refiner_windows(card_path)
-    sample = np.concatenate(windows)[:256] if windows else None
+    S = cell + 2 * margin
+    if windows:
+        sample = np.concatenate(windows)[:CHECK_WINDOWS]
+    else:  # no example captures here: the exactness check on random windows
+        rng = np.random.default_rng(0)
+        sample = rng.uniform(-1, 1, (16, 4, S, S)).astype(np.float32)
 
     def run(path, x):
         o = ort.SessionOptions()
@@ -402,15 +412,20 @@ def write_refiner_graph(card_path: str | os.PathLike, quantize: bool = True) -> 
         k = (logits.shape[-1] - cell) // 2
         return logits[..., k : k + cell, k : k + cell]
 
-    entry = {"onnx": out_path.name, "centre_only": True, "int8": False}
+    entry = {
+        "onnx": out_path.name,
+        "centre_only": True,
+        "cell": cell,  # the window it was written for: another one runs the trained graph
+        "margin": margin,
+        "int8": False,
+    }
     with tempfile.TemporaryDirectory(prefix="segcore-ort-") as tmp:
         cropped = Path(tmp) / "centre.onnx"
         onnx.save(crop_to_cells(onnx.load(str(src)), cell, margin), str(cropped))
-        if sample is not None:  # the rewrite is exact: check it on real windows
-            whole = centre_of(run(src, sample))
-            err = float(np.abs(whole - centre_of(run(cropped, sample))).max())
-            if err > CROP_CHECK_TOL:
-                raise ValueError(f"{src}: the centre-only graph differs by {err:g}; not written")
+        whole = centre_of(run(src, sample))  # the rewrite is exact: checked before writing
+        err = float(np.abs(whole - centre_of(run(cropped, sample))).max())
+        if err > CROP_CHECK_TOL:
+            raise ValueError(f"{src}: the centre-only graph differs by {err:g}; not written")
         final = cropped
         if quantize and windows:
             final = Path(tmp) / "int8.onnx"
@@ -421,7 +436,7 @@ def write_refiner_graph(card_path: str | os.PathLike, quantize: bool = True) -> 
                 float_layers=list(REFINER_FLOAT_LAYERS),
                 weight_bits=WEIGHT_BITS,
                 calibration=f"{sum(len(b) for b in windows)} windows of the bundled example "
-                "captures",
+                f"captures; decisions_changed: over the centres of the first {len(sample)}",
                 decisions_changed=round(float(((q > 0) != (w > 0)).mean()), 5),
             )
         atomic_write_bytes(out_path, Path(final).read_bytes())

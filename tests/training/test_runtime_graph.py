@@ -159,7 +159,7 @@ def _refiner_onnx(tmp_path, levels=1, margin=8, seed=1):
     return out, export_edges(str(ck), str(out))
 
 
-@pytest.mark.parametrize("levels, margin", [(1, 8), (2, 16)])
+@pytest.mark.parametrize("levels, margin", [(1, 8), (2, 16), (1, 1)])
 def test_the_refiner_s_centre_only_graph_computes_the_centre_exactly(tmp_path, levels, margin):
     """The refiner's last layers run on the kept centre and the rim they read only; that
     centre is the whole graph's, and the rest of the window is not computed."""
@@ -173,7 +173,8 @@ def test_the_refiner_s_centre_only_graph_computes_the_centre_exactly(tmp_path, l
     x = np.random.default_rng(2).uniform(-1, 1, (5, 4, S, S)).astype(np.float32)
     whole, centre = _run(src, x), _run(out, x)
     assert whole.shape == (5, 1, S, S)
-    assert centre.shape == (5, 1, c + 4, c + 4)  # two 3x3 convolutions: a two-pixel rim
+    rim = min(2, m)  # two 3x3 convolutions: a two-pixel rim, within the window
+    assert centre.shape == (5, 1, c + 2 * rim, c + 2 * rim)
     k = (centre.shape[-1] - c) // 2
     want, got = whole[..., m : m + c, m : m + c], centre[..., k : k + c, k : k + c]
     assert np.abs(want).max() > 0.01  # a real correction, so the comparison means something
@@ -213,3 +214,17 @@ def test_the_card_names_the_refiner_graph_and_segcore_runs_it(tmp_path):
         b = segment_frame(img, seg_ref, card.postprocess).mask
         scores.add(a, b)
     assert scores.pooled()["iou"] > 0.995, scores.pooled()
+    # the card's cells changed since the graph was written: the trained refiner runs
+    d = json.loads(card_path.read_text())
+    d["edge_refiner"]["cell"] = 24
+    card_path.write_text(json.dumps(d))
+    other = load_refiner(load_card(card_path))
+    assert other.spec.onnx_runtime is None and other.backend.path == str(fast.spec.onnx)
+    # a broken runtime graph is written again from the trained refiner
+    out.write_bytes(b"not a graph")
+    d["edge_refiner"]["cell"] = 32
+    card_path.write_text(json.dumps(d))
+    with pytest.raises(ModelError):
+        load_refiner(load_card(card_path))
+    add_refiner_graph(card_path)
+    assert load_refiner(load_card(card_path)).backend.path == str(out)

@@ -208,8 +208,8 @@ def test_the_family_table_shows_feet_missed_where_a_family_has_feet():
     "flags, message",
     [
         (["--contact-weight", "4"], "--contact-weight 4.0 needs a multi-class model"),
-        (["--classes", "--contact-weight", "-1"], "--contact-weight -1.0: a weight is 0 or more"),
-        (["--classes", "--class-weight", "nan"], "--class-weight nan: a weight is 0 or more"),
+        (["--classes", "--contact-weight", "-1"], "--contact-weight -1.0: must be a number, 0 or"),
+        (["--classes", "--class-weight", "nan"], "--class-weight nan: must be a number, 0 or more"),
         (["--retexture", "1.5"], "--retexture 1.5: a share of crops, 0 to 1"),
     ],
 )
