@@ -25,6 +25,26 @@ REPORT_VERSION = 1
 CONTACT_SHEET = "contact_sheet.png"
 
 
+def _graph(backend) -> dict | None:
+    """What ran a network: the runtime and the graph's file name (None for torch's own)."""
+    if backend is None:
+        return None
+    path = getattr(backend, "path", None)
+    return {"runtime": getattr(backend, "name", type(backend).__name__),
+            "graph": Path(path).name if path else None}  # fmt: skip
+
+
+def networks(segmenter) -> dict:
+    """``report.json``'s ``networks``: which graph of the coarse network and of the edge
+    refiner ran, and through which runtime (ONNX Runtime runs the card's faster graphs where
+    it is installed; OpenCV's DNN, as in Blender, the trained ones)."""
+    edges = getattr(segmenter, "edges", None)
+    return {
+        "coarse": _graph(getattr(segmenter, "backend", None)),
+        "edge_refiner": _graph(getattr(edges, "backend", None)),
+    }
+
+
 class RunReport:
     """:class:`segcore.pipeline.SequenceJob`'s report, verdict and contact sheet (a mixin)."""
 
@@ -155,6 +175,7 @@ class RunReport:
             "input": str(self.input),
             "output": str(self.output),
             "model": self.segmenter.card.name,
+            "networks": networks(self.segmenter),
             "options": {
                 **asdict(self.options),
                 "formats": list(self.options.formats),

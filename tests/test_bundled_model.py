@@ -86,3 +86,25 @@ BAR_BF1_GAIN = 0.005
 # on the 54 held-out family frames 0.8825 against 0.8745 with v9's); a broken refinement
 # loses far more
 BF2_NOISE = 1e-2
+
+
+def test_the_report_names_the_graphs_that_ran(monkeypatch):
+    """ONNX Runtime runs the card's faster graphs (the network's and the refiner's); OpenCV's
+    DNN, as in Blender, the trained ones; `report.json` says which."""
+    from segcore.pipeline import SegmentOptions, load_segmenter
+    from segcore.run_report import networks
+
+    pytest.importorskip("onnxruntime")
+    fast = networks(load_segmenter(SegmentOptions())[0])
+    assert fast == {
+        "coarse": {"runtime": "onnxruntime", "graph": "garment_ort.onnx"},
+        "edge_refiner": {"runtime": "onnxruntime", "graph": "garment_edges_ort.onnx"},
+    }
+    monkeypatch.setenv("SEGCORE_BACKEND", "opencv")
+    trained = networks(load_segmenter(SegmentOptions())[0])
+    assert trained == {
+        "coarse": {"runtime": "opencv", "graph": "garment.onnx"},
+        "edge_refiner": {"runtime": "opencv", "graph": "garment_edges.onnx"},
+    }
+    guided = networks(load_segmenter(SegmentOptions(edges="guided"))[0])
+    assert guided["edge_refiner"] is None

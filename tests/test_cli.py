@@ -45,6 +45,9 @@ def test_segment_writes_good_frames_and_names_the_bad_one(frames, tmp_path, rand
     assert not (out / "masks" / "f_10.png").exists()
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["ok"] == 3 and report["summary"]["failed"] == 1
+    ran = report["networks"]  # what ran: this card has no refiner and no runtime graph
+    assert ran["coarse"]["graph"] == "rand.onnx" and ran["edge_refiner"] is None
+    assert ran["coarse"]["runtime"] in ("onnxruntime", "opencv")
     bad = [f for f in report["frames"] if f["status"] == "failed"]
     assert len(bad) == 1 and bad[0]["path"].endswith("f_10.jpg")
     assert "decode" in bad[0]["error"] or "truncated" in bad[0]["error"]
