@@ -3,6 +3,7 @@ pipeline's learned path, and the training CLI on a tiny data set."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
@@ -175,6 +176,9 @@ def test_training_cli_learns_and_exports_a_refiner(tmp_path):
     assert [r["candidate"] for r in choice["rows"]] == ["the card's refiner", "step_000030.pt"]
     assert choice["chosen"] == "step_000030.pt" and (run / "chosen.pt").exists()
     assert all(0.0 <= r["bf2"] <= 1.0 and r["frames"] == 1 for r in choice["rows"])
+    if importlib.util.find_spec("onnxruntime"):  # scored as the command line runs it
+        cand = json.loads((run / "candidates" / "step_000030" / "garment.json").read_text())
+        assert cand["edge_refiner"]["onnx_runtime"]["onnx"] == "garment_edges_ort.onnx"
     (run / "best.pt").unlink()  # --export takes the chosen checkpoint
     assert main(["edges", "--out", str(run), "--export", str(d / "garment.json")]) == 0
     card = json.loads((d / "garment.json").read_text())

@@ -428,12 +428,29 @@ def candidate_card(card_path: Path, onnx: Path, entry: dict, folder: Path) -> Pa
     return out
 
 
+def runtime_graph(card_json: Path) -> None:
+    """A candidate's refiner as the command line would run it: its graph for ONNX Runtime
+    (``training.runtime_graph``), where ONNX Runtime is installed; else, or when the graph
+    cannot be made, the candidate is scored as trained (a warning says so)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return
+    from .runtime_graph import add_refiner_graph
+
+    try:
+        add_refiner_graph(card_json)
+    except ValueError as exc:
+        log.warning("%s: scored without ONNX Runtime's graph: %s", card_json.parent.name, exc)
+
+
 CARD_REFINER = "the card's refiner"  # `--choose`'s row for the refiner the card names now
 
 
 def choose_checkpoint(out: str, model: str | None, val: list[str]) -> dict:
     """Score every kept checkpoint (``OUT/steps/step_N.pt``) and the card's own refiner in
-    the pipeline (``segcore segment``'s defaults) on the validation families' whole frames;
+    the pipeline (``segcore segment``'s defaults, each refiner through its graph for ONNX
+    Runtime as the command line runs it) on the validation families' whole frames;
     the one with the highest boundary F at 2 px (mean over frames; IoU breaks ties) is
     copied to ``OUT/chosen.pt``, which ``--export`` then prefers to ``OUT/best.pt``. The
     window loss that picks ``best.pt`` does not follow the frame's boundary F closely enough
@@ -476,7 +493,9 @@ def choose_checkpoint(out: str, model: str | None, val: list[str]) -> dict:
     for ck in steps:
         onnx = work / f"{ck.stem}_edges.onnx"
         entry = export_edges(str(ck), str(onnx))
-        score(ck.name, candidate_card(card_path, onnx, entry, work / ck.stem))
+        cand = candidate_card(card_path, onnx, entry, work / ck.stem)
+        runtime_graph(cand)
+        score(ck.name, cand)
     ours = [r for r in rows if r["candidate"] != CARD_REFINER]
     best = max(ours, key=lambda r: (round(r["bf2"], 4), r["iou"]))
     shutil.copyfile(run / "steps" / best["candidate"], run / "chosen.pt")
