@@ -538,13 +538,13 @@ class SequenceJob(PlatePass, RunReport):
                 if not chained:
                     for f in pending.values():
                         f.cancel()  # only a frame not started yet
-                for j in sorted(pending):
-                    if pending[j].cancelled() and chained:
-                        self.smoother.skip(j)  # the next frame must not wait for it
-                for j in sorted(pending):
+                for j in sorted(pending):  # in order: a skipped frame frees the next first
                     f = pending.pop(j)
-                    if not f.cancelled() and f.result() is not None:
-                        self.results.append(f.result())
+                    if f.cancelled():
+                        if chained:
+                            self.smoother.skip(j)  # the next frame must not wait for it
+                    elif (res := f.result()) is not None:
+                        self.results.append(res)
 
     def failures(self) -> list[FrameResult]:
         return [r for r in self.results if r.status == "failed"]

@@ -290,7 +290,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_edges(args) -> int:
-    from .edges import EdgeConfig, choose_checkpoint, export_edges, train_edges
+    from .edges import EdgeConfig, choose_checkpoint, export_edges, runtime_graph, train_edges
 
     if args.export:
         from segcore.card import load_card
@@ -307,15 +307,8 @@ def cmd_edges(args) -> int:
 
         atomic_write_bytes(card_path, (json.dumps(d, indent=2) + "\n").encode())
         print(f"wrote {onnx} and the edge_refiner entry of {card_path}", file=sys.stderr)
-        if args.runtime_graph:
-            from .runtime_graph import add_refiner_graph
-
-            try:
-                out = add_refiner_graph(card_path)
-            except ValueError as exc:  # the trained refiner stays named and runs everywhere
-                print(f"warning: no graph for ONNX Runtime: {exc}", file=sys.stderr)
-            else:
-                print(f"wrote {out} (ONNX Runtime's graph)", file=sys.stderr)
+        if args.runtime_graph and (out := runtime_graph(card_path)) is not None:
+            print(f"wrote {out} (ONNX Runtime's graph)", file=sys.stderr)
         return 0
     if args.choose:
         if not args.val:

@@ -428,20 +428,22 @@ def candidate_card(card_path: Path, onnx: Path, entry: dict, folder: Path) -> Pa
     return out
 
 
-def runtime_graph(card_json: Path) -> None:
-    """A candidate's refiner as the command line would run it: its graph for ONNX Runtime
-    (``training.runtime_graph``), where ONNX Runtime is installed; else, or when the graph
-    cannot be made, the candidate is scored as trained (a warning says so)."""
+def runtime_graph(card_json: Path) -> Path | None:
+    """The card's refiner as the command line runs it: its graph for ONNX Runtime
+    (``training.runtime_graph``), written and named in the card, where ONNX Runtime is
+    installed; else, or when the graph cannot be made, None (a warning says why) and the
+    trained refiner runs everywhere."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        return
+        return None
     from .runtime_graph import add_refiner_graph
 
     try:
-        add_refiner_graph(card_json)
+        return add_refiner_graph(card_json)
     except ValueError as exc:
-        log.warning("%s: scored without ONNX Runtime's graph: %s", card_json.parent.name, exc)
+        log.warning("%s: no graph for ONNX Runtime: %s", card_json, exc)
+        return None
 
 
 CARD_REFINER = "the card's refiner"  # `--choose`'s row for the refiner the card names now

@@ -344,23 +344,20 @@ def crop_to_cells(model, cell: int, margin: int):
     return model
 
 
-def refiner_windows(card_path: Path, frames: list[Path] | None = None) -> list[np.ndarray]:
+def refiner_windows(card, spec, frames: list[Path] | None = None) -> list[np.ndarray]:
     """The refiner's inputs, batch by batch, as the shipped pipeline makes them on each frame
-    (default: the bundled example captures') with the card's own networks."""
+    (default: the bundled example captures') with ``card``'s network and the refiner of
+    ``spec`` as trained (a runtime graph the card names may be the one being rewritten)."""
     import cv2
 
-    from segcore.card import load_card
-    from segcore.edges import EdgeRefiner, RefinerSpec
+    from segcore.edges import EdgeRefiner
     from segcore.frame import segment_frame
     from segcore.infer import Segmenter
     from segcore.io import discover_frames
 
     if frames is None:
         frames = [p for d in sorted(EXAMPLES.glob("*/images")) for p in discover_frames(d)]
-    # the card's refiner as trained: a runtime graph it names may be the one being rewritten
-    card = load_card(card_path)
     seg, post = Segmenter(card), card.postprocess
-    spec = RefinerSpec.from_card(Path(card_path).parent, card.extra["edge_refiner"])
     seg.edges = EdgeRefiner(replace(spec, onnx_runtime=None))
     seen: list[np.ndarray] = []
     inner = seg.edges.logits
@@ -387,14 +384,14 @@ def write_refiner_graph(card_path: str | os.PathLike, quantize: bool = True) -> 
     import onnxruntime as ort
 
     from segcore.card import load_card
+    from segcore.edges import RefinerSpec
 
     card_path = Path(card_path)
     card = load_card(card_path)
-    ref = card.extra["edge_refiner"]
-    src = card_path.parent / ref["onnx"]
-    cell, margin = int(ref.get("cell", 32)), int(ref.get("margin", 8))
+    spec = RefinerSpec.from_card(card_path.parent, card.extra["edge_refiner"])
+    src, cell, margin = spec.onnx, spec.cell, spec.margin
     out_path = card_path.parent / f"{card.name}{REFINER_SUFFIX}"
-    windows = refiner_windows(card_path)
+    windows = refiner_windows(card, spec)
     S = cell + 2 * margin
     if windows:
         sample = np.concatenate(windows)[:CHECK_WINDOWS]
@@ -430,14 +427,14 @@ def write_refiner_graph(card_path: str | os.PathLike, quantize: bool = True) -> 
         if quantize and windows:
             final = Path(tmp) / "int8.onnx"
             _quantize(cropped, final, windows, Path(tmp), REFINER_FLOAT_LAYERS, False)
-            q, w = centre_of(run(final, sample)), whole
+            q = centre_of(run(final, sample))
             entry.update(
                 int8=True,
                 float_layers=list(REFINER_FLOAT_LAYERS),
                 weight_bits=WEIGHT_BITS,
                 calibration=f"{sum(len(b) for b in windows)} windows of the bundled example "
                 f"captures; decisions_changed: over the centres of the first {len(sample)}",
-                decisions_changed=round(float(((q > 0) != (w > 0)).mean()), 5),
+                decisions_changed=round(float(((q > 0) != (whole > 0)).mean()), 5),
             )
         atomic_write_bytes(out_path, Path(final).read_bytes())
     return entry
