@@ -233,6 +233,72 @@ def test_export_runs_the_network_at_another_size_on_request(shapes_model, tmp_pa
     assert list(shape) == [1, 3, 128, 160]  # a 4:3 landscape frame at 160, padded to 32
 
 
+def test_export_like_a_card_takes_its_edges_and_keeps_them_through_overwrite(
+    shapes_model, tmp_path, capsys
+):
+    from segcore.card import MODELS_DIR, load_card
+    from segcore.infer import Segmenter
+    from training.cli import main as training
+
+    best = str(shapes_model["run"] / "best.pt")
+    out = ["--out-dir", str(tmp_path)]
+    assert training(["export", best, "--name", "blobs", *out, "--like", "garment"]) == 0
+    shipped, card = load_card("garment"), load_card(str(tmp_path / "blobs.json"))
+    assert card.postprocess == shipped.postprocess  # clean-ups, flip, threshold
+    entry = card.extra["edge_refiner"]
+    assert entry["onnx"] == "blobs_edges.onnx"
+    for ours, theirs in (
+        (entry["onnx"], shipped.extra["edge_refiner"]["onnx"]),
+        (entry["onnx_runtime"]["onnx"], shipped.extra["edge_refiner"]["onnx_runtime"]["onnx"]),
+    ):
+        assert (tmp_path / ours).read_bytes() == (MODELS_DIR / theirs).read_bytes()
+    assert card.extra["inherited"] == {"from": "garment", "fields": ["postprocess", "edge_refiner"]}
+    assert Segmenter.load(str(tmp_path / "blobs.json")).edges is not None
+    # exported again over itself, like itself: the refiner stays; a threshold given wins
+    again = [*out, "--like", str(tmp_path / "blobs.json"), "--overwrite", "--threshold", "0.4"]
+    assert training(["export", best, "--name", "blobs", *again]) == 0
+    card = load_card(str(tmp_path / "blobs.json"))
+    assert card.postprocess.threshold == 0.4 and card.postprocess.flip == shipped.postprocess.flip
+    assert (tmp_path / "blobs_edges.onnx").read_bytes() == (
+        MODELS_DIR / shipped.extra["edge_refiner"]["onnx"]
+    ).read_bytes()
+    # without --like: the defaults (guided-filter edges), as before
+    assert training(["export", best, "--name", "plain", *out]) == 0
+    assert "edge_refiner" not in load_card(str(tmp_path / "plain.json")).extra
+    capsys.readouterr()
+    assert training(["export", best, "--name", "x", *out, "--like", str(tmp_path / "no.json")]) == 2
+    assert "no.json" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
+def test_finetune_keeps_the_base_models_edges_and_not_its_validation_sets(shapes_model, tmp_path):
+    from segcore.card import load_card
+    from training.cli import main as training
+
+    base = tmp_path / "base"
+    best = str(shapes_model["run"] / "best.pt")
+    assert (
+        training(["export", best, "--name", "b", "--out-dir", str(base), "--like", "garment"]) == 0
+    )
+    # the base's validation sets (the shipped garment's name the project's) are not the user's
+    torch = pytest.importorskip("torch")
+    ck = torch.load(base / "b.pt", weights_only=False)
+    ck["config"]["val_data"] = ["fam_val/photo_wall"]
+    torch.save(ck, base / "b.pt")
+    data = shapes_model["data"]
+    seq = sorted(p for p in data.iterdir() if p.is_dir())[0]
+    args = [str(seq / "images"), str(seq / "masks"), "--base", str(base / "b.json"), "--steps", "2"]
+    args += ["--work", str(tmp_path / "work"), "--out-dir", str(tmp_path / "mine")]
+    assert training(["finetune", *args, "--name", "ft"]) == 0
+    card = load_card(str(tmp_path / "mine" / "ft.json"))
+    assert card.extra["inherited"]["from"] == "b"
+    assert card.postprocess == load_card(str(base / "b.json")).postprocess
+    assert (tmp_path / "mine" / "ft_edges.onnx").read_bytes() == (
+        base / "b_edges.onnx"
+    ).read_bytes()
+    assert training(["finetune", *args, "--name", "fresh", "--fresh-card"]) == 0
+    assert "edge_refiner" not in load_card(str(tmp_path / "mine" / "fresh.json")).extra
+
+
 def test_finetune_refuses_before_any_work(tmp_path, monkeypatch, capsys):
     from training.cli import main as training
 

@@ -388,6 +388,9 @@ def cmd_export(args) -> int:
     from .export import check_target, export_checkpoint
 
     check_target(args.name, args.out_dir, args.overwrite)  # before reading anything
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        print(f"error: --threshold {args.threshold}: give a probability in (0, 1)", file=sys.stderr)
+        return 2
     extra = json.loads(Path(args.card_extra).read_text()) if args.card_extra else None
     path = export_checkpoint(
         args.checkpoint,
@@ -398,6 +401,7 @@ def cmd_export(args) -> int:
         overwrite=args.overwrite,
         input_size=args.input_size,
         runtime_graph=args.runtime_graph,
+        like=args.like,
     )
     print(f"wrote {path} and {path.with_suffix('.onnx')}")
     _how_to_use(path, args.name)
@@ -456,19 +460,40 @@ def base_checkpoint(base: str) -> Path:
     return pt
 
 
+#: the long side of the frames ``finetune`` prepares (training reads them at 1.25x the
+#: network's input, 400 pixels for the shipped model's 320)
+FINETUNE_SIZE = 640
+
+
+def base_card(pt: Path) -> Path | None:
+    """The card beside the weights fine-tuning starts from (its post-processing and edge
+    refiner go to the fine-tuned card), or None when the weights have none."""
+    card = pt.with_suffix(".json")
+    return card if card.is_file() else None
+
+
 def cmd_prepare(args) -> int:
     from tqdm import tqdm
 
     from .prepare import pair_files, prepare
 
     n = len(pair_files(Path(args.photos), Path(args.labels)))
+    symmetries = 2 if args.whole_frames else 8
     with tqdm(total=n, desc="preparing", disable=args.quiet) as bar:
         done, errors = prepare(
-            args.photos, args.labels, args.out, args.size, args.margin, args.sigma, args.name, bar
+            args.photos,
+            args.labels,
+            args.out,
+            args.size or (FINETUNE_SIZE if args.whole_frames else 320),
+            None if args.whole_frames else args.margin,
+            args.sigma,
+            args.name,
+            bar,
+            symmetries,
         )
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
-    print(f"{done} photos -> {8 * done} training frames in {args.out}")
+    print(f"{done} photos -> {symmetries * done} training frames in {args.out}")
     return 1 if errors else 0
 
 
@@ -476,15 +501,29 @@ def cmd_finetune(args) -> int:
     """prepare + train from the shipped model + export, in one command."""
     from dataclasses import replace
 
-    from .export import check_target
+    from .export import check_target, like_card
     from .prepare import prepare
     from .train import TrainConfig, train
 
     check_target(args.name, args.out_dir, args.overwrite)  # refused before any work
     base = base_checkpoint(args.base)
+    like = None if args.fresh_card else base_card(base)
+    if like is not None:
+        like_card(like)  # a base card that cannot be read stops here, before any work
     work = Path(args.work or f"runs/finetune-{args.name}")
     data = work / "data"
-    done, errors = prepare(args.photos, args.labels, data, name="photos")
+    if args.paper_prep:  # cropped to the subject, the 8 symmetries of the square
+        done, errors = prepare(args.photos, args.labels, data, name="photos")
+    else:  # whole upright frames, as they are and mirrored, as the base model was trained on
+        done, errors = prepare(
+            args.photos,
+            args.labels,
+            data,
+            size=FINETUNE_SIZE,
+            margin=None,
+            name="photos",
+            symmetries=2,
+        )
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     if not done:
@@ -502,13 +541,14 @@ def cmd_finetune(args) -> int:
         warmup=min(50, args.steps // 10),
         val_share=0.0,
         val_sequences=[],
+        val_data=[],  # the base's validation sets are not the user's (nor on their machine)
         exclude_sequences=[],
     )
     train(cfg)
     from .export import export_checkpoint
 
     path = export_checkpoint(
-        work / "run" / "last.pt", args.name, args.out_dir, overwrite=args.overwrite
+        work / "run" / "last.pt", args.name, args.out_dir, overwrite=args.overwrite, like=like
     )
     print(f"fine-tuned model: {path}")
     _how_to_use(path, args.name)
@@ -557,7 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn labelled photos into a training data set (docs/design.md layout, "
         "OUT/<name>/images and masks): the HSV V channel denoised, the photo cropped round "
         "the subject with a margin, resized, and amplified to eight by the symmetries of the "
-        "square. Labels are matched to photos by file name (DSC_1.jpg: DSC_1.png or "
+        "square (--whole-frames: whole upright frames, for fine-tuning). Labels are "
+        "matched to photos by file name (DSC_1.jpg: DSC_1.png or "
         "DSC_1.jpg.png): mask PNGs (255 = subject) or alpha cut-outs. Exit 1 when a label "
         "cannot be read (each named).",
         epilog="example:\n  python -m training prepare my_photos/ my_labels/ -o data/mine",
@@ -567,7 +608,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("labels", metavar="LABELS", help="folder of mask PNGs or alpha cut-outs")
     pr.add_argument("-o", "--out", required=True, help="data set root to write")
     pr.add_argument(
-        "--size", type=int, default=320, help="long side after normalisation, pixels (320)"
+        "--size",
+        type=int,
+        default=None,
+        help="long side after normalisation, pixels (320; 640 with --whole-frames)",
     )
     pr.add_argument(
         "--margin",
@@ -577,6 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument(
         "--sigma", type=float, default=0.5, help="V-channel denoise sigma, pixels; 0 = off (0.5)"
+    )
+    pr.add_argument(
+        "--whole-frames",
+        action="store_true",
+        help="keep each photo whole and upright, as it is and mirrored (640 pixels on the long "
+        "side unless --size; --margin unused), instead of the paper's crop and 8 symmetries: "
+        "for fine-tuning a model trained on whole frames, such as garment (what finetune does)",
     )
     pr.add_argument("--name", help="sequence name (default: the photos folder's name)")
     pr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -745,8 +796,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
-        help="the card's subject probability threshold (0.5)",
+        default=None,
+        help="the card's subject probability threshold (default: --like's, else 0.5)",
+    )
+    x.add_argument(
+        "--like",
+        metavar="CARD",
+        help="take the post-processing and the learned edge refiner of this model (a card or "
+        "a model's name; its refiner's graphs are copied beside the new card) instead of the "
+        "defaults, which draw edges with the guided filter; e.g. --like garment for a model "
+        "trained from garment's weights",
     )
     x.add_argument("--card-extra", help="JSON file merged into the card (metrics, commands)")
     x.add_argument(
@@ -934,13 +993,25 @@ def build_parser() -> argparse.ArgumentParser:
         "garment, whose garment.pt ships with segcore)",
     )
     f.add_argument("--steps", type=int, default=600, help="optimisation steps (600)")
-    f.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (5e-4)")
+    f.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (2e-4)")
     f.add_argument("--work", help="work folder (default runs/finetune-<name>)")
     f.add_argument(
         "--out-dir", default=None, help=f"where the model goes (default: your model folder, {user})"
     )
     f.add_argument(
         "--overwrite", action="store_true", help="replace a model of this name in OUT_DIR"
+    )
+    f.add_argument(
+        "--paper-prep",
+        action="store_true",
+        help="prepare the photos the paper's way (cropped to the subject, the 8 symmetries of "
+        "the square) instead of as whole upright frames and their mirror images",
+    )
+    f.add_argument(
+        "--fresh-card",
+        action="store_true",
+        help="write the card's defaults (guided-filter edges) instead of taking --base's "
+        "post-processing and learned edge refiner",
     )
     from .adapt_eval import add_arguments as add_adapt_eval
 

@@ -20,7 +20,10 @@ from segcore.config import CLASSES
 from segcore.infer import Segmenter
 from segcore.io import atomic_write_bytes, temporary_name
 
-MODEL_FILES = ("{}.json", "{}.onnx", "{}.pt", "{}_ort.onnx")  # what an export writes
+# what an export writes (the edge refiner's graphs when the card is made like another's)
+MODEL_FILES = ("{}.json", "{}.onnx", "{}.pt", "{}_ort.onnx", "{}_edges.onnx", "{}_edges_ort.onnx")
+#: what a card exported ``like`` another takes from it: how masks are drawn from the network
+INHERITED = ("postprocess", "edge_refiner")
 
 
 class ModelExists(FileExistsError):
@@ -59,15 +62,57 @@ def check_target(name: str, out_dir: str | Path, overwrite: bool = False) -> lis
     return files
 
 
+def like_card(like: str | Path) -> dict:
+    """What a new card takes from the card ``like`` (a card's path or a model's name): its
+    post-processing and its learned edge refiner, the refiner's graphs read into memory (so
+    ``like`` may be the very card an ``overwrite`` export replaces). A
+    :class:`segcore.errors.ModelError` naming the card when it cannot be read."""
+    from segcore.card import load_card, resolve_model_path
+
+    path = Path(like) if str(like).endswith(".json") else resolve_model_path(str(like))
+    card = load_card(path)  # every field checked, the refiner's files included
+    d = json.loads(Path(path).read_text())
+    out = {"name": card.name, "postprocess": card.postprocess.to_dict(), "files": {}}
+    entry = d.get("edge_refiner")
+    if entry is not None:
+        entry = dict(entry)
+        out["files"]["onnx"] = (path.parent / entry["onnx"]).read_bytes()
+        runtime = entry.get("onnx_runtime")
+        if runtime is not None:
+            if (path.parent / runtime["onnx"]).is_file():
+                out["files"]["onnx_runtime"] = (path.parent / runtime["onnx"]).read_bytes()
+            else:  # named but missing: the trained refiner runs, as segcore would
+                entry.pop("onnx_runtime")
+        out["edge_refiner"] = entry
+    return out
+
+
+def _like_files(like: dict, name: str, out_dir: Path) -> tuple[dict, list]:
+    """The card's entries from ``like`` (:func:`like_card`) for a model ``name`` in
+    ``out_dir``, and the files they need: the refiner's graphs as ``<name>_edges.onnx`` (and
+    ``<name>_edges_ort.onnx``), as (path, bytes) pairs."""
+    entry = like.get("edge_refiner")
+    out = {"inherited": {"from": like["name"], "fields": list(INHERITED)}}
+    if entry is None:
+        return out, []
+    entry = {**entry, "onnx": f"{name}_edges.onnx"}
+    files = [(out_dir / entry["onnx"], like["files"]["onnx"])]
+    if "onnx_runtime" in entry:
+        entry["onnx_runtime"] = {**entry["onnx_runtime"], "onnx": f"{name}_edges_ort.onnx"}
+        files.append((out_dir / entry["onnx_runtime"]["onnx"], like["files"]["onnx_runtime"]))
+    return {"edge_refiner": entry, **out}, files
+
+
 def export_checkpoint(
     checkpoint: str | Path,
     name: str,
     out_dir: str | Path | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     extra: dict | None = None,
     overwrite: bool = False,
     input_size: int | None = None,
     runtime_graph: bool = True,
+    like: str | Path | None = None,
 ) -> Path:
     """Export a training checkpoint into ``out_dir`` (default: the user's model folder);
     returns the card's path. Refuses (:class:`ModelExists`) to replace a model there unless
@@ -75,7 +120,11 @@ def export_checkpoint(
     it is written. ``input_size``: the long side the network runs at (default: the one it
     was trained for); the ONNX's fixed input is a 4:3 landscape frame's at that size.
     ``runtime_graph``: also write ``<name>_ort.onnx``, the faster graph ONNX Runtime runs
-    (:mod:`training.runtime_graph`), and name it in the card."""
+    (:mod:`training.runtime_graph`), and name it in the card. ``like``: a card (or model
+    name) whose post-processing and learned edge refiner the new card takes
+    (:data:`INHERITED`; the refiner's graphs copied beside it) instead of the defaults
+    (guided-filter edges); ``threshold`` overrides its threshold (default: ``like``'s, else
+    0.5)."""
     import torch
 
     from segcore.export import export_onnx
@@ -85,6 +134,10 @@ def export_checkpoint(
 
     out_dir = user_models_dir() if out_dir is None else Path(out_dir)
     check_target(name, out_dir, overwrite)
+    inherit = like_card(like) if like is not None else None  # before anything is replaced
+    post = PostprocessParams(**inherit["postprocess"]) if inherit else PostprocessParams()
+    if threshold is not None:
+        post = replace(post, threshold=float(threshold))
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict(ck["config"])
     trained = cfg  # the card records the training as it was
@@ -107,14 +160,22 @@ def export_checkpoint(
         buf = io.BytesIO()
         torch.save({"model": model.state_dict(), "config": portable(trained.to_dict())}, buf)
         atomic_write_bytes(pt_tmp, buf.getvalue())
+        files = []
+        if inherit:
+            entries, files = _like_files(inherit, name, out_dir)
+            extra = {**(extra or {}), **entries}
         card_path = _write_card(
-            ck, cfg, trained, model, checkpoint, name, threshold, extra, onnx_tmp, onnx_path
+            ck, cfg, trained, model, checkpoint, name, post, extra, onnx_tmp, onnx_path, files
         )
         os.replace(pt_tmp, pt)
     finally:
         for t in (onnx_tmp, pt_tmp):
             with contextlib.suppress(OSError):
                 t.unlink()
+    if inherit:
+        from segcore.card import load_card
+
+        load_card(card_path)  # the inherited refiner's entry and files checked as segcore will
     if runtime_graph:
         from .runtime_graph import add_runtime_graph
 
@@ -123,16 +184,17 @@ def export_checkpoint(
 
 
 def _write_card(
-    ck, cfg, trained, model, checkpoint, name, threshold, extra, onnx_tmp, onnx_path
+    ck, cfg, trained, model, checkpoint, name, post, extra, onnx_tmp, onnx_path, files=()
 ) -> Path:
-    """Check the card against the ONNX (still under its temporary name), move the ONNX into
-    place and write the card. ``cfg``: the training's configuration with the input size the
+    """Check the card against the ONNX (still under its temporary name), write ``files``
+    ((path, bytes) pairs: the inherited refiner's graphs), move the ONNX into place and
+    write the card. ``cfg``: the training's configuration with the input size the
     model runs at; ``trained``: as trained."""
     import torch
 
     from .train import card_for
 
-    base = card_for(cfg, name=name, threshold=threshold)
+    base = card_for(cfg, name=name, threshold=post.threshold)
     info = {
         "training": {
             "data": portable(trained.data),
@@ -156,11 +218,13 @@ def _write_card(
         name=name,
         arch=cfg.arch,
         preprocess=base.preprocess,
-        postprocess=PostprocessParams(threshold=threshold),
+        postprocess=post,
         onnx_path=onnx_tmp,
         extra=info,
     )
     Segmenter(card)  # loads the ONNX with OpenCV and checks it against the card
+    for path, data in files:
+        atomic_write_bytes(path, data)
     os.replace(onnx_tmp, onnx_path)
     card = replace(card, onnx_path=onnx_path)
     card_path = onnx_path.with_suffix(".json")

@@ -46,16 +46,20 @@ def crop_to_subject(img: np.ndarray, mask: np.ndarray, margin: float):
     return img[y0:y1, x0:x1], mask[y0:y1, x0:x1]
 
 
-def prepare_pair(img, mask, size: int, margin: float, sigma: float):
-    """One photo + bool mask -> the 8 amplified (image, mask uint8) pairs."""
+def prepare_pair(img, mask, size: int, margin: float | None, sigma: float, symmetries: int = 8):
+    """One photo + bool mask -> the amplified (image, mask uint8) pairs: the 8 symmetries
+    of the square (the paper's), or 2 (as is and mirrored). ``margin`` None keeps the whole
+    frame (no crop to the subject)."""
     img = denoise_v(img, sigma)
-    img, mask = crop_to_subject(img, mask, margin)
+    if margin is not None:
+        img, mask = crop_to_subject(img, mask, margin)
     k = size / max(img.shape[:2])
     wh = (max(1, round(img.shape[1] * k)), max(1, round(img.shape[0] * k)))
     img = cv2.resize(img, wh, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
     m = cv2.resize(mask.astype(np.uint8) * 255, wh, interpolation=cv2.INTER_LINEAR)
     m = np.where(m >= 128, np.uint8(255), np.uint8(0))
-    return [(dihedral(img, s), dihedral(m, s)) for s in range(8)]
+    kept = range(8) if symmetries == 8 else (0, 4)[:symmetries]  # 4: the mirror image
+    return [(dihedral(img, s), dihedral(m, s)) for s in kept]
 
 
 def prepare(
@@ -63,12 +67,17 @@ def prepare(
     labels: str | Path,
     out: str | Path,
     size: int = 320,
-    margin: float = 0.15,
+    margin: float | None = 0.15,
     sigma: float = 0.5,
     name: str | None = None,
     progress=None,
+    symmetries: int = 8,
 ) -> tuple[int, list[str]]:
-    """Write the prepared data set; returns (pairs written, one-line errors)."""
+    """Write the prepared data set; returns (pairs written, one-line errors). The defaults
+    are the paper's steps (module docstring); ``margin=None, symmetries=2`` keeps whole
+    upright frames, as they are and mirrored (what ``finetune`` prepares)."""
+    if symmetries not in (1, 2, 8):
+        raise ValueError(f"symmetries={symmetries}: 1, 2 or 8")
     photos, labels = Path(photos), Path(labels)
     pairs = pair_files(photos, labels)
     if not pairs:
@@ -82,7 +91,8 @@ def prepare(
             img, mask = read_image(img_path), read_label(lab_path)
             if mask.shape != img.shape[:2]:
                 raise ValueError(f"label size {mask.shape[::-1]} != photo size {img.shape[1::-1]}")
-            for s, (im, m) in enumerate(prepare_pair(img, mask, size, margin, sigma)):
+            pairs_out = prepare_pair(img, mask, size, margin, sigma, symmetries)
+            for s, (im, m) in enumerate(pairs_out):
                 write_png(seq / "images" / f"{img_path.stem}_s{s}.png", im)
                 write_png(seq / "masks" / f"{img_path.stem}_s{s}.png", m)
             done += 1

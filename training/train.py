@@ -596,8 +596,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 shutil.copyfile(last, out / f"step_{step:06d}.pt")
             plot_curves(csv_path, out / "curves.png")
             bar.write(
-                f"step {step}: loss {row[2]:.4f} val F1 {f1:.4f} IoU "
-                f"{scores.get('iou', 0):.4f} BF@2px {scores.get('bf2', 0):.4f}"
+                f"step {step}: loss {row[2]:.4f} "
+                + (
+                    f"val F1 {f1:.4f} IoU {scores.get('iou', 0):.4f} "
+                    f"BF@2px {scores.get('bf2', 0):.4f}"
+                    if val_samples
+                    else "(no validation frames)"
+                )
                 + (f" garment IoU {scores['garment_iou']:.4f}" if "garment_iou" in scores else "")
             )
     bar.close()

@@ -103,6 +103,29 @@ def test_prepare_makes_eight_aligned_symmetries(tmp_path):
     assert len(shapes) == 2  # rotations by 90 degrees swap height and width
 
 
+def test_prepare_keeps_whole_upright_frames_for_fine_tuning(tmp_path):
+    photos, labels = tmp_path / "photos", tmp_path / "labels"
+    photos.mkdir()
+    labels.mkdir()
+    img, mask = blob_image(80, 120, seed=3)
+    cv2.imwrite(str(photos / "a.png"), img)
+    cv2.imwrite(str(labels / "a.png"), mask)
+    done, errors = prepare(
+        photos, labels, tmp_path / "out", size=60, margin=None, sigma=0.0, symmetries=2
+    )
+    assert done == 1 and not errors
+    seq = tmp_path / "out" / "photos"
+    outs = sorted((seq / "images").iterdir())
+    assert [p.name for p in outs] == ["a_s0.png", "a_s1.png"]
+    small = cv2.resize(mask, (60, 40), interpolation=cv2.INTER_AREA) >= 128
+    first = cv2.imread(str(seq / "masks" / "a_s0.png"), cv2.IMREAD_GRAYSCALE) > 0
+    second = cv2.imread(str(seq / "masks" / "a_s1.png"), cv2.IMREAD_GRAYSCALE) > 0
+    assert first.shape == (40, 60)  # the whole frame, upright, not cropped to the subject
+    assert (first == small).mean() > 0.98 and (second == first[:, ::-1]).all()
+    with pytest.raises(ValueError, match="symmetries"):
+        prepare(photos, labels, tmp_path / "x", symmetries=4)
+
+
 def test_dihedral_group():
     x = np.arange(12).reshape(3, 4)
     outs = {dihedral(x, k).tobytes() for k in range(8)}
