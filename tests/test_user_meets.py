@@ -265,9 +265,18 @@ def test_export_like_a_card_takes_its_edges_and_keeps_them_through_overwrite(
     # without --like: the defaults (guided-filter edges), as before
     assert training(["export", best, "--name", "plain", *out]) == 0
     assert "edge_refiner" not in load_card(str(tmp_path / "plain.json")).extra
+    plain = str(tmp_path / "plain.json")
+    assert training(["export", best, "--name", "p2", *out, "--like", plain]) == 0
+    assert load_card(str(tmp_path / "p2.json")).extra["inherited"]["fields"] == ["postprocess"]
     capsys.readouterr()
     assert training(["export", best, "--name", "x", *out, "--like", str(tmp_path / "no.json")]) == 2
     assert "no.json" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+    (tmp_path / "blobs_edges.onnx").unlink()  # a like card whose refiner is gone: one line
+    assert (
+        training(["export", best, "--name", "x", *out, "--like", str(tmp_path / "blobs.json")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "blobs_edges.onnx is not beside it" in err and "Traceback" not in err
 
 
 def test_finetune_keeps_the_base_models_edges_and_not_its_validation_sets(shapes_model, tmp_path):

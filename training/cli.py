@@ -967,11 +967,14 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune",
         help="fine-tune the shipped model on your labelled photos",
         description="prepare + train + export in one command: the labelled photos are "
-        "prepared the paper's way (see `prepare`), the model --base is trained on them for "
-        "--steps steps, and the result is exported as --name into your model folder "
+        "prepared as whole upright frames, as they are and mirrored (`prepare --whole-frames`; "
+        "--paper-prep for the paper's crop and 8 symmetries), the model --base is trained on "
+        "them for --steps steps, and the result is exported as --name into your model folder "
         f"({user}; --out-dir for elsewhere), where `segcore segment --model <name>` finds it. "
         "A model of that name already there is never replaced without --overwrite (checked "
-        "before any work). The work folder keeps the prepared data and the training run.",
+        "before any work). The new card keeps --base's post-processing and learned edge "
+        "refiner (--fresh-card: the defaults). The work folder keeps the prepared data and "
+        "the training run.",
         epilog="example:\n"
         "  python -m training finetune my_photos/ my_labels/ --name my-garments\n"
         "  segcore segment shoot/ -o out/ --model my-garments",

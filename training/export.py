@@ -17,6 +17,7 @@ from pathlib import Path
 
 from segcore.card import MODELS_DIR, ModelCard, PostprocessParams, user_models_dir
 from segcore.config import CLASSES
+from segcore.errors import ModelError
 from segcore.infer import Segmenter
 from segcore.io import atomic_write_bytes, temporary_name
 
@@ -76,7 +77,13 @@ def like_card(like: str | Path) -> dict:
     entry = d.get("edge_refiner")
     if entry is not None:
         entry = dict(entry)
-        out["files"]["onnx"] = (path.parent / entry["onnx"]).read_bytes()
+        graph = path.parent / entry["onnx"]
+        if not graph.is_file():
+            raise ModelError(
+                f"{path}: its edge refiner {entry['onnx']} is not beside it; restore it, or "
+                "take the defaults (training export without --like, finetune --fresh-card)"
+            )
+        out["files"]["onnx"] = graph.read_bytes()
         runtime = entry.get("onnx_runtime")
         if runtime is not None:
             if (path.parent / runtime["onnx"]).is_file():
@@ -87,12 +94,18 @@ def like_card(like: str | Path) -> dict:
     return out
 
 
+def out_dir_tmp(path: Path) -> Path:
+    """A hidden temporary name beside ``path`` (renamed over it once all is checked)."""
+    return path.parent / temporary_name("-" + path.name)
+
+
 def _like_files(like: dict, name: str, out_dir: Path) -> tuple[dict, list]:
     """The card's entries from ``like`` (:func:`like_card`) for a model ``name`` in
     ``out_dir``, and the files they need: the refiner's graphs as ``<name>_edges.onnx`` (and
     ``<name>_edges_ort.onnx``), as (path, bytes) pairs."""
     entry = like.get("edge_refiner")
-    out = {"inherited": {"from": like["name"], "fields": list(INHERITED)}}
+    fields = [k for k in INHERITED if k == "postprocess" or entry is not None]
+    out = {"inherited": {"from": like["name"], "fields": fields}}
     if entry is None:
         return out, []
     entry = {**entry, "onnx": f"{name}_edges.onnx"}
@@ -222,9 +235,19 @@ def _write_card(
         onnx_path=onnx_tmp,
         extra=info,
     )
-    Segmenter(card)  # loads the ONNX with OpenCV and checks it against the card
-    for path, data in files:
-        atomic_write_bytes(path, data)
+    # the inherited graphs under temporary names first, renamed with the ONNX once the card
+    # is checked: a failed export leaves the model that was there whole
+    staged = [(out_dir_tmp(path), path) for path, _ in files]
+    try:
+        for (tmp, _), (_, data) in zip(staged, files):
+            atomic_write_bytes(tmp, data)
+        Segmenter(card)  # loads the ONNX with OpenCV and checks it against the card
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
     os.replace(onnx_tmp, onnx_path)
     card = replace(card, onnx_path=onnx_path)
     card_path = onnx_path.with_suffix(".json")

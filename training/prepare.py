@@ -8,6 +8,7 @@ symmetries of the square. The result is a data set in the docs/design.md layout.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -92,6 +93,10 @@ def prepare(
             if mask.shape != img.shape[:2]:
                 raise ValueError(f"label size {mask.shape[::-1]} != photo size {img.shape[1::-1]}")
             pairs_out = prepare_pair(img, mask, size, margin, sigma, symmetries)
+            stale = re.compile(re.escape(img_path.stem) + r"_s\d+\.png")
+            for old in (*(seq / "images").iterdir(), *(seq / "masks").iterdir()):
+                if stale.fullmatch(old.name):
+                    old.unlink()  # an earlier preparation's (other symmetries) must not stay
             for s, (im, m) in enumerate(pairs_out):
                 write_png(seq / "images" / f"{img_path.stem}_s{s}.png", im)
                 write_png(seq / "masks" / f"{img_path.stem}_s{s}.png", m)

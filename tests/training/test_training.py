@@ -124,6 +124,11 @@ def test_prepare_keeps_whole_upright_frames_for_fine_tuning(tmp_path):
     assert (first == small).mean() > 0.98 and (second == first[:, ::-1]).all()
     with pytest.raises(ValueError, match="symmetries"):
         prepare(photos, labels, tmp_path / "x", symmetries=4)
+    # prepared the paper's way into the same folder, then whole again: no rotated frame stays
+    prepare(photos, labels, tmp_path / "out", size=60, sigma=0.0)
+    assert len(list((seq / "images").iterdir())) == 8
+    prepare(photos, labels, tmp_path / "out", size=60, margin=None, sigma=0.0, symmetries=2)
+    assert sorted(p.name for p in (seq / "masks").iterdir()) == ["a_s0.png", "a_s1.png"]
 
 
 def test_dihedral_group():
