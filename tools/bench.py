@@ -110,9 +110,15 @@ def peak_rss_mb() -> float:
 
 
 def run_job(
-    frames_dir: Path, formats: str, workers: int, model: str | None, temporal: bool = False
+    frames_dir: Path,
+    formats: str,
+    workers: int,
+    model: str | None,
+    temporal: bool = False,
+    backend: str | None = None,
 ) -> dict:
-    """One ``segcore segment`` run in a fresh process: seconds, frames/s and peak RSS (MB)."""
+    """One ``segcore segment`` run in a fresh process: seconds, frames/s and peak RSS (MB).
+    ``backend``: ``SEGCORE_BACKEND`` for the run (``opencv``: the graphs Blender runs)."""
     out = Path(tempfile.mkdtemp(prefix="segcore-bench-out-"))
     code = (
         "import time\n"
@@ -128,7 +134,10 @@ def run_job(
         "dt = time.perf_counter() - t\n"
         "print(n, dt, peak_rss_mb())\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    env = {**os.environ, **({"SEGCORE_BACKEND": backend} if backend else {})}
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env
+    )
     if r.returncode:
         raise RuntimeError(r.stderr[-2000:])
     n, dt, rss = r.stdout.split()[-3:]
@@ -393,19 +402,23 @@ def main(argv=None) -> int:
         make_frames(d, (w, h), k)
         _trim(d, k)
         if (w, h) == PORTRAIT:
-            runs = [("mask,rgba", False)]
+            runs = [("mask,rgba", False, None)]
         else:
-            runs = [("mask", False), ("mask,rgba", False)]
+            runs = [("mask", False, None), ("mask,rgba", False, None)]
         if (w, h) == (1280, 960):
-            runs.append(("mask,rgba", True))
+            # the same run with the float graphs through OpenCV's DNN: what Blender runs
+            runs += [("mask,rgba", True, None), ("mask,rgba", False, "opencv")]
         # every run three times (median seconds): one run moves by a tenth with what else
         # the machine does
         repeat = 1 if args.quick else 3
-        for formats, temporal in runs:
-            tries = [run_job(d, formats, 2, args.model, temporal) for _ in range(repeat)]
+        for formats, temporal, backend in runs:
+            tries = [run_job(d, formats, 2, args.model, temporal, backend) for _ in range(repeat)]
             r = sorted(tries, key=lambda x: x["seconds"])[len(tries) // 2]
+            how = (", --temporal" if temporal else "") + (
+                ", OpenCV's DNN (Blender)" if backend == "opencv" else ""
+            )
             seq_rows.append(
-                f"| {w}x{h} x{k} | {formats}{', --temporal' if temporal else ''} | "
+                f"| {w}x{h} x{k} | {formats}{how} | "
                 f"{r['frames']} | {r['seconds']:.1f} | {r['fps']:.2f} | {r['peak_mb']:.0f} |"
             )
             print(seq_rows[-1])
