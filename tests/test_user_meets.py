@@ -306,6 +306,17 @@ def test_finetune_keeps_the_base_models_edges_and_not_its_validation_sets(shapes
     ).read_bytes()
     assert training(["finetune", *args, "--name", "fresh", "--fresh-card"]) == 0
     assert "edge_refiner" not in load_card(str(tmp_path / "mine" / "fresh.json")).extra
+    # held-out photos of one's own: the checkpoint is picked on them
+    other = sorted(p for p in data.iterdir() if p.is_dir())[1]
+    val = ["--val", str(other / "images"), str(other / "masks")]
+    args[args.index("--work") + 1] = str(tmp_path / "work2")
+    assert training(["finetune", *args, *val, "--name", "picked"]) == 0
+    run = tmp_path / "work2" / "run"
+    assert json.loads((run / "split.json").read_text())["val"] == ["val/photos"]
+    assert (
+        "best.pt"
+        in load_card(str(tmp_path / "mine" / "picked.json")).extra["training"]["checkpoint"]
+    )
 
 
 def test_finetune_refuses_before_any_work(tmp_path, monkeypatch, capsys):

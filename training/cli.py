@@ -524,9 +524,16 @@ def cmd_finetune(args) -> int:
             name="photos",
             symmetries=2,
         )
+    val = []
+    if args.val:  # held-out labelled photos: the checkpoint is picked on them, whole and upright
+        v_done, v_errors = prepare(
+            *args.val, work / "val", size=FINETUNE_SIZE, margin=None, name="photos", symmetries=1
+        )
+        errors += v_errors
+        val = [str(work / "val")] if v_done else []
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
-    if not done:
+    if not done or (args.val and not val):
         return 1
     ck = __import__("torch").load(base, map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict(ck["config"])
@@ -541,15 +548,17 @@ def cmd_finetune(args) -> int:
         warmup=min(50, args.steps // 10),
         val_share=0.0,
         val_sequences=[],
-        val_data=[],  # the base's validation sets are not the user's (nor on their machine)
+        # the base's validation sets are not the user's (nor on their machine): --val's, if any
+        val_data=val,
         exclude_sequences=[],
     )
     train(cfg)
     from .export import export_checkpoint
 
-    path = export_checkpoint(
-        work / "run" / "last.pt", args.name, args.out_dir, overwrite=args.overwrite, like=like
-    )
+    chosen = work / "run" / ("best.pt" if val else "last.pt")
+    path = export_checkpoint(chosen, args.name, args.out_dir, overwrite=args.overwrite, like=like)
+    if val:
+        print(f"the checkpoint with the best F1 on the --val photos: {chosen.name}")
     print(f"fine-tuned model: {path}")
     _how_to_use(path, args.name)
     return 0
@@ -1003,6 +1012,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument(
         "--overwrite", action="store_true", help="replace a model of this name in OUT_DIR"
+    )
+    f.add_argument(
+        "--val",
+        nargs=2,
+        metavar=("VAL_PHOTOS", "VAL_LABELS"),
+        help="held-out labelled photos of your setup (not in PHOTOS): scored at every quarter "
+        "of the steps, and the best step exported (without: the last step)",
     )
     f.add_argument(
         "--paper-prep",
