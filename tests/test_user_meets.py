@@ -338,6 +338,13 @@ def test_finetune_finds_the_shipped_weights():
     if not (MODELS_DIR / "garment.pt").exists():
         pytest.skip("no bundled weights")
     assert base_checkpoint("garment") == MODELS_DIR / "garment.pt"
+    # and the card beside them, whose edge refiner and clean-ups a fine-tune keeps
+    from training.cli import base_card
+    from training.export import like_card
+
+    assert base_card(MODELS_DIR / "garment.pt") == MODELS_DIR / "garment.json"
+    taken = like_card(MODELS_DIR / "garment.json")
+    assert taken["edge_refiner"] and taken["files"]["onnx"] and taken["postprocess"]["flip"]
     with pytest.raises(FileNotFoundError, match="weights to fine-tune from"):
         base_checkpoint("no-such-model")
 
