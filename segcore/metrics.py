@@ -96,7 +96,8 @@ def boundary(mask: np.ndarray) -> np.ndarray:
     return (m - eroded).astype(bool)
 
 
-def _distance_to(b: np.ndarray) -> np.ndarray:
+def distance_to(b: np.ndarray) -> np.ndarray:
+    """Each pixel's distance to the nearest True pixel of ``b`` (inf when there is none)."""
     if not b.any():
         return np.full(b.shape, np.inf, np.float32)
     return cv2.distanceTransform((~b).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
@@ -109,7 +110,7 @@ def boundary_counts(
     bp, bg = boundary(pred), boundary(gt)
     if bp.shape != bg.shape:
         raise ValueError(f"prediction {bp.shape} and ground truth {bg.shape} differ in size")
-    d_to_gt, d_to_pred = _distance_to(bg)[bp], _distance_to(bp)[bg]
+    d_to_gt, d_to_pred = distance_to(bg)[bp], distance_to(bp)[bg]
     n_p, n_g = int(bp.sum()), int(bg.sum())
     return {
         t: BoundaryCounts(

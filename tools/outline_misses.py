@@ -21,8 +21,7 @@ import numpy as np
 
 from segcore import SegmentOptions, load_segmenter, read_image, segment_frame
 from segcore.io import discover_frames, read_label
-from segcore.metrics import _distance_to as distance_to
-from segcore.metrics import boundary, boundary_counts, boundary_f
+from segcore.metrics import boundary, boundary_counts, boundary_f, distance_to
 
 KERNEL = np.ones((3, 3), np.uint8)
 

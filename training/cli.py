@@ -460,11 +460,6 @@ def base_checkpoint(base: str) -> Path:
     return pt
 
 
-#: the long side of the frames ``finetune`` prepares (training reads them at 1.25x the
-#: network's input, 400 pixels for the shipped model's 320)
-FINETUNE_SIZE = 640
-
-
 def base_card(pt: Path) -> Path | None:
     """The card beside the weights fine-tuning starts from (its post-processing and edge
     refiner go to the fine-tuned card), or None when the weights have none."""
@@ -475,7 +470,7 @@ def base_card(pt: Path) -> Path | None:
 def cmd_prepare(args) -> int:
     from tqdm import tqdm
 
-    from .prepare import pair_files, prepare
+    from .prepare import WHOLE_FRAME_SIZE, pair_files, prepare
 
     n = len(pair_files(Path(args.photos), Path(args.labels)))
     symmetries = 2 if args.whole_frames else 8
@@ -484,7 +479,7 @@ def cmd_prepare(args) -> int:
             args.photos,
             args.labels,
             args.out,
-            args.size or (FINETUNE_SIZE if args.whole_frames else 320),
+            args.size or (WHOLE_FRAME_SIZE if args.whole_frames else 320),
             None if args.whole_frames else args.margin,
             args.sigma,
             args.name,
@@ -502,7 +497,7 @@ def cmd_finetune(args) -> int:
     from dataclasses import replace
 
     from .export import check_target, like_card
-    from .prepare import prepare
+    from .prepare import WHOLE_FRAME_SIZE, prepare
     from .train import TrainConfig, train
 
     check_target(args.name, args.out_dir, args.overwrite)  # refused before any work
@@ -519,7 +514,7 @@ def cmd_finetune(args) -> int:
             args.photos,
             args.labels,
             data,
-            size=FINETUNE_SIZE,
+            size=WHOLE_FRAME_SIZE,
             margin=None,
             name="photos",
             symmetries=2,
@@ -527,7 +522,7 @@ def cmd_finetune(args) -> int:
     val = []
     if args.val:  # held-out labelled photos: the checkpoint is picked on them, whole and upright
         v_done, v_errors = prepare(
-            *args.val, work / "val", size=FINETUNE_SIZE, margin=None, name="photos", symmetries=1
+            *args.val, work / "val", size=WHOLE_FRAME_SIZE, margin=None, name="photos", symmetries=1
         )
         errors += v_errors
         val = [str(work / "val")] if v_done else []

@@ -71,7 +71,7 @@ def like_card(like: str | Path) -> dict:
     from segcore.card import load_card, resolve_model_path
 
     path = Path(like) if str(like).endswith(".json") else resolve_model_path(str(like))
-    card = load_card(path)  # every field checked, the refiner's files included
+    card = load_card(path)  # every field checked
     d = json.loads(Path(path).read_text())
     out = {"name": card.name, "postprocess": card.postprocess.to_dict(), "files": {}}
     entry = d.get("edge_refiner")
@@ -92,11 +92,6 @@ def like_card(like: str | Path) -> dict:
                 entry.pop("onnx_runtime")
         out["edge_refiner"] = entry
     return out
-
-
-def out_dir_tmp(path: Path) -> Path:
-    """A hidden temporary name beside ``path`` (renamed over it once all is checked)."""
-    return path.parent / temporary_name("-" + path.name)
 
 
 def _like_files(like: dict, name: str, out_dir: Path) -> tuple[dict, list]:
@@ -188,7 +183,7 @@ def export_checkpoint(
     if inherit:
         from segcore.card import load_card
 
-        load_card(card_path)  # the inherited refiner's entry and files checked as segcore will
+        load_card(card_path)  # the inherited refiner's entry checked as segcore reads it
     if runtime_graph:
         from .runtime_graph import add_runtime_graph
 
@@ -237,7 +232,7 @@ def _write_card(
     )
     # the inherited graphs under temporary names first, renamed with the ONNX once the card
     # is checked: a failed export leaves the model that was there whole
-    staged = [(out_dir_tmp(path), path) for path, _ in files]
+    staged = [(path.parent / temporary_name("-" + path.name), path) for path, _ in files]
     try:
         for (tmp, _), (_, data) in zip(staged, files):
             atomic_write_bytes(tmp, data)

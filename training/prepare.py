@@ -19,6 +19,10 @@ from segcore.preprocess import denoise_v
 
 from .augment import dihedral
 
+#: the long side of whole frames (``margin=None``): training reads them at 1.25x the
+#: network's input, 400 pixels for the shipped model's 320
+WHOLE_FRAME_SIZE = 640
+
 
 def pair_files(photos: Path, labels: Path) -> list[tuple[Path, Path]]:
     """(photo, label) pairs matched by file stem; a label may be ``<stem>.png`` or
@@ -86,6 +90,11 @@ def prepare(
     seq = Path(out) / (name or photos.resolve().name)
     (seq / "images").mkdir(parents=True, exist_ok=True)
     (seq / "masks").mkdir(parents=True, exist_ok=True)
+    # frames an earlier preparation left here, by photo: replaced, not mixed with the new ones
+    earlier: dict[str, list[Path]] = {}
+    for f in (*(seq / "images").iterdir(), *(seq / "masks").iterdir()):
+        if hit := re.fullmatch(r"(.+)_s\d+\.png", f.name):
+            earlier.setdefault(hit.group(1), []).append(f)
     done, errors = 0, []
     for img_path, lab_path in pairs:
         try:
@@ -93,10 +102,8 @@ def prepare(
             if mask.shape != img.shape[:2]:
                 raise ValueError(f"label size {mask.shape[::-1]} != photo size {img.shape[1::-1]}")
             pairs_out = prepare_pair(img, mask, size, margin, sigma, symmetries)
-            stale = re.compile(re.escape(img_path.stem) + r"_s\d+\.png")
-            for old in (*(seq / "images").iterdir(), *(seq / "masks").iterdir()):
-                if stale.fullmatch(old.name):
-                    old.unlink()  # an earlier preparation's (other symmetries) must not stay
+            for old in earlier.get(img_path.stem, ()):
+                old.unlink(missing_ok=True)  # an earlier preparation's (other symmetries)
             for s, (im, m) in enumerate(pairs_out):
                 write_png(seq / "images" / f"{img_path.stem}_s{s}.png", im)
                 write_png(seq / "masks" / f"{img_path.stem}_s{s}.png", m)
