@@ -11,6 +11,9 @@ the frames corrected in neither run against the ground truth (mean IoU and BF@2p
 frames, at full resolution). Prints a markdown table with the time of adapt + re-segment
 per sequence and a summary (mean gains, the largest loss of any sequence), and writes
 OUT/adapt_eval.json.
+
+``--keep garment`` does the same for the garment alone: the model keeps that class, the
+truth and the corrections are the label maps' garment pixels (``<sequence>/labels``).
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from segcore.adapt import AdaptJob
+from segcore.config import CLASSES
 from segcore.evaluate import mask_files
-from segcore.io import read_image, read_label
+from segcore.infer import parse_keep
+from segcore.io import read_image, read_label, write_png
 from segcore.metrics import Scores
 from segcore.pipeline import SegmentOptions, SequenceJob
 from segcore.sheet import grid, overlay
@@ -43,6 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="adapt only the N sequences the model segments worst (mean IoU over all frames)",
+    )
+    p.add_argument(
+        "--keep",
+        metavar="LIST",
+        help="classes the model keeps, e.g. garment; the truth and the corrections are the "
+        "same classes of each sequence's label maps (default: the garment figure's masks)",
     )
     p.add_argument(
         "--picture",
@@ -99,6 +110,25 @@ def pick(ious: dict[str, float]) -> list[str]:
     return [first, second]
 
 
+def truth_masks(seq: Path, work: Path, keep: tuple[str, ...] | None) -> dict[str, Path]:
+    """The sequence's true masks: its ``masks/`` (the garment figure), or with ``keep`` the
+    kept classes of its label maps, written as masks (255 = kept) to ``work/truth``."""
+    if keep is None:
+        return mask_files(seq)
+    from .data import read_classes
+
+    labels = mask_files(seq, "labels")
+    if not labels:
+        raise SystemExit(f"{seq}: no label maps (labels/) to take the {','.join(keep)} truth from")
+    ids = [CLASSES.index(n) for n in keep]
+    (work / "truth").mkdir(parents=True, exist_ok=True)
+    out = {}
+    for stem, path in labels.items():
+        out[stem] = work / "truth" / f"{stem}.png"
+        write_png(out[stem], np.isin(read_classes(path), ids).astype(np.uint8) * 255)
+    return out
+
+
 def segment_sequence(seq: Path, work: Path, opts: SegmentOptions) -> dict:
     """Segment ``seq`` into ``work/segment`` and score every frame."""
     if work.exists():
@@ -112,13 +142,14 @@ def segment_sequence(seq: Path, work: Path, opts: SegmentOptions) -> dict:
         "family": seq.parent.name,
         "frames": len(stems),
         "segment_s": round(t_seg, 1),
-        "all": score(work / "segment", mask_files(seq), stems),
+        "keep": list(opts.keep) if opts.keep else None,
+        "all": score(work / "segment", truth_masks(seq, work, opts.keep), stems),
     }
 
 
 def adapt_sequence(seq: Path, work: Path, opts: SegmentOptions, row: dict) -> dict:
     """Correct one, then two frames of a segmented sequence (``row``) and score the rest."""
-    truth = mask_files(seq)
+    truth = truth_masks(seq, work, opts.keep)
     ious = row["all"]["frames"]
     stems = list(ious)
     runs = (1, 2) if len(stems) >= 3 else (1,)  # two corrections leave a frame to score
@@ -205,7 +236,7 @@ def picture(rows: list[dict], root: Path, out: Path, path: Path) -> None:
     fixed = best["corrected"][0]
     gain = {s: v - best["before"]["frames"][s] for s, v in best["after1"]["frames"].items()}
     other = max(gain, key=gain.get)
-    truth = mask_files(seq)
+    truth = truth_masks(seq, work, best.get("keep") and tuple(best["keep"]))
     u8 = lambda m: m.astype(np.uint8) * 255  # noqa: E731
 
     def tile(stem: str, mask: Path, gt: bool = True) -> np.ndarray:
@@ -231,8 +262,9 @@ def picture(rows: list[dict], root: Path, out: Path, path: Path) -> None:
 def run(args) -> int:
     root, out = Path(args.root), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    keep = parse_keep(args.keep)
     opts = SegmentOptions(model=args.model, plate=args.plate, workers=args.workers,
-                          formats=("mask",))  # fmt: skip
+                          formats=("mask",), keep=keep)  # fmt: skip
     chosen = [s for s in sequences(root) if not args.sequences or s.name in args.sequences]
     segmented = []
     for seq in chosen:

@@ -48,3 +48,24 @@ def test_only_the_worst_sequences_are_adapted(tmp_path, capsys):
     text = capsys.readouterr().out
     assert text.count("segmented fam/") == 2
     assert "1 corrected: mean IoU" in text and "over 1 sequence;" in text
+
+
+def test_keep_garment_scores_and_corrects_against_the_label_maps_garment(tmp_path):
+    example = ROOT / "examples" / "garment_ring"
+    root = tmp_path / "root"
+    shutil.copytree(example, root / "ring", ignore=shutil.ignore_patterns("*.json"))
+    out = tmp_path / "out"
+    assert main([str(root), "--out", str(out), "--keep", "garment", "--workers", "1"]) == 0
+    (row,) = json.loads((out / "adapt_eval.json").read_text())
+    assert row["keep"] == ["garment"]
+    import numpy as np
+
+    from segcore.io import read_label
+    from training.data import read_classes
+
+    stem = row["corrected"][0]
+    corrected = read_label(out / "ring" / "corrected1" / f"{stem}.png")
+    garment = read_classes(example / "labels" / f"{stem}.png") == 1
+    figure = read_label(example / "masks" / f"{stem}.png")
+    assert np.array_equal(corrected, garment) and figure.sum() > garment.sum()
+    assert 0.0 < row["before"]["iou"] <= 1.0 and 0.0 < row["after1"]["iou"] <= 1.0
