@@ -1,8 +1,8 @@
 """``python -m training adapt-eval``: what one or two corrected frames do for a sequence.
 
-    python -m training adapt-eval data/adapt --out runs/adapt [--model garment] [--plate off]
+    python -m training adapt-eval data/adapt [ROOT ...] --out runs/adapt [--model garment]
 
-For each sequence under ROOT (``<sequence>/{images,masks}``, or ``<family>/<sequence>``):
+For each sequence under the ROOTs (``<sequence>/{images,masks}``, or ``<family>/<sequence>``):
 segment it (``segcore segment``); then, for every sequence or only the ``--worst N`` by mean
 IoU, pick the frames an artist would correct first (the worst by IoU; the second at least a
 quarter of the sequence away from the first), put their ground-truth masks in a
@@ -37,7 +37,7 @@ from segcore.sheet import grid, overlay
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("root", metavar="ROOT", help="a data set root, or a root of families")
+    p.add_argument("roots", nargs="+", metavar="ROOT", help="data set roots, or roots of families")
     p.add_argument("--out", default="runs/adapt", help="work folder (default runs/adapt)")
     p.add_argument("--model", default=None, help="model card or bundled name (default: garment)")
     p.add_argument("--plate", choices=("auto", "on", "off"), default="auto")
@@ -224,15 +224,13 @@ def table(rows: list[dict]) -> str:
     return head + "\n".join(lines)
 
 
-def picture(rows: list[dict], root: Path, out: Path, path: Path) -> None:
+def picture(rows: list[dict], out: Path, path: Path) -> None:
     """The correct -> adapt loop on the sequence whose uncorrected frames gain most."""
     import cv2
 
     best = max(rows, key=lambda r: r["after1"]["iou"] - r["before"]["iou"])
-    seq = next(
-        s for s in sequences(root) if s.name == best["sequence"] and s.parent.name == best["family"]
-    )
-    work, frames = out / _name(seq, root), {p.stem: p for p in (seq / "images").iterdir()}
+    seq, work = Path(best["path"]), out / best["name"]
+    frames = {p.stem: p for p in (seq / "images").iterdir()}
     fixed = best["corrected"][0]
     gain = {s: v - best["before"]["frames"][s] for s, v in best["after1"]["frames"].items()}
     other = max(gain, key=gain.get)
@@ -260,26 +258,36 @@ def picture(rows: list[dict], root: Path, out: Path, path: Path) -> None:
 
 
 def run(args) -> int:
-    root, out = Path(args.root), Path(args.out)
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     keep = parse_keep(args.keep)
     opts = SegmentOptions(model=args.model, plate=args.plate, workers=args.workers,
                           formats=("mask",), keep=keep)  # fmt: skip
-    chosen = [s for s in sequences(root) if not args.sequences or s.name in args.sequences]
+    chosen = [
+        (seq, _name(seq, Path(root)))
+        for root in args.roots
+        for seq in sequences(Path(root))
+        if not args.sequences or seq.name in args.sequences
+    ]
+    names = [name for _, name in chosen]
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise SystemExit(f"{', '.join(twice)}: the same sequence name under two roots")
     segmented = []
-    for seq in chosen:
-        segmented.append(segment_sequence(seq, out / _name(seq, root), opts))
-        print(f"segmented {_name(seq, root)}: IoU {segmented[-1]['all']['iou']:.4f}", flush=True)
+    for seq, name in chosen:
+        row = segment_sequence(seq, out / name, opts)
+        segmented.append({**row, "name": name, "path": str(seq)})
+        print(f"segmented {name}: IoU {segmented[-1]['all']['iou']:.4f}", flush=True)
     order = sorted(range(len(chosen)), key=lambda i: segmented[i]["all"]["iou"])
     picked = sorted(order[: args.worst] if args.worst else order)
     rows = []
     for i in picked:
-        seq = chosen[i]
-        rows.append(adapt_sequence(seq, out / _name(seq, root), opts, segmented[i]))
+        seq, name = chosen[i]
+        rows.append(adapt_sequence(seq, out / name, opts, segmented[i]))
         print(table(rows[-1:]).splitlines()[2], flush=True)
     (out / "adapt_eval.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     if args.picture and rows:
-        picture(rows, root, out, Path(args.picture))
+        picture(rows, out, Path(args.picture))
     print(table(rows))
     print(summary(rows))
     return 0

@@ -52,10 +52,15 @@ def test_only_the_worst_sequences_are_adapted(tmp_path, capsys):
 
 def test_keep_garment_scores_and_corrects_against_the_label_maps_garment(tmp_path):
     example = ROOT / "examples" / "garment_ring"
-    root = tmp_path / "root"
+    root, other = tmp_path / "root", tmp_path / "other"
     shutil.copytree(example, root / "ring", ignore=shutil.ignore_patterns("*.json"))
+    shutil.copytree(root / "ring", other / "ring")  # two roots, one name: refused
     out = tmp_path / "out"
-    assert main([str(root), "--out", str(out), "--keep", "garment", "--workers", "1"]) == 0
+    with pytest.raises(SystemExit, match="ring: the same sequence name under two roots"):
+        main([str(root), str(other), "--out", str(out)])
+    (other / "ring").rename(other / "ring2")
+    args = [str(root), str(other), "--out", str(out), "--keep", "garment", "--worst", "1"]
+    assert main([*args, "--workers", "1", "--sequences", "ring"]) == 0
     (row,) = json.loads((out / "adapt_eval.json").read_text())
     assert row["keep"] == ["garment"]
     import numpy as np
