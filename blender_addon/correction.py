@@ -45,14 +45,18 @@ def correction_pixels(settings: Settings, index: int):
 
 def save_correction(settings: Settings, stem: str, pixels, width: int, height: int) -> Path:
     """Write the correction image's alpha (``Image.pixels``, flat float RGBA, bottom row
-    first) as ``OUT/corrected/<stem>.png``; ``InputError`` for an empty or full mask."""
+    first) as ``OUT/corrected/<stem>.png``, and the panel's Keep beside it
+    (``segcore.adapt.record_keep``); ``InputError`` for an empty or full mask, or one painted
+    with another Keep than the corrections already there."""
     import numpy as np
 
     alpha = np.asarray(pixels, np.float32).reshape(height, width, 4)[::-1, :, 3]
     mask = np.where(alpha > 0.5, np.uint8(255), np.uint8(0))
     path = corrected_dir(settings) / f"{stem}.png"
-    segcore("adapt").check_share(path, mask > 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    adapt = segcore("adapt")
+    adapt.check_share(path, mask > 0)
+    keep = settings.options().keep
+    adapt.record_keep(path.parent, tuple(keep) if keep else None)
     segcore("io").write_png(path, mask)
     return path
 

@@ -60,6 +60,7 @@ from .adapt_head import (
     network_grid,
     pixel_features,
 )
+from .config import CLASSES
 from .errors import InputError, SegcoreError
 from .frame import FrameMasks, guide_source
 from .io import atomic_write_bytes, by_stem, discover_frames, read_bytes, read_image, read_label
@@ -68,6 +69,52 @@ from .pipeline import FrameResult, SegmentOptions, SequenceJob
 HEAD_FILE = "adapted.json"  # in OUT: the fitted head and what it was fitted on
 HEAD_VERSION = 1
 CORRECTED_DIR = "corrected"  # the add-on saves corrections here, beside OUT's outputs
+KEEP_FILE = "keep.txt"  # in the corrections' folder: the classes they were painted as
+FIGURE_KEEP = ("garment", "figure")  # what a binary model's masks (and the default) keep
+
+
+def _keep_text(kept: tuple[str, ...] | None) -> str:
+    names = set(kept or FIGURE_KEEP)
+    return ",".join(n for n in CLASSES if n in names)
+
+
+def recorded_keep(folder: str | Path) -> str | None:
+    """The classes the corrections in ``folder`` were painted as (its :data:`KEEP_FILE`, as
+    the add-on's Save Correction writes it), or None when nothing says (masks made by hand)."""
+    try:
+        text = (Path(folder) / KEEP_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def record_keep(folder: str | Path, kept: tuple[str, ...] | None) -> None:
+    """Note beside a correction being saved into ``folder`` what it keeps (``kept``: class
+    names, None for the garment figure); :class:`InputError` when the corrections already
+    there keep something else: one sequence's corrections must all show the same classes."""
+    folder, text = Path(folder), _keep_text(kept)
+    have = recorded_keep(folder)
+    if have is not None and have != text and any(folder.glob("*.png")):
+        raise InputError(
+            f"{folder}: its corrections keep {have}, this one {text}; set Keep back to {have}, "
+            f"or delete the corrections there to correct the sequence as {text}"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    if have != text:
+        atomic_write_bytes(folder / KEEP_FILE, (text + "\n").encode("utf-8"))
+
+
+def check_keep(folder: str | Path, kept: tuple[str, ...] | None) -> None:
+    """:class:`InputError` when the corrections in ``folder`` were painted as other classes
+    than the run keeps: a garment-figure correction would teach a garment-only run to keep
+    the figure, and the reverse to drop it."""
+    have, text = recorded_keep(folder), _keep_text(kept)
+    if have is not None and have != text:
+        raise InputError(
+            f"{Path(folder) / KEEP_FILE}: the corrections there keep {have}, the run {text}; "
+            f"adapt with --keep {have} (the add-on: Keep as when they were painted), or correct "
+            f"the frames again as {text}"
+        )
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -84,7 +131,7 @@ def read_corrections(folder: str | Path, frames: list[Path]) -> dict[int, Path]:
             f"{folder}: no such folder of corrected masks; save a corrected mask as "
             f"<frame name>.png in it (the add-on's Save Correction writes OUT/{CORRECTED_DIR})"
         )
-    files = discover_frames(folder) if any(folder.iterdir()) else []
+    files = discover_frames(folder) if any(p.name != KEEP_FILE for p in folder.iterdir()) else []
     if not files:
         raise InputError(
             f"{folder}: holds no corrected masks; correct at least one frame (a mask named "
@@ -210,6 +257,7 @@ class AdaptJob(SequenceJob):
                 )
         super().__init__(input_path, output, options)
         self.corrections = read_corrections(self.corrected_dir, self.frames)
+        check_keep(self.corrected_dir, self.segmenter.kept_names)
         self.refit = refit
         self.head: Head | None = None
         self.fit_info: dict | None = None

@@ -218,3 +218,28 @@ def test_the_garment_alone_learned_from_one_corrected_frame(tmp_path):
     assert after > before + 0.03, (before, after)
     assert np.array_equal(read_label(out / "masks" / f"{worst}.png"), truth[worst])
     assert json.loads((out / HEAD_FILE).read_text())["base_model"]["keep"] == ["garment"]
+
+
+def test_corrections_painted_as_other_classes_are_refused(sequence, random_model, tmp_path):
+    """Corrections note what they keep (the add-on's Save Correction): a run keeping other
+    classes, or a correction of other classes saved beside them, is refused in one line."""
+    from segcore.adapt import KEEP_FILE, record_keep
+
+    images, truth = sequence
+    corrected, out = tmp_path / "corrected", tmp_path / "out"
+    opts = _opts(random_model["card"], plate="off")  # a binary model: the garment figure
+    record_keep(corrected, ("garment",))
+    with pytest.raises(InputError, match="holds no corrected masks"):
+        AdaptJob(images, out, corrected, opts)
+    shutil.copyfile(truth / "0002.png", corrected / "0002.png")
+    with pytest.raises(
+        InputError, match="keep garment, the run garment,figure; adapt with --keep garment"
+    ):
+        AdaptJob(images, out, corrected, opts)
+    with pytest.raises(InputError, match="its corrections keep garment, this one garment,figure"):
+        record_keep(corrected, ("figure", "garment"))
+    record_keep(corrected, ("garment",))  # the same classes: fine
+    (corrected / KEEP_FILE).unlink()  # masks made by hand say nothing: trusted
+    record_keep(corrected, None)
+    assert (corrected / KEEP_FILE).read_text() == "garment,figure\n"
+    AdaptJob(images, out, corrected, opts)

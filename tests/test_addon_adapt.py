@@ -75,6 +75,7 @@ def test_correct_save_adapt_through_execute(addon, random_model, tmp_path):
     saved = tmp_path / "out" / "corrected" / "0001.png"
     assert np.array_equal(cv2.imread(str(saved), cv2.IMREAD_GRAYSCALE) > 127, truth)
     before = saved.read_bytes()
+    assert (saved.parent / "keep.txt").read_text() == "garment,figure\n"  # what it shows
 
     # adapt: every frame written again, the corrected one is the artist's mask
     assert _run(bpy.ops.garment_seg.adapt_sequence) == ({"FINISHED"}, None)
