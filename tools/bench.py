@@ -7,7 +7,9 @@ Prints, and writes to ``docs/benchmarks.md``:
 - peak resident memory of a 10-frame and a 300-frame run (must not grow with length);
 - GrabCut (rectangle init) and the FCN-style baseline network side by side, as ratios;
 - ``segcore segment-many`` on 2 sequences of 12 frames at 1280x960: the local process pool
-  and Ray actors, 1 and 2 workers (``python build.py bench many``: this section alone).
+  and Ray actors, 1 and 2 workers (``python build.py bench many``: this section alone);
+- ``segcore adapt`` on 36 frames at 1280x960 with one corrected frame, through ONNX Runtime
+  and OpenCV's DNN (``python build.py bench adapt``: this section alone).
 
 Frames are synthesised from the bundled example (upscaled, with sensor-like noise, JPEG q92)
 so the benchmark needs nothing but the repository.
@@ -221,6 +223,65 @@ def many_section(workdir: Path, model: str | None, frames: int = 12, sequences: 
     )
 
 
+ADAPT_RUN = """
+import json, sys, time
+from segcore.adapt import AdaptJob
+from segcore.pipeline import SegmentOptions, SequenceJob
+frames, out, corrected, model = sys.argv[1:5]
+opts = SegmentOptions(model=model or None, formats=("mask", "rgba"), workers=2, plate="off")
+t0 = time.perf_counter()
+n = sum(r.status == "ok" for r in SequenceJob(frames, out, opts).run())
+segment = time.perf_counter() - t0
+t0 = time.perf_counter()
+job = AdaptJob(frames, out, corrected, opts)
+job.fit()
+fit = time.perf_counter() - t0
+n2 = sum(r.status == "ok" for r in job.run())
+print(json.dumps({"frames": n, "adapted": n2, "segment": segment, "fit": fit,
+                  "total": time.perf_counter() - t0}))
+"""
+
+
+def adapt_section(workdir: Path, model: str | None, frames: int = 36) -> str:
+    """``segcore adapt`` on ``frames`` frames at 1280x960 with one corrected frame (the bundled
+    ring's true mask, scaled up): the fit and the fit + re-segmentation (masks + RGBA), through
+    ONNX Runtime and through OpenCV's DNN (what Blender runs), each in a fresh process."""
+    import shutil
+
+    from segcore.io import read_label, write_png
+
+    src = workdir / f"adapt{frames}"
+    make_frames(src, (1280, 960), frames)
+    _trim(src, frames)
+    corrected = workdir / f"adapt{frames}_corrected"
+    corrected.mkdir(parents=True, exist_ok=True)
+    truth = read_label(ROOT / "examples" / "garment_ring" / "masks" / "0000.png")
+    big = cv2.resize(truth.astype(np.uint8) * 255, (1280, 960), interpolation=cv2.INTER_LINEAR)
+    write_png(corrected / "frame_0000.png", np.where(big > 127, 255, 0).astype(np.uint8))
+    rows = [
+        "| inference | frames | `segment` s | fit s | fit + re-segment s |",
+        "|---|---|---|---|---|",
+    ]
+    for label, backend in (("ONNX Runtime", None), ("OpenCV's DNN (Blender)", "opencv")):
+        out = Path(tempfile.mkdtemp(prefix="segcore-bench-adapt-"))
+        env = {**os.environ, **({"SEGCORE_BACKEND": backend} if backend else {})}
+        args = [str(src), str(out), str(corrected), model or ""]
+        r = subprocess.run([sys.executable, "-c", ADAPT_RUN, *args], capture_output=True,
+                           text=True, cwd=ROOT, env=env)  # fmt: skip
+        shutil.rmtree(out, ignore_errors=True)
+        if r.returncode:
+            raise RuntimeError(r.stderr[-2000:])
+        m = json.loads(r.stdout.strip().splitlines()[-1])
+        rows.append(
+            f"| {label} | {m['adapted']} | {m['segment']:.1f} | {m['fit']:.1f} | {m['total']:.1f} |"
+        )
+        print(rows[-1])
+    return (
+        f"## Correct one frame, adapt the sequence (`segcore adapt`, {frames} frames at "
+        "1280x960, masks + RGBA, 2 workers)\n\n" + "\n".join(rows) + "\n"
+    )
+
+
 def compare_baselines(seg, post, paths: list[Path]) -> dict:
     """Seconds per frame of our pipeline, GrabCut (rect init) and the FCN-style baseline."""
     from dataclasses import replace
@@ -333,6 +394,11 @@ def main(argv=None) -> int:
         from tools.bench_recon import main as bench_recon
 
         return bench_recon(argv[1:])
+    if argv[:1] == ["adapt"]:  # python build.py bench adapt: the adapt section alone
+        workdir = Path(tempfile.gettempdir()) / "segcore-bench"
+        print(f"load average {os.getloadavg()[0]:.2f} (1 min)")
+        print(adapt_section(workdir, argv[1] if len(argv) > 1 else None))
+        return 0
     if argv[:1] == ["many"]:  # python build.py bench many: the segment-many section alone
         workdir = Path(tempfile.gettempdir()) / "segcore-bench"
         print(many_section(workdir, argv[1] if len(argv) > 1 else None))
@@ -449,7 +515,11 @@ def main(argv=None) -> int:
     section = many_section(args.workdir, args.model, frames=6 if args.quick else 12)
     print(section)
     lines.append(section)
-    # 6. the spline upsampling against scipy
+    # 6. correct one frame, adapt the sequence
+    section = adapt_section(args.workdir, args.model, frames=12 if args.quick else 36)
+    print(section)
+    lines.append(section)
+    # 7. the spline upsampling against scipy
     sp = spline_check_isolated(repeat=1 if args.quick else 5)
     section = (
         "## Cubic B-spline upsampling, 384x256 map to 6000x4000\n\n"
