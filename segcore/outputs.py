@@ -99,7 +99,13 @@ class Manifest:
             pass  # no manifest (or an unreadable one): nothing is proven to be ours
 
     def _rel(self, path: str | os.PathLike) -> str:
-        return Path(path).relative_to(self.root).as_posix()
+        """``path`` (absolute, or relative to the working folder as the root may be) as an
+        entry relative to the root."""
+        p = Path(path)
+        try:
+            return p.relative_to(self.root).as_posix()
+        except ValueError:  # one absolute, the other not
+            return p.absolute().relative_to(self.root.absolute()).as_posix()
 
     def owns(self, path: str | os.PathLike) -> bool:
         """Whether the command wrote ``path`` (a file, or a pending folder's file)."""
@@ -151,11 +157,12 @@ class Manifest:
             )
 
     def pending(self, entries: Iterable[str | os.PathLike]) -> None:
-        """Name ``entries`` (relative, folders ending in "/", or absolute paths under the
-        root) as about to be written, and save."""
+        """Name ``entries`` (strings relative to the root, folders ending in "/"; or paths
+        under the root, ``Path`` objects or absolute) as about to be written, and save."""
         with self._lock:
             for e in entries:
-                rel = self._rel(e) if Path(e).is_absolute() else str(e)
+                path = isinstance(e, Path) or Path(e).is_absolute()
+                rel = self._rel(e) if path else str(e)
                 self.files[rel] = None
         self.save()
 

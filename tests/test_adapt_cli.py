@@ -31,3 +31,21 @@ def test_cli_adapt_into_segment_output(sequence, random_model, tmp_path, capsys)
     assert _sha(out / "masks" / "0002.png") == _sha(truth / "0002.png")
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["ok"] == FRAMES and "0002.jpg" in report["adapt"]["corrected"]
+
+
+def test_relative_output_folder_stays_the_runs_own(sequence, random_model, tmp_path, monkeypatch):  # noqa: F811
+    """`segcore segment shoot -o out` from the shoot's parent folder (OUT relative to the
+    working folder): the run's manifest lists its frames, so `--overwrite` and `adapt`
+    replace them instead of refusing them as someone else's."""
+    from segcore.cli import main
+
+    images, truth = sequence
+    monkeypatch.chdir(tmp_path)
+    model = ["--model", str(random_model["card"]), "-q"]
+    assert main(["segment", "images", "-o", "out", *model]) == 0
+    files = json.loads((tmp_path / "out" / ".segment-outputs.json").read_text())["files"]
+    assert "masks/0000.png" in files and "rgba/0000.png" in files
+    assert main(["segment", "images", "-o", "out", "--overwrite", *model]) == 0
+    (tmp_path / "fixed").mkdir()
+    shutil.copyfile(truth / "0002.png", tmp_path / "fixed" / "0002.png")
+    assert main(["adapt", "images", "out", "--corrected", "fixed", *model]) == 0
