@@ -56,7 +56,7 @@ def save_correction(settings: Settings, stem: str, pixels, width: int, height: i
     adapt = segcore("adapt")
     adapt.check_share(path, mask > 0)
     keep = settings.options().keep
-    adapt.record_keep(path.parent, tuple(keep) if keep else None)
+    adapt.record_keep(path.parent, tuple(keep) if keep else None, stem)
     segcore("io").write_png(path, mask)
     return path
 

@@ -61,8 +61,10 @@ from .adapt_head import (
     pixel_features,
 )
 from .config import CLASSES
+from .discovery import IMAGE_EXTENSIONS
 from .errors import InputError, SegcoreError
 from .frame import FrameMasks, guide_source
+from .infer import parse_keep
 from .io import atomic_write_bytes, by_stem, discover_frames, read_bytes, read_image, read_label
 from .pipeline import FrameResult, SegmentOptions, SequenceJob
 
@@ -74,30 +76,50 @@ FIGURE_KEEP = ("garment", "figure")  # what a binary model's masks (and the defa
 
 
 def _keep_text(kept: tuple[str, ...] | None) -> str:
-    names = set(kept or FIGURE_KEEP)
+    names = set(parse_keep(kept) or FIGURE_KEEP)
     return ",".join(n for n in CLASSES if n in names)
 
 
 def recorded_keep(folder: str | Path) -> str | None:
     """The classes the corrections in ``folder`` were painted as (its :data:`KEEP_FILE`, as
-    the add-on's Save Correction writes it), or None when nothing says (masks made by hand)."""
+    the add-on's Save Correction writes it; names in any order), or None when nothing says
+    (masks made by hand). :class:`InputError` naming the file for a name that is no class."""
+    path = Path(folder) / KEEP_FILE
     try:
-        text = (Path(folder) / KEEP_FILE).read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8").strip().lower()
     except OSError:
         return None
-    return text or None
+    if not text:
+        return None
+    try:
+        return _keep_text(tuple(text.split(",")))
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}; write the classes the corrections show") from None
 
 
-def record_keep(folder: str | Path, kept: tuple[str, ...] | None) -> None:
-    """Note beside a correction being saved into ``folder`` what it keeps (``kept``: class
-    names, None for the garment figure); :class:`InputError` when the corrections already
-    there keep something else: one sequence's corrections must all show the same classes."""
+def _other_corrections(folder: Path, stem: str | None) -> bool:
+    """Whether ``folder`` holds a correction (an image) other than frame ``stem``'s."""
+    return any(
+        p.suffix.lower() in IMAGE_EXTENSIONS and p.stem != stem and not p.name.startswith(".")
+        for p in folder.iterdir()
+    )
+
+
+def _painted_with(have: str) -> str:
+    return f"Keep {have}, with the multi-class model they were painted with"
+
+
+def record_keep(folder: str | Path, kept: tuple[str, ...] | None, stem: str | None = None) -> None:
+    """Note beside the correction of frame ``stem`` being saved into ``folder`` what it keeps
+    (``kept``: class names, None for the garment figure); :class:`InputError` when other
+    corrections there keep something else: one sequence's corrections show the same classes."""
     folder, text = Path(folder), _keep_text(kept)
-    have = recorded_keep(folder)
-    if have is not None and have != text and any(folder.glob("*.png")):
+    have = recorded_keep(folder) if folder.is_dir() else None
+    if have is not None and have != text and _other_corrections(folder, stem):
         raise InputError(
-            f"{folder}: its corrections keep {have}, this one {text}; set Keep back to {have}, "
-            f"or delete the corrections there to correct the sequence as {text}"
+            f"{folder / KEEP_FILE}: the corrections there keep {have}, this one {text}; set "
+            f"{_painted_with(have)}, or delete the corrections there to correct the sequence "
+            f"as {text}"
         )
     folder.mkdir(parents=True, exist_ok=True)
     if have != text:
@@ -112,8 +134,8 @@ def check_keep(folder: str | Path, kept: tuple[str, ...] | None) -> None:
     if have is not None and have != text:
         raise InputError(
             f"{Path(folder) / KEEP_FILE}: the corrections there keep {have}, the run {text}; "
-            f"adapt with --keep {have} (the add-on: Keep as when they were painted), or correct "
-            f"the frames again as {text}"
+            f"adapt with {_painted_with(have)} (--keep {have}), or correct the frames again "
+            f"as {text}"
         )
 
 

@@ -222,24 +222,34 @@ def test_the_garment_alone_learned_from_one_corrected_frame(tmp_path):
 
 def test_corrections_painted_as_other_classes_are_refused(sequence, random_model, tmp_path):
     """Corrections note what they keep (the add-on's Save Correction): a run keeping other
-    classes, or a correction of other classes saved beside them, is refused in one line."""
+    classes, or a correction of other classes saved beside them, is refused in one line;
+    the note is read in any order and case, and saving one frame again is no conflict."""
     from segcore.adapt import KEEP_FILE, record_keep
 
     images, truth = sequence
     corrected, out = tmp_path / "corrected", tmp_path / "out"
     opts = _opts(random_model["card"], plate="off")  # a binary model: the garment figure
-    record_keep(corrected, ("garment",))
+    record_keep(corrected, ("garment",), "0002")
     with pytest.raises(InputError, match="holds no corrected masks"):
         AdaptJob(images, out, corrected, opts)
     shutil.copyfile(truth / "0002.png", corrected / "0002.png")
-    with pytest.raises(
-        InputError, match="keep garment, the run garment,figure; adapt with --keep garment"
-    ):
+    refused = r"keep garment, the run garment,figure; adapt with Keep garment, with the multi"
+    with pytest.raises(InputError, match=refused + r".*\(--keep garment\)"):
         AdaptJob(images, out, corrected, opts)
-    with pytest.raises(InputError, match="its corrections keep garment, this one garment,figure"):
-        record_keep(corrected, ("figure", "garment"))
-    record_keep(corrected, ("garment",))  # the same classes: fine
-    (corrected / KEEP_FILE).unlink()  # masks made by hand say nothing: trusted
-    record_keep(corrected, None)
+    record_keep(corrected, ("figure", "garment"), "0002")  # the same frame saved again: fine
     assert (corrected / KEEP_FILE).read_text() == "garment,figure\n"
     AdaptJob(images, out, corrected, opts)
+    with pytest.raises(
+        InputError, match="keep.txt: the corrections there keep garment,figure, this one garment;"
+    ):
+        record_keep(corrected, ("garment",), "0005")
+    (corrected / KEEP_FILE).write_text("Figure, garment\n")  # by hand: any order, any case
+    AdaptJob(images, out, corrected, opts)
+    (corrected / KEEP_FILE).write_text("garment,stand\n")
+    with pytest.raises(InputError, match="keep.txt: --keep .*stand"):
+        AdaptJob(images, out, corrected, opts)
+    (corrected / KEEP_FILE).unlink()  # masks made by hand say nothing: trusted
+    shutil.copyfile(truth / "0005.png", corrected / "0005.TIF")  # any image counts as one
+    record_keep(corrected, None, "0005")
+    with pytest.raises(InputError, match="this one garment"):
+        record_keep(corrected, ("garment",), "0007")

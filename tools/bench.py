@@ -259,7 +259,7 @@ def adapt_section(workdir: Path, model: str | None, frames: int = 36) -> str:
     big = cv2.resize(truth.astype(np.uint8) * 255, (1280, 960), interpolation=cv2.INTER_LINEAR)
     write_png(corrected / "frame_0000.png", np.where(big > 127, 255, 0).astype(np.uint8))
     rows = [
-        "| inference | frames | `segment` s | fit s | fit + re-segment s |",
+        "| inference | frames | `segment` s | load + fit s | load, fit and re-segment s |",
         "|---|---|---|---|---|",
     ]
     for label, backend in (("ONNX Runtime", None), ("OpenCV's DNN (Blender)", "opencv")):

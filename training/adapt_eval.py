@@ -118,8 +118,6 @@ def truth_masks(seq: Path, work: Path, keep: tuple[str, ...] | None) -> dict[str
     from .data import read_classes
 
     labels = mask_files(seq, "labels")
-    if not labels:
-        raise SystemExit(f"{seq}: no label maps (labels/) to take the {','.join(keep)} truth from")
     ids = [CLASSES.index(n) for n in keep]
     (work / "truth").mkdir(parents=True, exist_ok=True)
     out = {}
@@ -269,10 +267,20 @@ def run(args) -> int:
         for seq in sequences(Path(root))
         if not args.sequences or seq.name in args.sequences
     ]
-    names = [name for _, name in chosen]
-    if len(set(names)) < len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
-        raise SystemExit(f"{', '.join(twice)}: the same sequence name under two roots")
+    seen: dict[str | Path, Path] = {}  # by name and by the folder itself
+    for seq, name in chosen:
+        other = seen.get(name) or seen.get(seq.resolve())
+        if other is not None:
+            raise SystemExit(
+                f"{seq} and {other}: the same sequence name, or the same sequence, under two "
+                "roots; give roots that do not overlap"
+            )
+        seen[name] = seen[seq.resolve()] = seq
+        if keep and not (seq / "labels").is_dir():
+            raise SystemExit(
+                f"{seq}: no labels/ folder to take the {','.join(keep)} truth from; "
+                "--keep needs each sequence's label maps"
+            )
     segmented = []
     for seq, name in chosen:
         row = segment_sequence(seq, out / name, opts)
