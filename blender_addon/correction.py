@@ -32,6 +32,8 @@ def correction_pixels(settings: Settings, index: int):
         raise segcore("errors").InputError(
             f"{mask_path}: no mask to correct; segment the sequence first (with the Mask format)"
         )
+    if mask_path != saved:
+        _check_segmented_keep(settings)
     bgr = io.read_image(frame)
     mask = io.read_label(mask_path)
     if mask.shape != bgr.shape[:2]:
@@ -41,6 +43,27 @@ def correction_pixels(settings: Settings, index: int):
     pixels = blender_pixels(bgr)
     pixels.reshape(*mask.shape, 4)[::-1, :, 3] = mask  # bottom row first, as the pixels
     return pixels, bgr.shape[1], bgr.shape[0], frame.stem
+
+
+def _check_segmented_keep(settings: Settings) -> None:
+    """``InputError`` when ``OUT/masks`` were segmented keeping other classes than the
+    panel's Keep (``OUT/report.json``'s options): the correction would start from masks of
+    other classes and be saved as the panel's."""
+    import json
+
+    adapt = segcore("adapt")
+    report = Path(settings.output_dir) / "report.json"
+    try:
+        kept = json.loads(report.read_text(encoding="utf-8"))["options"].get("keep")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # no report to say: the masks are taken as they are
+    keep = settings.options().keep
+    segmented, panel = adapt.keep_text(kept), adapt.keep_text(tuple(keep) if keep else None)
+    if segmented != panel:
+        raise segcore("errors").InputError(
+            f"{report}: the masks were segmented keeping {segmented}, Keep is {panel}; set Keep "
+            f"to {segmented} to correct them, or Segment again with Keep {panel}"
+        )
 
 
 def save_correction(settings: Settings, stem: str, pixels, width: int, height: int) -> Path:

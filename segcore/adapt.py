@@ -75,7 +75,9 @@ KEEP_FILE = "keep.txt"  # in the corrections' folder: the classes they were pain
 FIGURE_KEEP = ("garment", "figure")  # what a binary model's masks (and the default) keep
 
 
-def _keep_text(kept: tuple[str, ...] | None) -> str:
+def keep_text(kept: tuple[str, ...] | None) -> str:
+    """The kept classes as ``keep.txt`` and the messages write them: names in class order,
+    comma-separated (None: the garment figure)."""
     names = set(parse_keep(kept) or FIGURE_KEEP)
     return ",".join(n for n in CLASSES if n in names)
 
@@ -92,7 +94,7 @@ def recorded_keep(folder: str | Path) -> str | None:
     if not text:
         return None
     try:
-        return _keep_text(tuple(text.split(",")))
+        return keep_text(tuple(text.split(",")))
     except InputError as exc:
         raise InputError(f"{path}: {exc}; write the classes the corrections show") from None
 
@@ -113,7 +115,7 @@ def record_keep(folder: str | Path, kept: tuple[str, ...] | None, stem: str | No
     """Note beside the correction of frame ``stem`` being saved into ``folder`` what it keeps
     (``kept``: class names, None for the garment figure); :class:`InputError` when other
     corrections there keep something else: one sequence's corrections show the same classes."""
-    folder, text = Path(folder), _keep_text(kept)
+    folder, text = Path(folder), keep_text(kept)
     have = recorded_keep(folder) if folder.is_dir() else None
     if have is not None and have != text and _other_corrections(folder, stem):
         raise InputError(
@@ -130,7 +132,7 @@ def check_keep(folder: str | Path, kept: tuple[str, ...] | None) -> None:
     """:class:`InputError` when the corrections in ``folder`` were painted as other classes
     than the run keeps: a garment-figure correction would teach a garment-only run to keep
     the figure, and the reverse to drop it."""
-    have, text = recorded_keep(folder), _keep_text(kept)
+    have, text = recorded_keep(folder), keep_text(kept)
     if have is not None and have != text:
         raise InputError(
             f"{Path(folder) / KEEP_FILE}: the corrections there keep {have}, the run {text}; "

@@ -103,3 +103,18 @@ def test_batch_script_keep(classes_model, random_model, tmp_path):  # noqa: F811
         "--keep", "garment", cwd=tmp_path,
     )  # fmt: skip
     assert binary.returncode == 2 and "has no classes" in binary.stderr
+
+
+def test_correct_frame_follows_the_keep_it_was_segmented_with(settings, classes_model, tmp_path):  # noqa: F811
+    """Masks segmented keeping the garment alone are corrected with Keep Garment: another
+    Keep is refused with a message that says which; the correction notes its Keep."""
+    settings.model_file = str(classes_model["card"])
+    settings.keep = "GARMENT"
+    assert run_op(bpy.ops.garment_seg.segment_sequence) == ({"FINISHED"}, None)
+    settings.keep, settings.preview_index = "GARMENT_FIGURE", 1
+    _, error = run_op(bpy.ops.garment_seg.correct_frame)
+    assert error and "segmented keeping garment, Keep is garment,figure" in error
+    settings.keep = "GARMENT"
+    assert run_op(bpy.ops.garment_seg.correct_frame) == ({"FINISHED"}, None)
+    assert run_op(bpy.ops.garment_seg.save_correction) == ({"FINISHED"}, None)
+    assert (tmp_path / "out" / "corrected" / "keep.txt").read_text() == "garment\n"
