@@ -57,6 +57,10 @@ class PostprocessParams:
     # satellite_gap (a share of the frame's long side) go (0: off, as cards without the field)
     satellite_share: float = 0.0
     satellite_gap: float = 0.05
+    # with refinement on, the full-resolution outline redrawn from the alpha blurred by a
+    # Gaussian of this many frame pixels, before the speck clean-up (0: off, as cards
+    # without the field)
+    outline_sigma: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "postprocess") -> PostprocessParams:
@@ -84,6 +88,8 @@ class PostprocessParams:
                 d, "satellite_share", 0, 1, default=c.satellite_share, **share
             ),
             satellite_gap=f.number(d, "satellite_gap", 0, 1, default=c.satellite_gap, **share),
+            # frame pixels
+            outline_sigma=f.number(d, "outline_sigma", 0, 16, where=where, default=c.outline_sigma),
         )
 
     @property
@@ -103,6 +109,7 @@ class PostprocessParams:
             "edge_speck_share": self.edge_speck_share,
             "satellite_share": self.satellite_share,
             "satellite_gap": self.satellite_gap,
+            "outline_sigma": self.outline_sigma,
         }
 
 

@@ -18,7 +18,7 @@ from .edges import active_cells, coarse_logit
 from .errors import InputError
 from .infer import Segmenter
 from .labels import label_map
-from .mask import clean_edges, cutout, decide
+from .mask import clean_edges, cutout, decide, smooth_outline
 from .preprocess import fit_size
 from .refine import GuidedCoefficients, band_window, refine_params
 from .upsample import SplineField
@@ -88,7 +88,9 @@ def segment_frame(
     3. in a band of two network pixels around the boundary, tile by tile, the cubic B-spline
        upsampled probability (optionally refined by a colour guided filter on the photo)
        decides each full-resolution pixel;
-    4. specks and enclosed holes the edges left that are smaller than the card's
+    4. with refinement on, the outline drawn again from the alpha blurred by the card's
+       ``outline_sigma`` frame pixels (:func:`segcore.mask.smooth_outline`); then specks
+       and enclosed holes the edges left that are smaller than the card's
        ``edge_speck_share`` of the frame go (the alpha follows the mask there).
 
     ``rim_colours=False`` skips the defringed rim colours, which only the RGBA output uses.
@@ -96,11 +98,14 @@ def segment_frame(
     step 1 (temporal consistency: :class:`segcore.temporal.SequenceSmoother`).
     """
     fm = _segment(bgr, segmenter, post, rim_colours, smooth)
-    if post.edge_speck_share <= 0:
+    sigma = post.outline_sigma if post.refine else 0.0
+    if post.edge_speck_share <= 0 and sigma <= 0:
         return fm
     t0 = time.perf_counter()
     mask, alpha = fm.mask.copy(), fm.alpha.copy()
-    clean_edges(mask, alpha, post.edge_speck_share)
+    smooth_outline(mask, alpha, sigma, post.threshold)
+    if post.edge_speck_share > 0:
+        clean_edges(mask, alpha, post.edge_speck_share)
     t = dict(fm.timings)
     t["refine"] = t.get("refine", 0.0) + time.perf_counter() - t0
     return replace(fm, mask=mask, alpha=alpha, timings=t)

@@ -121,6 +121,29 @@ def clean_edges(mask: np.ndarray, alpha: np.ndarray, share: float) -> None:
     _fill_small(mask[box], limit, subject=False, alpha=alpha[box])
 
 
+def smooth_outline(mask: np.ndarray, alpha: np.ndarray, sigma: float, t: float = 0.5) -> None:
+    """In place: the outline drawn again from ``alpha`` (uint8) blurred by a Gaussian of
+    ``sigma`` frame pixels, ``mask`` (uint8 0/255) where the blurred alpha exceeds ``t``.
+
+    The edge refiner decides every pixel of the rim on its own, so where the photo's edge is
+    faint its outline follows the sensor's noise: notches and bumps a pixel or two deep. A
+    blur of about a pixel and a half evens them out and keeps any detail wider than a few
+    pixels (a collar's point, a strap). Only the subject's bounding box (with the blur's
+    reach) is touched; ``alpha`` becomes the blurred alpha, so the two still agree."""
+    if sigma <= 0:
+        return
+    x, y, w, h = cv2.boundingRect(alpha)
+    if w == 0:
+        return
+    r = int(np.ceil(4 * sigma)) + 1
+    H, W = mask.shape
+    box = np.s_[max(0, y - r) : min(H, y + h + r), max(0, x - r) : min(W, x + w + r)]
+    a = cv2.GaussianBlur(alpha[box], (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    alpha[box] = a
+    # uint8 source: OpenCV compares with the threshold's floor, i.e. exactly a > t * 255
+    cv2.threshold(a, t * 255, 255, cv2.THRESH_BINARY, dst=mask[box])
+
+
 def cutout(bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """The mask operation: the frame with ``alpha`` (uint8, 255 = subject) as its alpha."""
     if bgr.shape[:2] != alpha.shape[:2]:

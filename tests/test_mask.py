@@ -9,6 +9,7 @@ from segcore.mask import (
     cutout,
     decide,
     foreground_share,
+    smooth_outline,
     threshold,
 )
 
@@ -111,3 +112,48 @@ def test_cutout_puts_mask_in_alpha():
     assert (rgba[:, :, :3] == 7).all() and rgba[1, 2, 3] == 255 and rgba[0, 0, 3] == 0
     with pytest.raises(ValueError):
         cutout(bgr, np.zeros((3, 3), np.uint8))
+
+
+def _square(h=200, w=300):
+    m = np.zeros((h, w), np.uint8)
+    m[40:160, 60:240] = 255
+    return m
+
+
+def test_smooth_outline_evens_out_a_ragged_edge_and_keeps_mask_and_alpha_agreeing():
+    clean = _square()
+    ragged = clean.copy()
+    ragged[39, 60:240:4] = 255  # one-pixel bumps along the top
+    ragged[159, 62:240:4] = 0  # one-pixel notches along the bottom
+    ragged[80:120, 239] = 0  # a notch a pixel deep and 40 long: more than noise, kept
+    alpha = ragged.copy()
+    mask = ragged.copy()
+    smooth_outline(mask, alpha, 1.5)
+    assert not mask[39].any() and mask[159, 64:236].all()  # bumps and notches gone
+    assert not mask[82:118, 239].any() and mask[45:78, 239].all()
+    assert np.array_equal(mask[30:170, 64:236], clean[30:170, 64:236])  # a straight edge
+    assert np.array_equal(alpha > 127, mask > 0)  # the alpha still agrees with the mask
+
+
+def test_smooth_outline_keeps_detail_a_few_pixels_wide_and_nothing_changes_at_zero():
+    m = _square()
+    m[20:40, 150:156] = 255  # a strap 6 pixels wide above the subject
+    mask, alpha = m.copy(), m.copy()
+    smooth_outline(mask, alpha, 1.5)
+    assert mask[22:40, 151:155].all()
+    assert abs(int(np.count_nonzero(mask)) - int(np.count_nonzero(m))) < 0.01 * np.count_nonzero(m)
+    for sigma in (0.0, -1.0):
+        same, a = m.copy(), m.copy()
+        smooth_outline(same, a, sigma)
+        assert np.array_equal(same, m) and np.array_equal(a, m)
+    empty = np.zeros_like(m)
+    smooth_outline(empty, empty.copy(), 1.5)  # nothing to smooth: nothing happens
+    assert not empty.any()
+
+
+def test_smooth_outline_at_the_frame_border_keeps_the_border():
+    m = np.zeros((100, 120), np.uint8)
+    m[30:100, 0:50] = 255  # a subject cut by the frame's left and bottom borders
+    mask, alpha = m.copy(), m.copy()
+    smooth_outline(mask, alpha, 1.5)
+    assert mask[99, 0:49].all() and mask[31:100, 0].all()

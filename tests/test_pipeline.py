@@ -112,3 +112,24 @@ def test_edge_speck_share_removes_the_edges_specks_and_fills_their_holes(monkeyp
     assert np.array_equal(drawn.mask, mask)  # the drawn result is not changed in place
     off = segment_frame(np.zeros((200, 300, 3), np.uint8), None, PostprocessParams())
     assert np.array_equal(off.mask, mask)  # 0, the default (older cards): nothing changes
+
+
+def test_outline_sigma_redraws_the_refined_outline_and_not_without_refinement(monkeypatch):
+    from dataclasses import replace
+
+    import segcore.frame as frame_mod
+    from segcore.card import PostprocessParams
+    from segcore.frame import FrameMasks, segment_frame
+
+    mask = np.zeros((200, 300), np.uint8)
+    mask[40:160, 60:240] = 255
+    mask[39, 60:240:4] = 255  # the refiner's one-pixel bumps
+    drawn = FrameMasks(mask, mask.copy(), np.zeros((20, 30), np.float32), {"refine": 0.0})
+    monkeypatch.setattr(frame_mod, "_segment", lambda *a: replace(drawn))
+    frame = np.zeros((200, 300, 3), np.uint8)
+    fm = segment_frame(frame, None, PostprocessParams(outline_sigma=1.5))
+    assert not fm.mask[39].any() and fm.mask[40:160, 64:236].all()
+    assert np.array_equal(fm.alpha > 127, fm.mask > 0)
+    assert np.array_equal(drawn.mask, mask)  # the drawn result is not changed in place
+    raw = segment_frame(frame, None, PostprocessParams(outline_sigma=1.5, refine=False))
+    assert np.array_equal(raw.mask, mask)  # --no-refine: the spline's outline as it is
