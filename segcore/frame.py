@@ -88,8 +88,8 @@ def segment_frame(
     3. in a band of two network pixels around the boundary, tile by tile, the cubic B-spline
        upsampled probability (optionally refined by a colour guided filter on the photo)
        decides each full-resolution pixel;
-    4. with refinement on, the outline drawn again from the alpha blurred by the card's
-       ``outline_sigma`` frame pixels (:func:`segcore.mask.smooth_outline`); then specks
+    4. with the learned edge refiner, the outline drawn again from the alpha blurred by the
+       card's ``outline_sigma`` frame pixels (:func:`segcore.mask.smooth_outline`); then specks
        and enclosed holes the edges left that are smaller than the card's
        ``edge_speck_share`` of the frame go (the alpha follows the mask there).
 
@@ -98,7 +98,10 @@ def segment_frame(
     step 1 (temporal consistency: :class:`segcore.temporal.SequenceSmoother`).
     """
     fm = _segment(bgr, segmenter, post, rim_colours, smooth)
-    sigma = post.outline_sigma if post.refine else 0.0
+    # the learned refiner's outline only: the guided filter's is smooth already (blurred
+    # again it lost 0.004 BF@2px on the validation families), the spline's is the spline's
+    learned = post.refine and getattr(segmenter, "edges", None) is not None
+    sigma = post.outline_sigma if learned else 0.0
     if post.edge_speck_share <= 0 and sigma <= 0:
         return fm
     t0 = time.perf_counter()

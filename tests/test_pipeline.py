@@ -114,8 +114,9 @@ def test_edge_speck_share_removes_the_edges_specks_and_fills_their_holes(monkeyp
     assert np.array_equal(off.mask, mask)  # 0, the default (older cards): nothing changes
 
 
-def test_outline_sigma_redraws_the_refined_outline_and_not_without_refinement(monkeypatch):
+def test_outline_sigma_redraws_the_learned_refiners_outline_only(monkeypatch):
     from dataclasses import replace
+    from types import SimpleNamespace
 
     import segcore.frame as frame_mod
     from segcore.card import PostprocessParams
@@ -127,9 +128,14 @@ def test_outline_sigma_redraws_the_refined_outline_and_not_without_refinement(mo
     drawn = FrameMasks(mask, mask.copy(), np.zeros((20, 30), np.float32), {"refine": 0.0})
     monkeypatch.setattr(frame_mod, "_segment", lambda *a: replace(drawn))
     frame = np.zeros((200, 300, 3), np.uint8)
-    fm = segment_frame(frame, None, PostprocessParams(outline_sigma=1.5))
+    learned = SimpleNamespace(edges=object())  # a segmenter with a learned edge refiner
+    fm = segment_frame(frame, learned, PostprocessParams(outline_sigma=1.5))
     assert not fm.mask[39].any() and fm.mask[40:160, 64:236].all()
     assert np.array_equal(fm.alpha > 127, fm.mask > 0)
     assert np.array_equal(drawn.mask, mask)  # the drawn result is not changed in place
-    raw = segment_frame(frame, None, PostprocessParams(outline_sigma=1.5, refine=False))
+    raw = segment_frame(frame, learned, PostprocessParams(outline_sigma=1.5, refine=False))
     assert np.array_equal(raw.mask, mask)  # --no-refine: the spline's outline as it is
+    guided = SimpleNamespace(edges=None)  # --edges guided: the filter's outline as it is
+    assert np.array_equal(
+        segment_frame(frame, guided, PostprocessParams(outline_sigma=1.5)).mask, mask
+    )
