@@ -57,9 +57,9 @@ class PostprocessParams:
     # satellite_gap (a share of the frame's long side) go (0: off, as cards without the field)
     satellite_share: float = 0.0
     satellite_gap: float = 0.05
-    # with the learned edge refiner, the full-resolution outline redrawn from the alpha
-    # blurred by a Gaussian of this many frame pixels, before the speck clean-up (0: off, as
-    # cards without the field)
+    # with the learned edge refiner in one stage, the full-resolution outline redrawn from
+    # the alpha blurred by a Gaussian of this many frame pixels, before the speck clean-up
+    # (0: off, as cards without the field)
     outline_sigma: float = 0.0
 
     @classmethod
