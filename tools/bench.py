@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -143,8 +144,6 @@ def run_job(
     if r.returncode:
         raise RuntimeError(r.stderr[-2000:])
     n, dt, rss = r.stdout.split()[-3:]
-    import shutil
-
     shutil.rmtree(out, ignore_errors=True)
     return {
         "frames": int(n),
@@ -168,6 +167,25 @@ n = len(times)
 print(json.dumps({"frames": n, "seconds": time.perf_counter() - t0, "first": times[0],
                   "steady": (n - 1) / (times[-1] - times[0]) if n > 1 else None}))
 """
+
+
+def _scratch_run(script: str, src: Path, rest: list[str], name: str, env=None) -> dict:
+    """Run ``script`` in a fresh Python as ``script SRC OUT *rest`` (OUT a scratch folder,
+    removed after) and return the JSON of its last printed line."""
+    out = Path(tempfile.mkdtemp(prefix=f"segcore-bench-{name}-"))
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", script, str(src), str(out), *rest],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    if r.returncode:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def many_section(workdir: Path, model: str | None, frames: int = 12, sequences: int = 2) -> str:
@@ -201,17 +219,7 @@ def many_section(workdir: Path, model: str | None, frames: int = 12, sequences: 
         print("Ray is not installed: the Ray rows are left out (pip install ray)")
     for label, ray_arg in backends:
         for workers in (1, 2):
-            out = Path(tempfile.mkdtemp(prefix="segcore-bench-many-"))
-            args = [str(src), str(out), str(workers), ray_arg, model or ""]
-            r = subprocess.run(
-                [sys.executable, "-c", MANY_RUN, *args], capture_output=True, text=True, cwd=ROOT
-            )
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
-            if r.returncode:
-                raise RuntimeError(r.stderr[-2000:])
-            m = json.loads(r.stdout.strip().splitlines()[-1])
+            m = _scratch_run(MANY_RUN, src, [str(workers), ray_arg, model or ""], "many")
             rows.append(
                 f"| {label} | {workers} | {m['frames']} | {m['seconds']:.1f} | "
                 f"{m['frames'] / m['seconds']:.2f} | {m['first']:.1f} | {m['steady']:.2f} |"
@@ -246,8 +254,6 @@ def adapt_section(workdir: Path, model: str | None, frames: int = 36) -> str:
     """``segcore adapt`` on ``frames`` frames at 1280x960 with one corrected frame (the bundled
     ring's true mask, scaled up): the fit and the fit + re-segmentation (masks + RGBA), through
     ONNX Runtime and through OpenCV's DNN (what Blender runs), each in a fresh process."""
-    import shutil
-
     from segcore.io import read_label, write_png
 
     src = workdir / f"adapt{frames}"
@@ -263,15 +269,8 @@ def adapt_section(workdir: Path, model: str | None, frames: int = 36) -> str:
         "|---|---|---|---|---|",
     ]
     for label, backend in (("ONNX Runtime", None), ("OpenCV's DNN (Blender)", "opencv")):
-        out = Path(tempfile.mkdtemp(prefix="segcore-bench-adapt-"))
         env = {**os.environ, **({"SEGCORE_BACKEND": backend} if backend else {})}
-        args = [str(src), str(out), str(corrected), model or ""]
-        r = subprocess.run([sys.executable, "-c", ADAPT_RUN, *args], capture_output=True,
-                           text=True, cwd=ROOT, env=env)  # fmt: skip
-        shutil.rmtree(out, ignore_errors=True)
-        if r.returncode:
-            raise RuntimeError(r.stderr[-2000:])
-        m = json.loads(r.stdout.strip().splitlines()[-1])
+        m = _scratch_run(ADAPT_RUN, src, [str(corrected), model or ""], "adapt", env)
         rows.append(
             f"| {label} | {m['adapted']} | {m['segment']:.1f} | {m['fit']:.1f} | {m['total']:.1f} |"
         )
